@@ -1,0 +1,118 @@
+"""`RtmpGateway`: an async Ray actor per node that runs the RTMP server.
+
+It authenticates stream keys against Redis and hands each published stream's packets, in
+batches, to that stream's `StreamIngest` actor (created on first publish).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import ray
+import redis.asyncio as aioredis
+from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .. import store
+from ..runtime.rtmp.chunk import RtmpMessage
+from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
+from ..settings import Settings
+from .stream import StreamIngestActor, actor_name
+
+log = logging.getLogger(__name__)
+NAMESPACE = "raylive"
+
+
+class _StreamSink:
+    """Forwards one connection's media to its stream actor."""
+
+    def __init__(self, conn: RtmpConnection, actor: ActorHandle, token: str, name: str) -> None:
+        self.conn = conn
+        self.actor = actor
+        self.token = token
+        self.name = name
+
+    async def send(self, messages: list[RtmpMessage]) -> None:
+        batch = [(m.type_id, m.timestamp, m.payload) for m in messages]
+        result = await self.actor.push.remote(self.token, batch)
+        if not result["ok"]:
+            log.warning("stream %s: closing publisher: %s", self.name, result["reason"])
+            await self.conn.stop(result["reason"])
+
+    async def close(self, reason: str) -> None:
+        await self.actor.release.remote(self.token, reason)
+
+
+class _Authorizer:
+    def __init__(self, gateway: RtmpGateway) -> None:
+        self.gw = gateway
+
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> _StreamSink:
+        gw = self.gw
+        if app != gw.settings.rtmp.app:
+            raise PublishRefused("NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>")
+        name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
+        name = name_raw.decode() if name_raw else None
+        digest = await gw.redis.hget(store.stream_key(name), "key_hash") if name else None
+        if name is None or not store.check_stream_key(name, digest, stream_key):
+            gw.rejections += 1
+            raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
+        actor = gw.stream_actor(name)
+        token = secrets.token_hex(8)
+        claim = await actor.claim.remote(token, str(conn.peer))
+        if not claim["ok"]:
+            gw.rejections += 1
+            raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
+        conn.stream_name = name
+        log.info("rtmp conn %s: publishing stream %s", conn.id, name)
+        return _StreamSink(conn, actor, token, name)
+
+
+class RtmpGateway:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.redis = aioredis.Redis.from_url(redis_url)
+        rt = settings.rtmp
+        cfg = RtmpServerConfig(
+            handshake_timeout_s=rt.handshake_timeout_s,
+            idle_timeout_s=rt.idle_timeout_s,
+            flush_interval_s=rt.flush_interval_s,
+            max_message_size=rt.max_message_size,
+            max_connections=rt.max_connections,
+        )
+        self.server = RtmpServer(_Authorizer(self), cfg)
+        self.rejections = 0
+        self.port = 0
+
+    async def start(self) -> int:
+        self.port = await self.server.start(self.settings.host, self.settings.rtmp.port)
+        log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        await self.server.stop("Server shutting down.")
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "connections": len(self.server.connections),
+            "publishing": sorted(c.stream_name for c in self.server.connections.values() if c.stream_name),
+            "rejections": self.rejections + self.server.rejected,
+        }
+
+    def stream_actor(self, name: str) -> ActorHandle:
+        node_id = ray.get_runtime_context().get_node_id()
+        return StreamIngestActor.options(  # type: ignore[attr-defined,no-any-return]
+            name=actor_name(name),
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely.
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
+        ).remote(name, self.redis_url, self.settings.hls)
+
+
+RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)

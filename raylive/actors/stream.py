@@ -1,0 +1,125 @@
+"""`StreamIngest`: the one Ray actor that owns a live stream's timeline and packaging.
+
+Created by the gateway on publish and named `stream:NAME:ingest` so the Ray dashboard shows it.
+It takes batches of RTMP media messages (one actor call per flush interval, not per packet),
+and writes segments and playlists to Redis, from where any playback replica serves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+import ray
+import redis
+
+from .. import store
+from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
+from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
+from ..settings import HlsSettings
+
+log = logging.getLogger(__name__)
+
+
+def actor_name(stream: str) -> str:
+    return f"stream:{stream}:ingest"
+
+
+class StreamIngest:
+    def __init__(self, name: str, redis_url: str, hls: HlsSettings) -> None:
+        self.name = name
+        self.hls = hls
+        self.redis = redis.Redis.from_url(redis_url)
+        self.owner: str | None = None  # connection token of the current publisher
+        self.timeline: IngestTimeline | None = None
+        self.presentation: LiveHlsPresentation | None = None
+        self.started_at = 0.0
+        self.error: str | None = None
+
+    # -- publisher lifecycle -----------------------------------------------------------
+    def claim(self, token: str, peer: str) -> dict[str, Any]:
+        if self.owner is not None and self.owner != token:
+            return {"ok": False, "reason": f"stream {self.name} is already being published"}
+        self.owner = token
+        self.error = None
+        self.timeline = IngestTimeline()
+        self.presentation = LiveHlsPresentation(
+            secrets.token_hex(4), int(self.hls.target_duration_s * 1000), self.hls.window_segments
+        )
+        self.started_at = time.time()
+        # Drop the previous publish's playlists: viewers wait for this one's first segment.
+        stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
+        self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
+        self._set_state(
+            "live",
+            started_at=self.started_at,
+            node=socket.gethostname(),
+            actor=actor_name(self.name),
+            pid=os.getpid(),
+            epoch=self.presentation.epoch,
+        )
+        log.info("stream %s: publish started from %s", self.name, peer)
+        return {"ok": True, "epoch": self.presentation.epoch}
+
+    def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
+        if token != self.owner or self.timeline is None or self.presentation is None:
+            return {"ok": False, "reason": "not the current publisher"}
+        try:
+            files = self.presentation.push(self.timeline.push(batch))
+        except UnsupportedMedia as exc:
+            self.error = str(exc)
+            log.warning("stream %s: %s", self.name, exc)
+            return {"ok": False, "reason": str(exc)}
+        if files:
+            self._write(files, self.hls.segment_ttl_s)
+            self._update_status()
+        return {"ok": True}
+
+    def release(self, token: str, reason: str) -> None:
+        """The publisher is gone: close the last segments and end every playlist."""
+        if token != self.owner or self.presentation is None:
+            return
+        self.owner = None
+        files = self.presentation.finish()
+        ttl = self.hls.ended_ttl_s
+        self._write(files, ttl)
+        with self.redis.pipeline() as p:
+            for path in self.presentation.retained_paths():
+                p.expire(store.file_key(self.name, path), ttl)
+            p.execute()
+        self._update_status()
+        self._set_state("ended", ended_at=time.time(), end_reason=self.error or reason)
+        log.info("stream %s: publish ended (%s)", self.name, reason)
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "live": self.owner is not None, "epoch": self.presentation.epoch if self.presentation else None}
+
+    # -- Redis ---------------------------------------------------------------------------
+    def _write(self, files: list[StoredFile], ttl: int) -> None:
+        with self.redis.pipeline(transaction=False) as p:
+            # Files arrive in dependency order (segment before the playlist naming it).
+            for f in files:
+                p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
+            p.execute()
+
+    def _set_state(self, state: str, **fields: Any) -> None:
+        self.redis.hset(store.live_key(self.name), mapping={"state": state, **{k: str(v) for k, v in fields.items()}})
+
+    def _update_status(self) -> None:
+        assert self.timeline is not None and self.presentation is not None
+        kbps, fps = self.timeline.stats.rates()
+        fields: dict[str, Any] = {"bitrate_kbps": round(kbps, 1), "fps": round(fps, 2)}
+        pkg = self.presentation.packager
+        if pkg.sps is not None:
+            fields.update(video_codec=pkg.sps.codec_string, resolution=f"{pkg.sps.width}x{pkg.sps.height}")
+        if pkg.aac is not None:
+            fields.update(audio_codec=pkg.aac.codec_string, sample_rate=pkg.aac.sample_rate)
+        fields["keyframe_interval_ms"] = self.timeline.stats.keyframe_interval_ms
+        self.redis.hset(store.live_key(self.name), mapping={k: str(v) for k, v in fields.items()})
+
+
+StreamIngestActor = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)(StreamIngest)

@@ -1,0 +1,70 @@
+"""A local Ray head that raylive starts (`ray start --head --block`) in its own session.
+
+Its own session keeps a terminal's Ctrl-C (sent to the whole foreground process group) from
+killing Ray under raylive's feet: raylive first drains streams, then stops Ray itself, and a
+final kill of the session's process group leaves no Ray process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .redis_server import free_port
+
+
+class LocalRayHead:
+    def __init__(self, log_dir: Path, dashboard: bool) -> None:
+        self.log_dir = log_dir
+        self.dashboard = dashboard
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        import ray
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        args = [
+            ray_cli if os.path.exists(ray_cli) else "ray",
+            "start", "--head", "--block", "--disable-usage-stats",
+            "--port", str(self.port),
+            f"--include-dashboard={'true' if self.dashboard else 'false'}",
+            "--dashboard-host", "127.0.0.1",
+        ]  # fmt: skip
+        with open(self.log_dir / "ray-head.log", "ab") as out:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        address = f"{ray.util.get_node_ip_address()}:{self.port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Ray head exited with {self.proc.returncode}; see {self.log_dir / 'ray-head.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return address
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("Ray head did not start in time") from None
+                time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in Ray's session
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.proc = None

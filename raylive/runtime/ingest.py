@@ -1,0 +1,153 @@
+"""From RTMP media messages to a timed, typed stream: timestamp unwrapping, FLV parsing, stats.
+
+The per-stream actor owns one `IngestTimeline`; its output feeds the packager (and, later, the
+transcoder and researcher taps). Pure computation, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import flv
+from .rtmp import amf0
+from .rtmp.chunk import AUDIO, DATA_AMF0, VIDEO
+
+
+class UnsupportedMedia(ValueError):
+    """The publisher sends something this server cannot package (e.g. a codec)."""
+
+
+@dataclass(slots=True)
+class VideoConfig:
+    avcc: bytes
+
+
+@dataclass(slots=True)
+class VideoFrame:
+    dts_ms: int
+    cts_ms: int
+    keyframe: bool
+    data: bytes
+
+
+@dataclass(slots=True)
+class AudioConfig:
+    audio_specific_config: bytes
+
+
+@dataclass(slots=True)
+class AudioFrame:
+    dts_ms: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class Metadata:
+    values: dict[str, Any]
+
+
+MediaEvent = VideoConfig | VideoFrame | AudioConfig | AudioFrame | Metadata
+
+RawMessage = tuple[int, int, bytes]  # (RTMP type id, 32-bit ms timestamp, payload)
+
+
+@dataclass
+class IngestStats:
+    bytes_in: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+    keyframes: int = 0
+    last_keyframe_ms: int | None = None
+    keyframe_interval_ms: int = 0
+    _recent: deque[tuple[float, int, int]] = field(default_factory=deque)  # (wall, bytes, video frames)
+
+    def sample(self, now: float) -> None:
+        if self._recent and now - self._recent[-1][0] < 0.5:
+            return
+        self._recent.append((now, self.bytes_in, self.video_frames))
+        while len(self._recent) > 2 and now - self._recent[0][0] > 5:
+            self._recent.popleft()
+
+    def rates(self) -> tuple[float, float]:
+        """(bitrate kbps, fps) over the last few seconds of wall time."""
+        if len(self._recent) < 2:
+            return 0.0, 0.0
+        (t0, b0, f0), (t1, b1, f1) = self._recent[0], self._recent[-1]
+        dt = t1 - t0
+        return ((b1 - b0) * 8 / 1000 / dt, (f1 - f0) / dt) if dt > 0 else (0.0, 0.0)
+
+
+class IngestTimeline:
+    def __init__(self) -> None:
+        self._last_raw: int | None = None
+        self._ext = 0
+        self._origin: int | None = None
+        self.stats = IngestStats()
+        self.metadata: dict[str, Any] = {}
+
+    def _unwrap(self, raw: int) -> int:
+        """32-bit wrapping RTMP ms timestamps -> ms since the stream's first message."""
+        if self._last_raw is None:
+            self._ext = raw
+        else:
+            delta = (raw - self._last_raw) & 0xFFFFFFFF
+            if delta >= 0x80000000:  # went backwards (interleaving or a real jump back)
+                delta -= 0x100000000
+            self._ext += delta
+        self._last_raw = raw
+        if self._origin is None:
+            self._origin = self._ext
+        return max(0, self._ext - self._origin)
+
+    def push(self, messages: list[RawMessage]) -> list[MediaEvent]:
+        out: list[MediaEvent] = []
+        for type_id, ts, payload in messages:
+            self.stats.bytes_in += len(payload)
+            if type_id == VIDEO:
+                self._video(ts, payload, out)
+            elif type_id == AUDIO:
+                self._audio(ts, payload, out)
+            elif type_id == DATA_AMF0:
+                self._data(payload, out)
+        self.stats.sample(time.monotonic())
+        return out
+
+    def _video(self, ts: int, payload: bytes, out: list[MediaEvent]) -> None:
+        tag = flv.parse_video(payload)
+        if isinstance(tag, flv.UnsupportedCodec):
+            raise UnsupportedMedia(f"unsupported video codec {tag.name}; publish H.264")
+        if isinstance(tag, flv.AvcConfig):
+            out.append(VideoConfig(tag.record))
+        elif isinstance(tag, flv.AvcFrame):
+            dts = self._unwrap(ts)
+            self.stats.video_frames += 1
+            if tag.keyframe:
+                self.stats.keyframes += 1
+                if self.stats.last_keyframe_ms is not None:
+                    self.stats.keyframe_interval_ms = dts - self.stats.last_keyframe_ms
+                self.stats.last_keyframe_ms = dts
+            out.append(VideoFrame(dts, tag.composition_time, tag.keyframe, tag.data))
+
+    def _audio(self, ts: int, payload: bytes, out: list[MediaEvent]) -> None:
+        tag = flv.parse_audio(payload)
+        if isinstance(tag, flv.UnsupportedCodec):
+            raise UnsupportedMedia(f"unsupported audio codec {tag.name}; publish AAC")
+        if isinstance(tag, flv.AacConfig):
+            out.append(AudioConfig(tag.audio_specific_config))
+        elif isinstance(tag, flv.AacFrame):
+            self.stats.audio_frames += 1
+            out.append(AudioFrame(self._unwrap(ts), tag.data))
+
+    def _data(self, payload: bytes, out: list[MediaEvent]) -> None:
+        try:
+            values = amf0.decode(payload)
+        except amf0.Amf0Error:
+            return  # metadata is advisory; a malformed one must not end the stream
+        if values and values[0] == "@setDataFrame":
+            values = values[1:]
+        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+            self.metadata = {k: v for k, v in values[1].items() if isinstance(v, (int, float, str, bool))}
+            out.append(Metadata(self.metadata))

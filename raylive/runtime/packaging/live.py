@@ -1,0 +1,152 @@
+"""One live stream's HLS presentation: media events in, files (segments, playlists) out.
+
+`LiveHlsPresentation` combines the CMAF segmenter with sliding-window playlists and the
+multivariant playlist. It returns `StoredFile`s; where they are stored is the caller's business.
+Paths are relative to the stream's root (`/live/NAME/`); segment names carry the publish epoch so
+that a republished stream never reuses a name a cache may hold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..ingest import AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame
+from .cmaf import CmafPackager, InitSegment, MediaSegment, PackagerOutput
+from .hls import AudioRendition, MediaPlaylist, PlaylistSegment, VideoVariant, render_multivariant
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+RENDITION_DIRS = {"video": "source", "audio": "audio"}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    path: str
+    data: bytes
+    content_type: str
+    immutable: bool
+
+
+@dataclass
+class _Rendition:
+    name: str  # directory under the stream root
+    init: InitSegment
+    playlist: MediaPlaylist
+    peak_bps: int = 0
+    total_bits: int = 0
+    total_s: float = 0.0
+    frames: int = 0
+    segments_out: int = 0
+    paths: dict[str, float] = field(default_factory=dict)  # segment path -> seconds
+
+    @property
+    def average_bps(self) -> int:
+        return int(self.total_bits / self.total_s) if self.total_s else 0
+
+
+class LiveHlsPresentation:
+    def __init__(self, epoch: str, target_duration_ms: int = 2000, window: int = 6, wall_start: float | None = None) -> None:
+        self.epoch = epoch
+        self.window = window
+        self.packager = CmafPackager(target_duration_ms)
+        self.wall_start = time.time() if wall_start is None else wall_start
+        self.renditions: dict[str, _Rendition] = {}
+        self.ended = False
+        self._target_s = max(1, round(target_duration_ms / 1000))
+        self._master = ""
+
+    # -- input ---------------------------------------------------------------------------
+    def push(self, events: list[MediaEvent]) -> list[StoredFile]:
+        outputs: list[PackagerOutput] = []
+        p = self.packager
+        for ev in events:
+            if isinstance(ev, VideoFrame):
+                outputs += p.video_frame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data)
+            elif isinstance(ev, AudioFrame):
+                outputs += p.audio_frame(ev.dts_ms, ev.data)
+            elif isinstance(ev, VideoConfig):
+                outputs += p.video_config(ev.avcc)
+            elif isinstance(ev, AudioConfig):
+                outputs += p.audio_config(ev.audio_specific_config)
+            elif isinstance(ev, Metadata):
+                pass
+        return self._store(outputs)
+
+    def finish(self) -> list[StoredFile]:
+        """End of stream: last segments, and every playlist gets EXT-X-ENDLIST."""
+        files = self._store(self.packager.finish())
+        self.ended = True
+        for r in self.renditions.values():
+            r.playlist.ended = True
+            files.append(self._playlist_file(r))
+        if self.renditions:
+            files += self._master_files(force=True)
+        return files
+
+    # -- output --------------------------------------------------------------------------
+    def _store(self, outputs: list[PackagerOutput]) -> list[StoredFile]:
+        files: list[StoredFile] = []
+        for out in outputs:
+            if isinstance(out, InitSegment):
+                name = RENDITION_DIRS[out.rendition]
+                init_path = f"init-{self.epoch}.mp4"
+                pl = MediaPlaylist(init_uri=init_path, window=self.window, target_duration=self._target_s)
+                self.renditions[out.rendition] = _Rendition(name, out, pl)
+                files.append(StoredFile(f"{name}/{init_path}", out.data, _mp4_type(out.rendition), True))
+            elif isinstance(out, MediaSegment):
+                r = self.renditions[out.rendition]
+                seg_name = f"{self.epoch}-{out.index}.m4s"
+                files.append(StoredFile(f"{r.name}/{seg_name}", out.data, _mp4_type(out.rendition), True))
+                bits = len(out.data) * 8
+                if out.duration_s > 0:
+                    r.peak_bps = max(r.peak_bps, int(bits / out.duration_s))
+                r.total_bits += bits
+                r.total_s += out.duration_s
+                r.frames += out.frames
+                r.segments_out += 1
+                removed = r.playlist.append(PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s))
+                for old in removed:
+                    r.paths.pop(f"{r.name}/{old.uri}", None)
+                r.paths[f"{r.name}/{seg_name}"] = out.duration_s
+                files.append(self._playlist_file(r))
+        if any(isinstance(o, MediaSegment) for o in outputs):
+            files += self._master_files()
+        return files
+
+    def _playlist_file(self, r: _Rendition) -> StoredFile:
+        return StoredFile(f"{r.name}/index.m3u8", r.playlist.render().encode(), PLAYLIST_TYPE, False)
+
+    def _master_files(self, force: bool = False) -> list[StoredFile]:
+        # Only advertise renditions once each has a segment, so no player meets an empty playlist.
+        if not force and any(r.segments_out == 0 for r in self.renditions.values()):
+            return []
+        text = self.multivariant()
+        if text == self._master:
+            return []
+        self._master = text
+        return [StoredFile("index.m3u8", text.encode(), PLAYLIST_TYPE, False)]
+
+    def multivariant(self) -> str:
+        videos = []
+        v = self.renditions.get("video")
+        if v is not None:
+            fps = v.frames / v.total_s if v.total_s else 0.0
+            videos.append(
+                VideoVariant(f"{v.name}/index.m3u8", v.peak_bps, v.average_bps, v.init.codec, v.init.width, v.init.height, round(fps, 3))
+            )
+        a = self.renditions.get("audio")
+        audio = None
+        if a is not None:
+            audio = AudioRendition(f"{a.name}/index.m3u8", "audio", "default", a.init.codec, max(a.peak_bps, a.average_bps), a.init.channels)
+        return render_multivariant(videos, audio)
+
+    def retained_paths(self) -> list[str]:
+        """Every stored path still referenced by a playlist (for TTL extension at the end)."""
+        paths = ["index.m3u8"]
+        for r in self.renditions.values():
+            paths += [f"{r.name}/index.m3u8", f"{r.name}/{r.playlist.init_uri}", *r.paths]
+        return paths
+
+
+def _mp4_type(rendition: str) -> str:
+    return "audio/mp4" if rendition == "audio" else "video/mp4"

@@ -1,0 +1,210 @@
+"""asyncio RTMP server: sockets, timeouts and batching around `RtmpServerSession`.
+
+What happens to a published stream is decided by a `PublishAuthorizer` (the gateway actor
+supplies one backed by Redis and the per-stream actors); tests can stand in a simple one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from .chunk import ChunkError, RtmpMessage
+from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, Unpublished
+
+log = logging.getLogger(__name__)
+
+
+class PublishRefused(Exception):
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+class PublishSink(Protocol):
+    async def send(self, messages: list[RtmpMessage]) -> None: ...
+
+    async def close(self, reason: str) -> None: ...
+
+
+class PublishAuthorizer(Protocol):
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> PublishSink:
+        """Return where the stream's media goes, or raise PublishRefused."""
+        ...
+
+
+@dataclass
+class RtmpServerConfig:
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    flush_interval_s: float = 0.05
+    max_pending_bytes: int = 32 << 20
+    max_message_size: int = 16 << 20
+    max_connections: int = 1000
+
+
+_conn_ids = itertools.count(1)
+
+
+class RtmpConnection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        authorizer: PublishAuthorizer,
+        config: RtmpServerConfig,
+    ) -> None:
+        self.id = next(_conn_ids)
+        self.peer = writer.get_extra_info("peername")
+        self.stream_name = ""  # set by the authorizer; never the key
+        self._reader = reader
+        self._writer = writer
+        self._auth = authorizer
+        self._cfg = config
+        self._session = RtmpServerSession(config.max_message_size)
+        self._sink: PublishSink | None = None
+        self._pending: list[RtmpMessage] = []
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._closing = False
+        self.bytes_in = 0
+
+    async def run(self) -> None:
+        pump: asyncio.Task[None] | None = None
+        reason = "peer closed"
+        try:
+            while not self._closing:
+                timeout = self._cfg.idle_timeout_s if self._session.handshake_done else self._cfg.handshake_timeout_s
+                try:
+                    data = await asyncio.wait_for(self._reader.read(65536), timeout)
+                except asyncio.TimeoutError:
+                    reason = "timeout"
+                    log.info("rtmp conn %s %s: %s timeout", self.id, self.peer, "idle" if self._session.handshake_done else "handshake")
+                    break
+                if not data:
+                    break
+                self.bytes_in += len(data)
+                events = self._session.feed(data)
+                await self._flush_out()
+                for ev in events:
+                    if isinstance(ev, MediaReceived):
+                        self._pending.append(ev.message)
+                        self._pending_bytes += len(ev.message.payload)
+                    elif isinstance(ev, PublishRequested):
+                        await self._on_publish(ev)
+                        if self._sink is not None and pump is None:
+                            pump = asyncio.create_task(self._pump())
+                    elif isinstance(ev, Unpublished):
+                        reason = "unpublished"
+                        self._closing = True
+                if self._pending:
+                    self._wake.set()
+                    if self._pending_bytes > self._cfg.max_pending_bytes:
+                        self._drained.clear()
+                        await self._drained.wait()  # backpressure: stop reading until the sink catches up
+        except (RtmpProtocolError, ChunkError) as exc:
+            reason = "protocol error"
+            log.warning("rtmp conn %s %s: protocol error, closing: %s", self.id, self.peer, exc)
+        except (ConnectionError, OSError) as exc:
+            reason = "connection lost"
+            log.info("rtmp conn %s %s: %s", self.id, self.peer, exc)
+        finally:
+            self._closing = True
+            if pump is not None:
+                self._wake.set()
+                try:
+                    await pump  # delivers what is already buffered: nothing received is lost
+                except Exception:  # noqa: BLE001 - the sink already logged; we are closing anyway
+                    log.exception("rtmp conn %s: final flush failed", self.id)
+            if self._sink is not None:
+                try:
+                    await self._sink.close(reason)
+                except Exception:  # noqa: BLE001
+                    log.exception("rtmp conn %s: sink close failed", self.id)
+            self._writer.close()
+
+    async def stop(self, description: str) -> None:
+        """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""
+        self._session.end_publish(description)
+        await self._flush_out()
+        self._closing = True
+        self._reader.feed_eof()
+
+    async def _on_publish(self, ev: PublishRequested) -> None:
+        try:
+            self._sink = await self._auth.open(self, ev.app, ev.stream_key)
+        except PublishRefused as exc:
+            log.info("rtmp conn %s %s: publish refused: %s", self.id, self.peer, exc.code)
+            self._session.reject_publish(exc.code, exc.description)
+            await self._flush_out()
+            self._closing = True
+            return
+        self._session.accept_publish()
+        await self._flush_out()
+
+    async def _flush_out(self) -> None:
+        out = self._session.data_to_send()
+        if out and not self._writer.is_closing():
+            self._writer.write(out)
+            await self._writer.drain()
+
+    async def _pump(self) -> None:
+        assert self._sink is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                started = time.monotonic()
+                await self._sink.send(batch)
+                self._drained.set()
+                # Coalesce: at most one actor call per flush interval per stream.
+                elapsed = time.monotonic() - started
+                if elapsed < self._cfg.flush_interval_s and not self._closing:
+                    await asyncio.sleep(self._cfg.flush_interval_s - elapsed)
+            elif self._closing:
+                return
+            if self._closing and not self._pending:
+                return
+
+
+class RtmpServer:
+    def __init__(self, authorizer: PublishAuthorizer, config: RtmpServerConfig | None = None) -> None:
+        self._auth = authorizer
+        self._cfg = config or RtmpServerConfig()
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: dict[int, RtmpConnection] = {}
+        self.rejected = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._handle, host, port)
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self._cfg.max_connections:
+            self.rejected += 1
+            log.warning("rtmp: connection limit %d reached, refusing %s", self._cfg.max_connections, writer.get_extra_info("peername"))
+            writer.close()
+            return
+        conn = RtmpConnection(reader, writer, self._auth, self._cfg)
+        self.connections[conn.id] = conn
+        try:
+            await conn.run()
+        finally:
+            self.connections.pop(conn.id, None)
+
+    async def stop(self, description: str = "Server shutting down.") -> None:
+        if self._server is not None:
+            self._server.close()
+        conns = list(self.connections.values())
+        await asyncio.gather(*(c.stop(description) for c in conns), return_exceptions=True)
+        deadline = time.monotonic() + 5
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

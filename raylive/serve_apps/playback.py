@@ -1,0 +1,110 @@
+"""Playback Serve app: HLS playlists and CMAF segments for viewers, read from Redis.
+
+Any replica on any node can serve any stream because the stream actors write every file to
+Redis. Segments and init segments are immutable (their names carry the publish epoch), so each
+replica keeps an LRU cache of them; playlists are always read fresh.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import redis.asyncio as aioredis
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import store
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+IMMUTABLE = "public, max-age=31536000, immutable"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Range, Origin, Accept",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Type",
+}
+PATH_RE = re.compile(
+    r"^/live/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/"
+    r"(?:(?P<master>index\.m3u8)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
+)
+
+
+class SegmentCache:
+    """Byte-bounded LRU of immutable files."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes or key in self._items:
+            return
+        self._items[key] = data
+        self.bytes += len(data)
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= len(old)
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers={**CORS, "Cache-Control": "no-store"})
+
+
+class PlaybackApp:
+    def __init__(self, redis_url: str, segment_cache_mb: int = 256) -> None:
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.cache = SegmentCache(segment_cache_mb << 20)
+
+    async def __call__(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={**CORS, "Access-Control-Max-Age": "86400"})
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, "method not allowed")
+        path = request.url.path
+        if path == "/healthz":
+            return JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
+        m = PATH_RE.match(path)
+        if m is None:
+            return _error(404, "not found")
+        name = m["name"]
+        if m["master"]:
+            return await self._playlist(name, "index.m3u8", master=True)
+        rel = f"{m['rendition']}/{m['file']}"
+        if m["file"] == "index.m3u8":
+            return await self._playlist(name, rel, master=False)
+        key = store.file_key(name, rel)
+        data = self.cache.get(key)
+        if data is None:
+            data = await self.redis.get(key)
+            if data is None:
+                return _error(404, "segment not found (expired or never produced)")
+            self.cache.put(key, data)
+        ctype = "audio/mp4" if m["rendition"] == "audio" else "video/mp4"
+        body = b"" if request.method == "HEAD" else data
+        return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
+
+    async def _playlist(self, name: str, rel: str, master: bool) -> Response:
+        data = await self.redis.get(store.file_key(name, rel))
+        if data is None:
+            state = await self.redis.hget(store.live_key(name), "state")
+            if state == b"live":
+                return _error(404, f"stream {name} is live but has no playable segment yet")
+            return _error(404, f"stream {name} is not live")
+        if b"#EXT-X-ENDLIST" in data:
+            cache = "public, max-age=30"
+        else:
+            # Live playlists change every segment: let a CDN coalesce requests for a moment only.
+            cache = "public, max-age=2" if master else "public, max-age=1"
+        return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": cache})
+
+
+PlaybackDeployment = serve.deployment(name="playback")(PlaybackApp)

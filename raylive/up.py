@@ -1,0 +1,152 @@
+"""`raylive up`: Redis, Ray, the RTMP gateways and the Serve endpoint, in the foreground."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .ray_head import LocalRayHead
+from .redis_server import EmbeddedRedis
+from .settings import Settings
+
+log = logging.getLogger("raylive")
+RUNTIME_FILE = "raylive.json"
+NAMESPACE = "raylive"
+
+
+def runtime_path(data_dir: Path) -> Path:
+    return data_dir / RUNTIME_FILE
+
+
+def read_runtime(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        info: dict[str, Any] = json.loads(runtime_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None  # left behind by a raylive that is no longer running
+    return info
+
+
+class Raylive:
+    """Everything `raylive up` starts, and the order it stops them in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_path
+        self.redis: EmbeddedRedis | None = None
+        self.redis_url = settings.redis_url
+        self.gateways: list[Any] = []
+        self.ray_started = False
+        self.ray_head: LocalRayHead | None = None
+
+    def start(self) -> None:
+        import ray
+        from ray import serve
+
+        from .actors.gateway import RtmpGatewayActor
+        from .serve_apps.playback import PlaybackDeployment
+
+        s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.redis_url:
+            self.redis = EmbeddedRedis(self.data_dir / "redis")
+            self.redis_url = self.redis.start()
+        address = s.ray_address
+        if not address:
+            self.ray_head = LocalRayHead(self.data_dir / "logs", s.dashboard)
+            address = self.ray_head.start()
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+        self.ray_started = True
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node in ray.nodes():
+            if not node["Alive"]:
+                continue
+            gw = RtmpGatewayActor.options(  # type: ignore[attr-defined]
+                name=f"gateway:{node['NodeID'][:12]}",
+                namespace=NAMESPACE,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+            ).remote(s, self.redis_url)
+            self.gateways.append(gw)
+        ray.get([gw.start.remote() for gw in self.gateways])
+        serve.start(http_options={"host": s.host, "port": s.http.port})
+        app = PlaybackDeployment.options(  # type: ignore[attr-defined]
+            num_replicas=s.http.replicas,
+            max_ongoing_requests=s.http.max_ongoing_requests,
+            ray_actor_options={"num_cpus": 0},
+        ).bind(self.redis_url, s.http.segment_cache_mb)
+        serve.run(app, name="playback", route_prefix="/", blocking=False)
+        runtime_path(self.data_dir).write_text(
+            json.dumps({"pid": os.getpid(), "redis_url": self.redis_url, "rtmp_port": s.rtmp.port, "http_port": s.http.port, "host": s.host})
+        )
+
+    def stop(self) -> None:
+        """Publishers are told and disconnected, playlists get ENDLIST, then everything exits."""
+        import ray
+
+        if self.ray_started:
+            try:
+                ray.get([gw.stop.remote() for gw in self.gateways], timeout=10)
+            except Exception:  # noqa: BLE001 - keep shutting down whatever failed
+                log.exception("stopping RTMP gateways")
+            try:
+                from ray import serve
+
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["namespace"] == NAMESPACE and actor["name"].startswith(("stream:", "gateway:")):
+                        ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
+                serve.shutdown()
+            except Exception:  # noqa: BLE001
+                log.exception("stopping actors")
+            ray.shutdown()
+        if self.ray_head is not None:
+            self.ray_head.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        runtime_path(self.data_dir).unlink(missing_ok=True)
+
+
+def run_up(settings: Settings) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rl = Raylive(settings)
+    try:
+        rl.start()
+    except BaseException:
+        rl.stop()
+        raise
+    # Ray installs its own handlers during init; ours must win so shutdown is orderly.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else socket.gethostname()
+    print("raylive is up", flush=True)
+    print(f"  publish:  rtmp://{host}:{settings.rtmp.port}/{settings.rtmp.app}/<stream-key>   (raylive keys create NAME)")
+    print(f"  playback: http://{host}:{settings.http.port}/live/<name>/index.m3u8")
+    print(f"  redis:    {rl.redis_url}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    print("raylive: shutting down", flush=True)
+    started = time.monotonic()
+    rl.stop()
+    print(f"raylive: stopped in {time.monotonic() - started:.1f}s", flush=True)
+    return 0
