@@ -130,7 +130,7 @@ class LiveHlsPresentation:
         videos = []
         v = self.renditions.get("video")
         if v is not None:
-            fps = v.frames / v.total_s if v.total_s else 0.0
+            fps = nominal_frame_rate(v.frames / v.total_s) if v.total_s else 0.0
             videos.append(
                 VideoVariant(f"{v.name}/index.m3u8", v.peak_bps, v.average_bps, v.init.codec, v.init.width, v.init.height, round(fps, 3))
             )
@@ -146,6 +146,15 @@ class LiveHlsPresentation:
         for r in self.renditions.values():
             paths += [f"{r.name}/index.m3u8", f"{r.name}/{r.playlist.init_uri}", *r.paths]
         return paths
+
+
+COMMON_RATES = (10.0, 12.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 120.0)
+
+
+def nominal_frame_rate(measured: float) -> float:
+    """Millisecond timestamps blur the rate (30 fps arrives as 33/33/34 ms); snap to the usual ones."""
+    best = min(COMMON_RATES, key=lambda r: abs(r - measured))
+    return best if abs(best - measured) <= 0.01 * best else round(measured, 3)
 
 
 def _mp4_type(rendition: str) -> str:

@@ -1,0 +1,186 @@
+"""End to end with real processes: `raylive up`, the ffmpeg CLI publishing RTMP, ffprobe reading HLS."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from raylive import store
+from raylive.redis_server import EmbeddedRedis
+
+from .conftest import RayliveProcess, start_raylive, stop_raylive
+
+pytestmark = pytest.mark.e2e
+
+TARGET_S, GOP_S = 2.0, 1.0
+
+
+def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """The real ffmpeg CLI: 640x360 test pattern + sine, x264 ultrafast, 1 s GOP, in real time."""
+    duration = ("-t", str(seconds)) if seconds else ()
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         *duration, "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-b:a", "96k", *extra,
+         "-f", "flv", url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_for(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=10)
+
+
+def playlist_ready(url: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        r = get(url)
+        return r.text if r.status_code == 200 else None
+
+    return check
+
+
+def test_publish_and_play_over_hls(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("cam1")
+    base = f"{raylive.base_url}/live/cam1"
+    assert get(f"{base}/index.m3u8").status_code == 404  # not live yet
+    ff = publish(raylive.rtmp_url(key), 10)
+    try:
+        master = wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "the multivariant playlist")
+        streams = raylive.cli("streams")
+        assert re.search(r"^cam1\tlive\t.*resolution=640x360", streams.stdout, re.M), streams.stdout
+        assert ff.wait(30) == 0, ff.stderr.read().decode() if ff.stderr else ""
+    finally:
+        ff.kill()
+    assert isinstance(master, str)
+    assert 'RESOLUTION=640x360' in master and 'CODECS="avc1.' in master and "mp4a.40.2" in master
+    media_url = f"{base}/source/index.m3u8"
+    media = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(media_url).text) else None, 15, "EXT-X-ENDLIST")
+    assert isinstance(media, str)
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in media and "#EXT-X-PROGRAM-DATE-TIME:" in media
+    target = int(re.search(r"#EXT-X-TARGETDURATION:(\d+)", media)[1])  # type: ignore[index]
+    durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+),", media)]
+    assert sum(durations) >= 8.0
+    assert all(d <= target + GOP_S for d in durations), durations
+    audio = get(f"{base}/audio/index.m3u8").text
+    assert "#EXT-X-ENDLIST" in audio
+
+    # HTTP semantics a CDN and a web player on another origin rely on.
+    r = get(f"{base}/index.m3u8")
+    assert r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert r.headers["access-control-allow-origin"] == "*"
+    init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', media)[1]  # type: ignore[index]
+    seg_uri = [line for line in media.splitlines() if line.endswith(".m4s")][0]
+    for uri in (init_uri, seg_uri):
+        r = get(f"{base}/source/{uri}")
+        assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+        assert "immutable" in r.headers["cache-control"] and r.headers["access-control-allow-origin"] == "*"
+    assert "max-age=" in get(media_url).headers["cache-control"]
+    assert get(f"{base}/source/ffffffff-99.m4s").status_code == 404
+    pre = httpx.options(f"{base}/index.m3u8", headers={"Origin": "https://player.example", "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "*"
+
+    # A real reader: ffprobe through the multivariant playlist sees H.264 and AAC, >= 8 s, monotonic timestamps.
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=index,codec_name,width,height:packet=stream_index,dts_time",
+         "-of", "json", f"{base}/index.m3u8"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    info = json.loads(probe.stdout)
+    codecs = {s["codec_name"] for s in info["streams"]}
+    assert {"h264", "aac"} <= codecs
+    by_stream: dict[int, list[float]] = {}
+    for p in info["packets"]:
+        if "dts_time" in p:
+            by_stream.setdefault(p["stream_index"], []).append(float(p["dts_time"]))
+    for dts in by_stream.values():
+        assert all(b > a for a, b in zip(dts, dts[1:], strict=False)), "timestamps must increase"
+        assert dts[-1] - dts[0] >= 8.0 - 0.1
+
+
+def test_wrong_key_second_publisher_and_revoked_key_are_refused(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("cam2")
+    good = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/cam2/index.m3u8"), 30, "cam2 to go live")
+        bad = publish(raylive.rtmp_url("not-a-key"), 3)
+        assert bad.wait(30) != 0
+        assert b"invalid or revoked stream key" in bad.stderr.read()  # type: ignore[union-attr]
+        second = publish(raylive.rtmp_url(key), 3)
+        assert second.wait(30) != 0
+        assert b"already being published" in second.stderr.read()  # type: ignore[union-attr]
+        # The live stream kept flowing through all of that.
+        seq = _last_segment(raylive, "cam2")
+        wait_for(lambda: _last_segment(raylive, "cam2") > seq, 10, "a new cam2 segment")
+        assert good.poll() is None
+    finally:
+        good.terminate()
+        good.wait(10)
+    assert raylive.cli("keys", "revoke", "cam2").returncode == 0
+    revoked = publish(raylive.rtmp_url(key), 3)
+    assert revoked.wait(30) != 0
+    listing = raylive.cli("keys", "list").stdout
+    assert "cam2\trevoked" in listing and key not in listing
+
+
+def _last_segment(rl: RayliveProcess, name: str) -> int:
+    text = get(f"{rl.base_url}/live/{name}/source/index.m3u8").text
+    found = re.findall(r"-(\d+)\.m4s", text)
+    return int(found[-1]) if found else -1
+
+
+def test_invalid_names_and_duplicates_are_clear_errors(raylive: RayliveProcess) -> None:
+    bad = raylive.cli("keys", "create", "no spaces/allowed")
+    assert bad.returncode == 2 and "stream names are" in bad.stderr
+    raylive.create_key("dup")
+    again = raylive.cli("keys", "create", "dup")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path) -> None:
+    rl = start_raylive(tmp_path / "data")
+    ff = None
+    try:
+        key = rl.create_key("live1")
+        ff = publish(rl.rtmp_url(key), seconds=None)
+        wait_for(playlist_ready(f"{rl.base_url}/live/live1/index.m3u8"), 30, "live1 to go live")
+        started = time.monotonic()
+        left = stop_raylive(rl, timeout_s=15)
+        took = time.monotonic() - started
+        assert rl.proc.returncode == 0, rl.log()[-3000:]
+        assert took < 15, f"shutdown took {took:.1f}s"
+        assert left == [], f"processes left behind: {left}"
+        assert ff.wait(15) is not None  # the publisher was disconnected
+    finally:
+        if ff is not None:
+            ff.kill()
+        stop_raylive(rl)
+    # Redis saved its snapshot on the way down: the ended stream's playlist carries ENDLIST.
+    red = EmbeddedRedis(tmp_path / "data" / "redis")
+    red.start()
+    try:
+        r = redis.Redis.from_url(red.url)
+        playlist = r.get(store.file_key("live1", "source/index.m3u8"))
+        assert playlist is not None and b"#EXT-X-ENDLIST" in playlist
+        assert r.hget(store.live_key("live1"), "state") == b"ended"
+    finally:
+        red.stop()

@@ -1,0 +1,70 @@
+from raylive.runtime.rtmp import amf0
+from raylive.runtime.rtmp.chunk import AUDIO, COMMAND_AMF0, VIDEO, ChunkReader
+from raylive.runtime.rtmp.session import (
+    HANDSHAKE_SIZE,
+    MediaReceived,
+    PublishRequested,
+    RtmpServerSession,
+    Unpublished,
+)
+from tests.helpers import ffmpeg_publish_bytes
+
+
+def _commands(out: bytes, reader: ChunkReader) -> list[list[object]]:
+    return [amf0.decode(m.payload) for m in reader.feed(out) if m.type_id == COMMAND_AMF0]
+
+
+def _replay(accept: bool) -> tuple[RtmpServerSession, list[object], list[list[object]]]:
+    data = ffmpeg_publish_bytes()
+    session = RtmpServerSession()
+    events: list[object] = []
+    replies = ChunkReader()
+    commands: list[list[object]] = []
+    s0s1s2 = b""
+    for i in range(0, len(data), 1000):
+        for ev in session.feed(data[i : i + 1000]):
+            events.append(ev)
+            if isinstance(ev, PublishRequested):
+                session.accept_publish() if accept else session.reject_publish("NetStream.Publish.BadName", "nope")
+        out = session.data_to_send()
+        if not s0s1s2 and out:
+            s0s1s2, out = out[: 1 + 2 * HANDSHAKE_SIZE], out[1 + 2 * HANDSHAKE_SIZE :]
+            assert s0s1s2[0] == 3 and s0s1s2[1 + HANDSHAKE_SIZE :] == data[1 : 1 + HANDSHAKE_SIZE]  # S2 echoes C1
+        commands += _commands(out, replies)
+    return session, events, commands
+
+
+def test_replayed_ffmpeg_publish_yields_publish_media_and_unpublish() -> None:
+    session, events, commands = _replay(accept=True)
+    publishes = [e for e in events if isinstance(e, PublishRequested)]
+    assert publishes == [PublishRequested("fixturekey", "live", "live")]
+    media = [e.message for e in events if isinstance(e, MediaReceived)]
+    assert {m.type_id for m in media} >= {AUDIO, VIDEO}
+    assert isinstance(events[-1], Unpublished)
+    names = [c[0] for c in commands]
+    assert names[0] == "_result" and commands[0][3]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
+    status = [c[3] for c in commands if c[0] == "onStatus"]
+    assert status[0]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+
+
+def test_rejected_publish_sends_error_status_and_forwards_no_media() -> None:
+    _, events, commands = _replay(accept=False)
+    assert not any(isinstance(e, MediaReceived) for e in events)
+    status = [c[3] for c in commands if c[0] == "onStatus"]
+    assert status == [{"level": "error", "code": "NetStream.Publish.BadName", "description": "nope"}]
+
+
+def test_wrong_version_and_garbage_are_protocol_errors() -> None:
+    import pytest
+
+    from raylive.runtime.rtmp.session import RtmpProtocolError
+
+    with pytest.raises(RtmpProtocolError):
+        RtmpServerSession().feed(b"\x06" + bytes(HANDSHAKE_SIZE))
+    s = RtmpServerSession()
+    s.feed(b"\x03" + bytes(HANDSHAKE_SIZE) + bytes(HANDSHAKE_SIZE))
+    assert s.handshake_done
+    with pytest.raises(RtmpProtocolError):  # a command that is not AMF0
+        from raylive.runtime.rtmp.chunk import encode_message
+
+        s.feed(encode_message(3, COMMAND_AMF0, 0, 0, b"\x02\x00\x09publ"))
