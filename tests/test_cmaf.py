@@ -19,7 +19,7 @@ def _synthetic(p: CmafPackager, seconds: float, gop_ms: int = 1000, fps: int = 3
     audio_ms = 1024 * 1000 / 44100
     n_video, n_audio = int(seconds * fps), int(seconds * 1000 / audio_ms)
     events = [(round(i * frame_ms), 0, i) for i in range(n_video)] + [(round(i * audio_ms), 1, i) for i in range(n_audio)]
-    for ts, kind, i in sorted(events):  # interleaved by timestamp, as an FLV muxer sends
+    for ts, kind, _ in sorted(events):  # interleaved by timestamp, as an FLV muxer sends
         if kind == 0:
             out += p.video_frame(ts, 0, ts % gop_ms < frame_ms, b"\x00\x00\x00\x01\x65")
         else:

@@ -71,7 +71,7 @@ def test_publish_and_play_over_hls(raylive: RayliveProcess) -> None:
     finally:
         ff.kill()
     assert isinstance(master, str)
-    assert 'RESOLUTION=640x360' in master and 'CODECS="avc1.' in master and "mp4a.40.2" in master
+    assert "RESOLUTION=640x360" in master and 'CODECS="avc1.' in master and "mp4a.40.2" in master
     media_url = f"{base}/source/index.m3u8"
     media = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(media_url).text) else None, 15, "EXT-X-ENDLIST")
     assert isinstance(media, str)

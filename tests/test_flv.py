@@ -7,7 +7,9 @@ from tests.helpers import ffmpeg_publish_messages
 
 def _tags() -> tuple[list[flv.VideoTag], list[flv.AudioTag]]:
     msgs = ffmpeg_publish_messages()
-    return [flv.parse_video(m.payload) for m in msgs if m.type_id == VIDEO], [flv.parse_audio(m.payload) for m in msgs if m.type_id == AUDIO]
+    return [flv.parse_video(m.payload) for m in msgs if m.type_id == VIDEO], [
+        flv.parse_audio(m.payload) for m in msgs if m.type_id == AUDIO
+    ]
 
 
 def test_avc_sequence_header_then_keyframe_then_frames() -> None:

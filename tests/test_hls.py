@@ -43,6 +43,9 @@ def test_multivariant_with_audio_group() -> None:
     a = AudioRendition("audio/index.m3u8", "audio", "default", "mp4a.40.2", 128_000, 2)
     text = render_multivariant([v], a)
     assert '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio"' in text and 'URI="audio/index.m3u8"' in text
-    assert 'BANDWIDTH=2128000,AVERAGE-BANDWIDTH=1928000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO="audio"' in text
+    assert (
+        'BANDWIDTH=2128000,AVERAGE-BANDWIDTH=1928000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO="audio"'
+        in text
+    )
     audio_only = render_multivariant([], a)
     assert '#EXT-X-STREAM-INF:BANDWIDTH=128000,CODECS="mp4a.40.2"\naudio/index.m3u8' in audio_only

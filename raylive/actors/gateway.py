@@ -52,7 +52,9 @@ class _Authorizer:
     async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> _StreamSink:
         gw = self.gw
         if app != gw.settings.rtmp.app:
-            raise PublishRefused("NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>")
+            raise PublishRefused(
+                "NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>"
+            )
         name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
         name = name_raw.decode() if name_raw else None
         digest = await gw.redis.hget(store.stream_key(name), "key_hash") if name else None
@@ -103,9 +105,9 @@ class RtmpGateway:
             "rejections": self.rejections + self.server.rejected,
         }
 
-    def stream_actor(self, name: str) -> ActorHandle:
+    def stream_actor(self, name: str) -> Any:
         node_id = ray.get_runtime_context().get_node_id()
-        return StreamIngestActor.options(  # type: ignore[attr-defined,no-any-return]
+        return StreamIngestActor.options(
             name=actor_name(name),
             namespace=NAMESPACE,
             get_if_exists=True,
@@ -115,4 +117,4 @@ class RtmpGateway:
         ).remote(name, self.redis_url, self.settings.hls)
 
 
-RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)
+RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)  # type: ignore[call-overload]

@@ -47,9 +47,7 @@ class StreamIngest:
         self.owner = token
         self.error = None
         self.timeline = IngestTimeline()
-        self.presentation = LiveHlsPresentation(
-            secrets.token_hex(4), int(self.hls.target_duration_s * 1000), self.hls.window_segments
-        )
+        self.presentation = LiveHlsPresentation(secrets.token_hex(4), int(self.hls.target_duration_s * 1000), self.hls.window_segments)
         self.started_at = time.time()
         # Drop the previous publish's playlists: viewers wait for this one's first segment.
         stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]

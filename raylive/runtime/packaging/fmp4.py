@@ -96,7 +96,15 @@ def init_segment(track: Track) -> bytes:
     video = isinstance(track, VideoTrack)
     ftyp = box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6cmfcisomdashmp41")
     mvhd = full_box(
-        b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, 1000, 0), struct.pack(">IH", 0x00010000, 0x0100), bytes(10), MATRIX, bytes(24), struct.pack(">I", track.track_id + 1)
+        b"mvhd",
+        0,
+        0,
+        struct.pack(">IIII", 0, 0, 1000, 0),
+        struct.pack(">IH", 0x00010000, 0x0100),
+        bytes(10),
+        MATRIX,
+        bytes(24),
+        struct.pack(">I", track.track_id + 1),
     )
     w, h = (track.width, track.height) if isinstance(track, VideoTrack) else (0, 0)
     tkhd = full_box(
@@ -131,7 +139,8 @@ def fragment(track: Track, sequence_number: int, samples: Sequence[Sample]) -> b
     if not samples:
         raise ValueError("a fragment needs at least one sample")
     entries = b"".join(
-        struct.pack(">IIIi", s.duration, len(s.data), SAMPLE_FLAGS_SYNC if s.keyframe else SAMPLE_FLAGS_NON_SYNC, s.cts_offset) for s in samples
+        struct.pack(">IIIi", s.duration, len(s.data), SAMPLE_FLAGS_SYNC if s.keyframe else SAMPLE_FLAGS_NON_SYNC, s.cts_offset)
+        for s in samples
     )
     trun_flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
     # trun: header(12) + count(4) + data_offset(4) + entries

@@ -137,7 +137,9 @@ class LiveHlsPresentation:
         a = self.renditions.get("audio")
         audio = None
         if a is not None:
-            audio = AudioRendition(f"{a.name}/index.m3u8", "audio", "default", a.init.codec, max(a.peak_bps, a.average_bps), a.init.channels)
+            audio = AudioRendition(
+                f"{a.name}/index.m3u8", "audio", "default", a.init.codec, max(a.peak_bps, a.average_bps), a.init.channels
+            )
         return render_multivariant(videos, audio)
 
     def retained_paths(self) -> list[str]:

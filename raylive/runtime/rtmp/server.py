@@ -83,7 +83,7 @@ class RtmpConnection:
                 timeout = self._cfg.idle_timeout_s if self._session.handshake_done else self._cfg.handshake_timeout_s
                 try:
                     data = await asyncio.wait_for(self._reader.read(65536), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     reason = "timeout"
                     log.info("rtmp conn %s %s: %s timeout", self.id, self.peer, "idle" if self._session.handshake_done else "handshake")
                     break

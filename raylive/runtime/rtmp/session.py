@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from . import amf0
 from .chunk import (
@@ -63,7 +63,7 @@ class Unpublished:
     reason: str
 
 
-SessionEvent = Union[PublishRequested, MediaReceived, Unpublished]
+SessionEvent = PublishRequested | MediaReceived | Unpublished
 
 
 class RtmpServerSession:
