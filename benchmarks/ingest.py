@@ -1,0 +1,296 @@
+"""Ingest benchmark: N concurrent 720p30 2.5 Mb/s RTMP publishers, raylive vs nginx-rtmp, same run.
+
+For each server and N it reports the CPU of all the server's processes (per stream, in % of one
+core) and the time from publisher start to the first playable playlist. Publishers are
+`ffmpeg -re -stream_loop -1 -c copy` of one pre-encoded file, so they cost little and the same
+for both servers.
+
+    python benchmarks/ingest.py                 # N = 1, 10, 50; writes benchmarks/results/ingest.{json,md}
+    python benchmarks/ingest.py --streams 1 5 --measure-s 10
+
+Needs ffmpeg, and Debian's nginx + libnginx-mod-rtmp for the reference (skipped with a note if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from raylive.redis_server import free_port  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+RESULTS = HERE / "results"
+
+
+def source_file() -> Path:
+    """20 s of 1280x720p30 H.264 at 2.5 Mb/s (2 s GOP) + AAC, encoded once and cached."""
+    path = CACHE / "src_720p30_2500k.flv"
+    if not path.exists():
+        CACHE.mkdir(exist_ok=True)
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+             "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "5000k",
+             "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-c:a", "aac", "-b:a", "128k", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode(errors="replace")
+    except Exception:  # noqa: BLE001 - any failure means "not playable yet"
+        return 0, ""
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    out = {}
+    try:
+        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def cpu_over(root: int, seconds: float) -> float:
+    """CPU used by root and all its descendants over `seconds`, in % of one core."""
+    before = tree_cpu(root)
+    start = time.monotonic()
+    time.sleep(seconds)
+    after = tree_cpu(root)
+    elapsed = time.monotonic() - start
+    used = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+    return 100.0 * used / elapsed
+
+
+@dataclass
+class Server:
+    name: str
+    root_pid: int
+    stop: Callable[[], None]
+    publish_url: Callable[[int], str]  # stream index -> RTMP URL
+    playlist_url: Callable[[int], str]  # stream index -> media playlist URL
+
+
+def start_raylive(work: Path, n_max: int) -> Server:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    rtmp, http = free_port(), free_port()
+    data = work / "raylive"
+    log = open(work / "raylive.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raylive.cli", "up", "--data-dir", str(data), "--host", "127.0.0.1",
+         "--rtmp-port", str(rtmp), "--http-port", str(http), "--no-dashboard"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while b"raylive is up" not in (work / "raylive.log").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("raylive did not start; see " + str(work / "raylive.log"))
+        time.sleep(0.2)
+    keys = []
+    for i in range(n_max):
+        out = subprocess.run(
+            [sys.executable, "-m", "raylive.cli", "keys", "create", f"bench{i}", "--data-dir", str(data)],
+            capture_output=True, text=True, check=True, env=env,
+        )  # fmt: skip
+        keys.append(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("key:")))
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    return Server(
+        "raylive",
+        proc.pid,
+        stop,
+        lambda i: f"rtmp://127.0.0.1:{rtmp}/live/{keys[i]}",
+        lambda i: f"http://127.0.0.1:{http}/live/bench{i}/source/index.m3u8",
+    )
+
+
+NGINX_CONF = """
+load_module {module};
+daemon off;
+master_process on;
+worker_processes 1;
+error_log {work}/nginx-error.log warn;
+pid {work}/nginx.pid;
+events {{ worker_connections 4096; }}
+rtmp {{
+  server {{
+    listen 127.0.0.1:{rtmp};
+    chunk_size 4096;
+    application live {{
+      live on;
+      hls on;
+      hls_path {work}/hls;
+      hls_fragment 2s;
+      hls_playlist_length 12s;
+    }}
+  }}
+}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{http};
+    location /hls/ {{ alias {work}/hls/; add_header Cache-Control no-cache; }}
+  }}
+}}
+"""
+
+
+def start_nginx(work: Path) -> Server | None:
+    module = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+    if not shutil.which("nginx") or not module.exists():
+        return None
+    rtmp, http = free_port(), free_port()
+    (work / "hls").mkdir(parents=True, exist_ok=True)
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(module=module, work=work, rtmp=rtmp, http=http))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while http_get(f"http://127.0.0.1:{http}/hls/")[0] == 0 and http_get(f"http://127.0.0.1:{http}/hls/x")[0] == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    return Server(
+        "nginx-rtmp",
+        proc.pid,
+        stop,
+        lambda i: f"rtmp://127.0.0.1:{rtmp}/live/bench{i}",
+        lambda i: f"http://127.0.0.1:{http}/hls/bench{i}.m3u8",
+    )
+
+
+def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, float | int]:
+    started: list[float] = []
+    pubs = []
+    for i in range(n):
+        started.append(time.monotonic())
+        pubs.append(
+            subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(src), "-c", "copy",
+                 "-f", "flv", server.publish_url(i)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+    ready: dict[int, float] = {}
+    deadline = time.monotonic() + 60 + n
+    while len(ready) < n and time.monotonic() < deadline:
+        for i in range(n):
+            if i not in ready:
+                status, text = http_get(server.playlist_url(i))
+                if status == 200 and "#EXTINF" in text:
+                    ready[i] = time.monotonic() - started[i]
+        time.sleep(0.1)
+    cpu = cpu_over(server.root_pid, measure_s)
+    alive = sum(p.poll() is None for p in pubs)
+    for p in pubs:
+        p.terminate()
+    for p in pubs:
+        p.wait(10)
+    waits = sorted(ready.values())
+    return {
+        "streams": n,
+        "playable": len(ready),
+        "publishers_alive": alive,
+        "cpu_pct_total": round(cpu, 1),
+        "cpu_pct_per_stream": round(cpu / n, 2),
+        "first_playlist_s_median": round(statistics.median(waits), 2) if waits else -1,
+        "first_playlist_s_max": round(waits[-1], 2) if waits else -1,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 10, 50])
+    ap.add_argument("--measure-s", type=float, default=20.0)
+    ap.add_argument("--idle-s", type=float, default=10.0)
+    args = ap.parse_args()
+    src = source_file()
+    results: dict[str, object] = {"source": "1280x720p30 H.264 2.5 Mb/s + AAC 128k, 2 s GOP", "machine_cores": os.cpu_count(), "servers": {}}
+    with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
+        for name, starter in (("raylive", lambda w: start_raylive(w, max(args.streams))), ("nginx-rtmp", start_nginx)):
+            work = Path(tmp) / name
+            work.mkdir()
+            server = starter(work)
+            if server is None:
+                results["servers"][name] = {"skipped": "nginx with libnginx-mod-rtmp not installed"}  # type: ignore[index]
+                continue
+            try:
+                idle = cpu_over(server.root_pid, args.idle_s)
+                rows = [run_n(server, src, n, args.measure_s) for n in args.streams]
+            finally:
+                server.stop()
+            results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "runs": rows}  # type: ignore[index]
+            print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
+    table = render(results)
+    (RESULTS / "ingest.md").write_text(table)
+    print(table)
+
+
+def render(results: dict) -> str:  # type: ignore[type-arg]
+    servers = results["servers"]
+    lines = [
+        f"Ingest: {results['source']}; {results['machine_cores']} cores. CPU in % of one core, all server processes.",
+        "",
+        "| N | server | playable | CPU total % | CPU/stream % | first playlist median s | max s | CPU/stream vs nginx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", [])}
+    for name, data in servers.items():
+        if "runs" not in data:
+            lines.append(f"| - | {name} | {data['skipped']} | | | | | |")
+            continue
+        for r in data["runs"]:
+            base = ref.get(r["streams"])
+            ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
+            lines.append(
+                f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {r['cpu_pct_per_stream']} | "
+                f"{r['first_playlist_s_median']} | {r['first_playlist_s_max']} | {ratio if name != 'nginx-rtmp' else '1.0x'} |"
+            )
+    for name, data in servers.items():
+        if "idle_cpu_pct" in data:
+            lines.append(f"\nIdle CPU of {name} (no streams): {data['idle_cpu_pct']}%")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
