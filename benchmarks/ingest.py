@@ -139,6 +139,7 @@ NGINX_CONF = """
 load_module {module};
 daemon off;
 master_process on;
+{user}
 worker_processes 1;
 error_log {work}/nginx-error.log warn;
 pid {work}/nginx.pid;
@@ -173,7 +174,9 @@ def start_nginx(work: Path) -> Server | None:
     rtmp, http = free_port(), free_port()
     (work / "hls").mkdir(parents=True, exist_ok=True)
     conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(module=module, work=work, rtmp=rtmp, http=http))
+    # Workers must write HLS into our private temp dir: run them as the current user.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(module=module, work=work, rtmp=rtmp, http=http, user=user))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], start_new_session=True)
     deadline = time.monotonic() + 10
     while http_get(f"http://127.0.0.1:{http}/hls/")[0] == 0 and http_get(f"http://127.0.0.1:{http}/hls/x")[0] == 0:
@@ -204,9 +207,25 @@ def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, floa
         started.append(time.monotonic())
         pubs.append(
             subprocess.Popen(
-                ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(src), "-c", "copy",
-                 "-f", "flv", server.publish_url(i)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    "ffmpeg",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-stream_loop",
+                    "-1",
+                    "-i",
+                    str(src),
+                    "-c",
+                    "copy",
+                    "-f",
+                    "flv",
+                    server.publish_url(i),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )  # fmt: skip
         )
     ready: dict[int, float] = {}
@@ -243,7 +262,11 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=10.0)
     args = ap.parse_args()
     src = source_file()
-    results: dict[str, object] = {"source": "1280x720p30 H.264 2.5 Mb/s + AAC 128k, 2 s GOP", "machine_cores": os.cpu_count(), "servers": {}}
+    results: dict[str, object] = {
+        "source": "1280x720p30 H.264 2.5 Mb/s + AAC 128k, 2 s GOP",
+        "machine_cores": os.cpu_count(),
+        "servers": {},
+    }
     with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
         for name, starter in (("raylive", lambda w: start_raylive(w, max(args.streams))), ("nginx-rtmp", start_nginx)):
             work = Path(tmp) / name

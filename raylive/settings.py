@@ -18,7 +18,7 @@ class RtmpSettings:
     idle_timeout_s: float = 30.0
     max_connections: int = 1000
     max_message_size: int = 16 << 20
-    flush_interval_s: float = 0.05
+    flush_interval_s: float = 0.25
 
 
 @dataclass

@@ -50,6 +50,10 @@ class Raylive:
         self.ray_head: LocalRayHead | None = None
 
     def start(self) -> None:
+        # Ray 2.60 defaults to token auth for new clusters, but a driver joining one uses the token
+        # only when told to, and reads the mode when ray is first imported: say it explicitly,
+        # before that import (RAY_AUTH_MODE=disabled still opts out).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         import ray
         from ray import serve
 

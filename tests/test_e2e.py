@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -157,7 +158,9 @@ def test_invalid_names_and_duplicates_are_clear_errors(raylive: RayliveProcess) 
 
 
 def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path) -> None:
-    rl = start_raylive(tmp_path / "data")
+    # This instance runs as a user's would: Ray's default token authentication on.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    rl = start_raylive(tmp_path / "data", env=env)
     ff = None
     try:
         key = rl.create_key("live1")

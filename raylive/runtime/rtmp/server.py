@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from .chunk import ChunkError, RtmpMessage
+from .chunk import VIDEO, ChunkError, RtmpMessage
 from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, Unpublished
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class PublishAuthorizer(Protocol):
 class RtmpServerConfig:
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
-    flush_interval_s: float = 0.05
+    flush_interval_s: float = 0.25
     max_pending_bytes: int = 32 << 20
     max_message_size: int = 16 << 20
     max_connections: int = 1000
@@ -71,6 +71,7 @@ class RtmpConnection:
         self._pending: list[RtmpMessage] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._drained = asyncio.Event()
         self._closing = False
         self.bytes_in = 0
@@ -94,8 +95,11 @@ class RtmpConnection:
                 await self._flush_out()
                 for ev in events:
                     if isinstance(ev, MediaReceived):
-                        self._pending.append(ev.message)
-                        self._pending_bytes += len(ev.message.payload)
+                        msg = ev.message
+                        self._pending.append(msg)
+                        self._pending_bytes += len(msg.payload)
+                        if msg.type_id == VIDEO and msg.payload[:1] and msg.payload[0] >> 4 == 1:
+                            self._urgent.set()  # a keyframe may close a segment: deliver it now
                     elif isinstance(ev, PublishRequested):
                         await self._on_publish(ev)
                         if self._sink is not None and pump is None:
@@ -164,10 +168,14 @@ class RtmpConnection:
                 started = time.monotonic()
                 await self._sink.send(batch)
                 self._drained.set()
-                # Coalesce: at most one actor call per flush interval per stream.
+                # Coalesce: one actor call per flush interval per stream, sooner for a keyframe.
                 elapsed = time.monotonic() - started
-                if elapsed < self._cfg.flush_interval_s and not self._closing:
-                    await asyncio.sleep(self._cfg.flush_interval_s - elapsed)
+                if elapsed < self._cfg.flush_interval_s and not self._closing and not self._urgent.is_set():
+                    try:
+                        await asyncio.wait_for(self._urgent.wait(), self._cfg.flush_interval_s - elapsed)
+                    except TimeoutError:
+                        pass
+                self._urgent.clear()
             elif self._closing:
                 return
             if self._closing and not self._pending:
