@@ -1,9 +1,15 @@
-"""Shared test helpers: the captured ffmpeg publish, split into handshake and messages."""
+"""Shared test helpers: the captured ffmpeg publish, a real ffmpeg publisher, polling with deadlines."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+
+import httpx
+import pytest
 
 from raylive.runtime.rtmp.chunk import ChunkReader, RtmpMessage
 from raylive.runtime.rtmp.session import HANDSHAKE_SIZE
@@ -21,3 +27,38 @@ def ffmpeg_publish_messages() -> list[RtmpMessage]:
     """All messages of the capture, parsed after the handshake (C0 + C1 + C2)."""
     data = ffmpeg_publish_bytes()[1 + 2 * HANDSHAKE_SIZE :]
     return ChunkReader().feed(data)
+
+
+def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """The real ffmpeg CLI: 640x360 test pattern + sine, x264 ultrafast, 1 s GOP, in real time."""
+    duration = ("-t", str(seconds)) if seconds else ()
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         *duration, "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-b:a", "96k", *extra,
+         "-f", "flv", url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_for(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=10)
+
+
+def playlist_ready(url: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        r = get(url)
+        return r.text if r.status_code == 200 else None
+
+    return check

@@ -7,10 +7,10 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -18,45 +18,11 @@ from raylive import store
 from raylive.redis_server import EmbeddedRedis
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
+from .helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 
 TARGET_S, GOP_S = 2.0, 1.0
-
-
-def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    """The real ffmpeg CLI: 640x360 test pattern + sine, x264 ultrafast, 1 s GOP, in real time."""
-    duration = ("-t", str(seconds)) if seconds else ()
-    return subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-         *duration, "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-b:a", "96k", *extra,
-         "-f", "flv", url],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def wait_for(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def get(url: str) -> httpx.Response:
-    return httpx.get(url, timeout=10)
-
-
-def playlist_ready(url: str) -> Callable[[], str | None]:
-    def check() -> str | None:
-        r = get(url)
-        return r.text if r.status_code == 200 else None
-
-    return check
 
 
 def test_publish_and_play_over_hls(raylive: RayliveProcess) -> None:
@@ -187,3 +153,34 @@ def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path) -> No
         assert r.hget(store.live_key("live1"), "state") == b"ended"
     finally:
         red.stop()
+
+
+def test_listed_segments_survive_a_playback_replica_restart(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("cam3")
+    ff = publish(raylive.rtmp_url(key), 5)
+    assert ff.wait(30) == 0
+    base = f"{raylive.base_url}/live/cam3"
+    media = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(f"{base}/source/index.m3u8").text) else None, 15, "cam3 to end")
+    assert isinstance(media, str)
+    uris = [f"{base}/source/{u}" for u in re.findall(r'URI="([^"]+)"', media) + re.findall(r"^\S+\.m4s$", media, re.M)]
+    assert len(uris) >= 3 and all(get(u).status_code == 200 for u in uris)  # now cached in the replica
+    replicas = [p for p in psutil.process_iter(["cmdline"]) if "ServeReplica:playback" in " ".join(p.info["cmdline"] or [])]
+    assert len(replicas) == 1
+    replicas[0].kill()
+    replicas[0].wait(10)
+    # Serve replaces the replica; meanwhile requests may fail with 5xx, but never 404 a listed segment.
+    seen: set[int] = set()
+
+    def status(url: str) -> int:
+        try:
+            return get(url).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def all_served() -> bool:
+        codes = [status(u) for u in uris]
+        seen.update(codes)
+        return all(c == 200 for c in codes)
+
+    wait_for(all_served, 60, "a new replica to serve every listed segment")
+    assert 404 not in seen

@@ -1,0 +1,90 @@
+"""A real web player: hls.js in headless Chromium, on another origin, plays a live raylive stream."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from .conftest import RayliveProcess
+from .helpers import playlist_ready, publish, wait_for
+
+pytestmark = pytest.mark.e2e
+
+HLSJS = Path(__file__).parent / ".cache" / "hls.min.js"
+CHROMIUM = "/usr/bin/chromium"
+
+PAGE = """<!doctype html><html><body>
+<video id="v" muted autoplay playsinline></video>
+<script src="hls.min.js"></script>
+<script>
+  window.errors = [];
+  const video = document.getElementById('v');
+  const hls = new Hls({lowLatencyMode: false});
+  window.hls = hls;
+  hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.errors.push(d.type + ':' + d.details); });
+  hls.loadSource(new URLSearchParams(location.search).get('src'));
+  hls.attachMedia(video);
+  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+</script></body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A static page server on its own port: a different origin from raylive's, so CORS matters."""
+    missing = [p for p in (HLSJS, Path(CHROMIUM)) if not p.exists()]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"missing {missing}: ./scripts/test installs them")
+        pytest.skip(f"missing {missing}: run ./scripts/test to install them")
+    root = tmp_path_factory.mktemp("player")
+    (root / "index.html").write_text(PAGE)
+    shutil.copy(HLSJS, root / "hls.min.js")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_hlsjs_plays_live_stream_with_audio(raylive: RayliveProcess, player_origin: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    key = raylive.create_key("web1")
+    master = f"{raylive.base_url}/live/web1/index.m3u8"
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(master), 30, "web1 to go live")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+                      "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            )  # fmt: skip
+            try:
+                page = browser.new_page()
+                page.goto(f"{player_origin}/index.html?src={master}")
+                page.wait_for_function("document.getElementById('v').currentTime > 4 || window.errors.length > 0", timeout=60_000)
+                state = page.evaluate(
+                    """() => { const v = document.getElementById('v'); return {
+                        t: v.currentTime, w: v.videoWidth, h: v.videoHeight, errors: window.errors,
+                        audioTracks: window.hls.audioTracks.length, levels: window.hls.levels.length,
+                        decoded: v.getVideoPlaybackQuality().totalVideoFrames }; }"""
+                )
+            finally:
+                browser.close()
+    finally:
+        ff.terminate()
+        ff.wait(10)
+    assert state["errors"] == []
+    assert state["t"] > 4
+    assert (state["w"], state["h"]) == (640, 360)
+    assert state["audioTracks"] == 1 and state["levels"] == 1
+    assert state["decoded"] > 60
