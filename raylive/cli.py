@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -16,13 +22,59 @@ from .redis_server import EmbeddedRedis
 from .settings import Settings, load_settings
 
 
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiClient:
+    """The control API of a running raylive (what the CLI uses when raylive is up)."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error") or exc.reason
+            except ValueError:
+                message = exc.reason
+            raise ApiError(exc.code, str(message)) from None
+        return json.loads(raw) if raw else None
+
+
+def _api(args: argparse.Namespace) -> ApiClient | None:
+    from .up import ADMIN_TOKEN_ENV, read_runtime
+
+    if args.redis_url:
+        return None
+    info = read_runtime(_data_dir(args))
+    if not info:
+        return None
+    token = os.environ.get(ADMIN_TOKEN_ENV) or (Path(info["admin_token_file"]).read_text().strip() if info.get("admin_token_file") else "")
+    host = "127.0.0.1" if info["host"] in ("0.0.0.0", "::", "") else info["host"]
+    return ApiClient(f"http://{host}:{info['http_port']}", token)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or Settings().data_dir).expanduser()
+
+
 @contextlib.contextmanager
 def _redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
-    """The Redis of a running raylive, the one given, or the data dir's (started for this command)."""
-    from .up import read_runtime
-
-    data_dir = Path(args.data_dir or Settings().data_dir).expanduser()
-    url = args.redis_url or (read_runtime(data_dir) or {}).get("redis_url", "")
+    """The Redis given, or the data dir's (started just for this command)."""
+    data_dir = _data_dir(args)
+    url = args.redis_url
     embedded = None
     if not url:
         embedded = EmbeddedRedis(data_dir / "redis")
@@ -62,6 +114,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    api = _api(args)
+    if api is not None:
+        return _keys_via_api(api, args)
     with _redis(args) as r:
         if args.action == "create":
             try:
@@ -72,9 +127,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             except store.StreamExists:
                 print(f"raylive: stream {args.name!r} already exists", file=sys.stderr)
                 return 1
-            print(f"stream: {args.name}")
-            print(f"key:    {key}")
-            print("Keep the key secret; it is shown only this once. Publish to rtmp://HOST:1935/live/<key>", file=sys.stderr)
+            _print_key(args.name, key)
         elif args.action == "list":
             for info in store.list_streams(r):
                 print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
@@ -88,9 +141,40 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_via_api(api: ApiClient, args: argparse.Namespace) -> int:
+    try:
+        if args.action == "create":
+            store.validate_name(args.name)
+            created = api.call("POST", "/api/v1/streams", {"name": args.name})
+            _print_key(created["name"], created["key"])
+        elif args.action == "list":
+            for info in api.call("GET", "/api/v1/streams"):
+                print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
+        elif args.action == "revoke":
+            api.call("POST", f"/api/v1/streams/{args.name}/revoke")
+            print(f"revoked key of stream {args.name}")
+    except ValueError as exc:
+        print(f"raylive: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"raylive: {exc}", file=sys.stderr)
+        return 2 if exc.status == 422 else 1
+    return 0
+
+
+def _print_key(name: str, key: str) -> None:
+    print(f"stream: {name}")
+    print(f"key:    {key}")
+    print("Keep the key secret; it is shown only this once. Publish to rtmp://HOST:1935/live/<key>", file=sys.stderr)
+
+
 def cmd_streams(args: argparse.Namespace) -> int:
-    with _redis(args) as r:
-        streams = store.list_streams(r)
+    api = _api(args)
+    if api is not None:
+        streams = api.call("GET", "/api/v1/streams")
+    else:
+        with _redis(args) as r:
+            streams = store.list_streams(r)
     if args.json:
         print(json.dumps(streams, indent=2))
         return 0
@@ -102,6 +186,28 @@ def cmd_streams(args: argparse.Namespace) -> int:
         extra = " ".join(f"{k}={s[k]}" for k in ("resolution", "video_codec", "audio_codec", "fps", "bitrate_kbps") if k in s)
         print(f"{s['name']}\t{s['state']}\t{extra}")
     return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop the raylive running on this data dir, as SIGTERM would, and wait for it."""
+    from .up import read_runtime
+
+    info = read_runtime(_data_dir(args))
+    if not info:
+        print("raylive: no raylive is running with this data dir", file=sys.stderr)
+        return 1
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("raylive stopped")
+            return 0
+        time.sleep(0.2)
+    print(f"raylive: still running after {args.timeout}s (pid {pid})", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--http-port", type=int, help="HTTP port for playback (default 8000)")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", parents=[common], help="stop a running raylive (drains streams, writes ENDLIST)")
+    down.add_argument("--timeout", type=float, default=60.0)
+    down.set_defaults(func=cmd_down)
 
     keys = sub.add_parser("keys", help="manage stream keys")
     ksub = keys.add_subparsers(dest="action", required=True)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,3 +69,10 @@ class LocalRayHead:
             pass
         self.proc.wait()
         self.proc = None
+        # `ray start` recorded our address for later plain `ray.init()` calls; it is gone now.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        try:
+            if current.read_text().strip().endswith(f":{self.port}"):
+                current.unlink()
+        except OSError:
+            pass

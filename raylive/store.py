@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
@@ -35,6 +36,25 @@ def live_key(name: str) -> str:
 
 def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
+
+
+EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: {"event": "publish"|"unpublish", "name": ...}
+VIEWER_WINDOW_S = 30  # a viewer is concurrent if its session made a request this recently
+VIEWER_HISTORY_S = 86400
+
+
+def viewers_last_key(name: str, rendition: str | None = None) -> str:
+    """Sorted set: session id -> unix time of its latest request (per stream, or per rendition)."""
+    return f"{PREFIX}viewers:{name}" + (f":{rendition}" if rendition else "")
+
+
+def viewers_first_key(name: str) -> str:
+    """Sorted set: session id -> unix time of its first request (for watch time)."""
+    return f"{PREFIX}viewers-first:{name}"
+
+
+def unique_viewers_key(name: str) -> str:
+    return f"{PREFIX}uniq:{name}"
 
 
 def hash_stream_key(key: str) -> str:
@@ -80,22 +100,84 @@ def revoke_stream(r: redis.Redis, name: str) -> None:
         p.execute()
 
 
-def list_streams(r: redis.Redis) -> list[dict[str, Any]]:
-    out = []
-    for raw in sorted(r.smembers(STREAMS)):
-        name = raw.decode()
-        info = {k.decode(): v.decode() for k, v in r.hgetall(stream_key(name)).items()}
-        live = {k.decode(): v.decode() for k, v in r.hgetall(live_key(name)).items()}
-        out.append(
-            {
-                "name": name,
-                "created_at": float(info.get("created_at", 0)),
-                "revoked": info.get("revoked") == "1",
-                "state": live.get("state", "idle"),
-                **{k: v for k, v in live.items() if k != "state"},
-            }
-        )
+def rotate_key(r: redis.Redis, name: str) -> str:
+    """Replace NAME's key with a new one (the old one stops working) and return it."""
+    digest = r.hget(stream_key(name), "key_hash")
+    if digest is None:
+        raise NoSuchStream(name)
+    key = secrets.token_urlsafe(24)
+    new = hash_stream_key(key)
+    with r.pipeline() as p:
+        if digest:
+            p.delete(keyhash_key(digest.decode()))
+        p.set(keyhash_key(new), name)
+        p.hset(stream_key(name), mapping={"key_hash": new, "revoked": 0})
+        p.execute()
+    return key
+
+
+def delete_stream(r: redis.Redis, name: str) -> None:
+    revoke_stream(r, name)
+    with r.pipeline() as p:
+        p.delete(stream_key(name), live_key(name), viewers_last_key(name), viewers_first_key(name), unique_viewers_key(name))
+        p.srem(STREAMS, name)
+        p.execute()
+
+
+def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str, Any] | None:
+    """Everything known about a stream (never its key): registration, live state, viewers."""
+    now = time.time() if now is None else now
+    with r.pipeline(transaction=False) as p:
+        p.hgetall(stream_key(name))
+        p.hgetall(live_key(name))
+        p.zcount(viewers_last_key(name), now - VIEWER_WINDOW_S, "+inf")
+        p.pfcount(unique_viewers_key(name))
+        info_raw, live_raw, viewers, unique = p.execute()
+    if not info_raw:
+        return None
+    info = {k.decode(): v.decode() for k, v in info_raw.items()}
+    live = {k.decode(): v.decode() for k, v in live_raw.items()}
+    out: dict[str, Any] = {
+        "name": name,
+        "created_at": float(info.get("created_at", 0)),
+        "revoked": info.get("revoked") == "1",
+        "state": live.pop("state", "idle"),
+        "viewers": int(viewers),
+        "peak_viewers": int(live.pop("peak_viewers", 0)),
+        "unique_viewers": int(unique),
+    }
+    for k, v in live.items():
+        out[k] = json.loads(v) if k == "renditions" else _number(v)
     return out
+
+
+def _number(v: str) -> Any:
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def viewer_details(r: redis.Redis, name: str, renditions: list[str], now: float | None = None) -> dict[str, Any]:
+    """Concurrent viewers per rendition and total watch time (sum of session spans)."""
+    now = time.time() if now is None else now
+    with r.pipeline(transaction=False) as p:
+        for rendition in renditions:
+            p.zcount(viewers_last_key(name, rendition), now - VIEWER_WINDOW_S, "+inf")
+        p.zrange(viewers_first_key(name), 0, -1, withscores=True)
+        p.zrange(viewers_last_key(name), 0, -1, withscores=True)
+        *counts, first, last = p.execute()
+    first_seen = dict(first)
+    watch = sum(max(0.0, seen - first_seen.get(sid, seen)) for sid, seen in last)
+    return {"viewers_by_rendition": dict(zip(renditions, map(int, counts), strict=True)), "watch_time_s": round(watch, 1)}
+
+
+def list_streams(r: redis.Redis) -> list[dict[str, Any]]:
+    now = time.time()
+    return [s for raw in sorted(r.smembers(STREAMS)) if (s := get_stream(r, raw.decode(), now)) is not None]
 
 
 def check_stream_key(name: str | None, stored_digest: bytes | None, key: str) -> bool:

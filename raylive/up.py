@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -37,6 +39,22 @@ def read_runtime(data_dir: Path) -> dict[str, Any] | None:
     return info
 
 
+ADMIN_TOKEN_ENV = "RAYLIVE_ADMIN_TOKEN"
+
+
+def admin_token(data_dir: Path) -> tuple[str, Path | None]:
+    """The management API token: $RAYLIVE_ADMIN_TOKEN, else one kept (0600) in the data dir."""
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return os.environ[ADMIN_TOKEN_ENV], None
+    path = data_dir / "admin_token"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip(), path
+
+
 class Raylive:
     """Everything `raylive up` starts, and the order it stops them in."""
 
@@ -48,6 +66,7 @@ class Raylive:
         self.gateways: list[Any] = []
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
+        self.admin_token, self.admin_token_file = admin_token(self.data_dir)
 
     def start(self) -> None:
         # Ray 2.60 defaults to token auth for new clusters, but a driver joining one uses the token
@@ -58,6 +77,7 @@ class Raylive:
         from ray import serve
 
         from .actors.gateway import RtmpGatewayActor
+        from .serve_apps.control import ControlDeployment
         from .serve_apps.playback import PlaybackDeployment
 
         s = self.settings
@@ -94,12 +114,21 @@ class Raylive:
             max_ongoing_requests=s.http.max_ongoing_requests,
             ray_actor_options={"num_cpus": 0},
         ).bind(self.redis_url, s.http.segment_cache_mb)
-        serve.run(app, name="playback", route_prefix="/", blocking=False)
-        runtime_path(self.data_dir).write_text(
-            json.dumps(
-                {"pid": os.getpid(), "redis_url": self.redis_url, "rtmp_port": s.rtmp.port, "http_port": s.http.port, "host": s.host}
-            )
+        serve.run(app, name="playback", route_prefix="/live", blocking=False)
+        token_hash = hashlib.sha256(self.admin_token.encode()).hexdigest()
+        control = ControlDeployment.options(max_ongoing_requests=s.http.max_ongoing_requests, ray_actor_options={"num_cpus": 0}).bind(
+            self.redis_url, token_hash, s.rtmp.port
         )
+        serve.run(control, name="control", route_prefix="/", blocking=False)
+        info = {
+            "pid": os.getpid(),
+            "redis_url": self.redis_url,
+            "rtmp_port": s.rtmp.port,
+            "http_port": s.http.port,
+            "host": s.host,
+            "admin_token_file": str(self.admin_token_file) if self.admin_token_file else None,
+        }
+        runtime_path(self.data_dir).write_text(json.dumps(info))
 
     def stop(self) -> None:
         """Publishers are told and disconnected, playlists get ENDLIST, then everything exits."""
@@ -148,6 +177,8 @@ def run_up(settings: Settings) -> int:
     print("raylive is up", flush=True)
     print(f"  publish:  rtmp://{host}:{settings.rtmp.port}/{settings.rtmp.app}/<stream-key>   (raylive keys create NAME)")
     print(f"  playback: http://{host}:{settings.http.port}/live/<name>/index.m3u8")
+    token_from = rl.admin_token_file or f"${ADMIN_TOKEN_ENV}"
+    print(f"  api:      http://{host}:{settings.http.port}/api/v1 (docs at /docs; Bearer token from {token_from})")
     print(f"  redis:    {rl.redis_url}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
     while not stop.wait(0.5):
         pass

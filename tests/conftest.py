@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -44,6 +46,14 @@ class RayliveProcess:
         out = self.cli("keys", "create", name)
         assert out.returncode == 0, out.stderr
         return next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("key:"))
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin_token").read_text().strip()
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token if token is None else token}"}
+        return httpx.request(method, self.base_url + path, headers=headers, timeout=30, **kw)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -41,14 +41,16 @@ def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = ()) -
     )  # fmt: skip
 
 
-def wait_for(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2) -> object:
+def wait_for(
+    check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2, detail: Callable[[], object] = lambda: ""
+) -> object:
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what} {detail()}")
         time.sleep(interval_s)
 
 

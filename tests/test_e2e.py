@@ -164,7 +164,8 @@ def test_listed_segments_survive_a_playback_replica_restart(raylive: RayliveProc
     assert isinstance(media, str)
     uris = [f"{base}/source/{u}" for u in re.findall(r'URI="([^"]+)"', media) + re.findall(r"^\S+\.m4s$", media, re.M)]
     assert len(uris) >= 3 and all(get(u).status_code == 200 for u in uris)  # now cached in the replica
-    replicas = [p for p in psutil.process_iter(["cmdline"]) if "ServeReplica:playback" in " ".join(p.info["cmdline"] or [])]
+    ours = psutil.Process(raylive.proc.pid).children(recursive=True)
+    replicas = [p for p in ours if "ServeReplica:playback" in " ".join(p.cmdline())]
     assert len(replicas) == 1
     replicas[0].kill()
     replicas[0].wait(10)

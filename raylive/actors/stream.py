@@ -7,6 +7,7 @@ and writes segments and playlists to Redis, from where any playback replica serv
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -39,6 +40,7 @@ class StreamIngest:
         self.presentation: LiveHlsPresentation | None = None
         self.started_at = 0.0
         self.error: str | None = None
+        self.kicked: str | None = None  # set by the control plane: the publisher must go
 
     # -- publisher lifecycle -----------------------------------------------------------
     def claim(self, token: str, peer: str) -> dict[str, Any]:
@@ -46,6 +48,7 @@ class StreamIngest:
             return {"ok": False, "reason": f"stream {self.name} is already being published"}
         self.owner = token
         self.error = None
+        self.kicked = None
         self.timeline = IngestTimeline()
         self.presentation = LiveHlsPresentation(secrets.token_hex(4), int(self.hls.target_duration_s * 1000), self.hls.window_segments)
         self.started_at = time.time()
@@ -60,12 +63,15 @@ class StreamIngest:
             pid=os.getpid(),
             epoch=self.presentation.epoch,
         )
+        self._event("publish")
         log.info("stream %s: publish started from %s", self.name, peer)
         return {"ok": True, "epoch": self.presentation.epoch}
 
     def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
         if token != self.owner or self.timeline is None or self.presentation is None:
             return {"ok": False, "reason": "not the current publisher"}
+        if self.kicked:
+            return {"ok": False, "reason": self.kicked}
         try:
             files = self.presentation.push(self.timeline.push(batch))
         except UnsupportedMedia as exc:
@@ -90,8 +96,16 @@ class StreamIngest:
                 p.expire(store.file_key(self.name, path), ttl)
             p.execute()
         self._update_status()
-        self._set_state("ended", ended_at=time.time(), end_reason=self.error or reason)
-        log.info("stream %s: publish ended (%s)", self.name, reason)
+        self._set_state("ended", ended_at=time.time(), end_reason=self.kicked or self.error or reason)
+        self._event("unpublish")
+        log.info("stream %s: publish ended (%s)", self.name, self.kicked or reason)
+
+    def kick(self, reason: str) -> bool:
+        """Disconnect the current publisher (revoked key, API stop); the gateway sees it on its next push."""
+        if self.owner is None:
+            return False
+        self.kicked = reason
+        return True
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "live": self.owner is not None, "epoch": self.presentation.epoch if self.presentation else None}
@@ -103,6 +117,9 @@ class StreamIngest:
             for f in files:
                 p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
             p.execute()
+
+    def _event(self, event: str) -> None:
+        self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": event, "name": self.name, "time": time.time()}))
 
     def _set_state(self, state: str, **fields: Any) -> None:
         self.redis.hset(store.live_key(self.name), mapping={"state": state, **{k: str(v) for k, v in fields.items()}})
@@ -117,6 +134,9 @@ class StreamIngest:
         if pkg.aac is not None:
             fields.update(audio_codec=pkg.aac.codec_string, sample_rate=pkg.aac.sample_rate)
         fields["keyframe_interval_ms"] = self.timeline.stats.keyframe_interval_ms
+        fields["renditions"] = json.dumps(
+            {r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in self.presentation.renditions.values()}
+        )
         self.redis.hset(store.live_key(self.name), mapping={k: str(v) for k, v in fields.items()})
 
 

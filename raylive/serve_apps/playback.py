@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import store
+from .viewers import ViewerTracker, new_sid, tag_playlist, valid_sid
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -63,24 +64,30 @@ class PlaybackApp:
     def __init__(self, redis_url: str, segment_cache_mb: int = 256) -> None:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.cache = SegmentCache(segment_cache_mb << 20)
+        self.viewers = ViewerTracker(self.redis)
+
+    async def __del__(self) -> None:
+        """Serve calls this when the replica stops (drain, shutdown): keep the last second's counts."""
+        await self.viewers.flush()
 
     async def __call__(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers={**CORS, "Access-Control-Max-Age": "86400"})
         if request.method not in ("GET", "HEAD"):
             return _error(405, "method not allowed")
-        path = request.url.path
-        if path == "/healthz":
-            return JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
-        m = PATH_RE.match(path)
+        m = PATH_RE.match(request.url.path)
         if m is None:
             return _error(404, "not found")
         name = m["name"]
+        sid = valid_sid(request.query_params.get("sid"))
         if m["master"]:
-            return await self._playlist(name, "index.m3u8", master=True)
+            # A new viewer gets a session here; the playlists carry it into every later URL.
+            return await self._playlist(name, "index.m3u8", sid or new_sid(), master=True)
         rel = f"{m['rendition']}/{m['file']}"
+        if sid:
+            self.viewers.record(name, m["rendition"], sid)
         if m["file"] == "index.m3u8":
-            return await self._playlist(name, rel, master=False)
+            return await self._playlist(name, rel, sid, master=False)
         key = store.file_key(name, rel)
         data = self.cache.get(key)
         if data is None:
@@ -92,19 +99,19 @@ class PlaybackApp:
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
 
-    async def _playlist(self, name: str, rel: str, master: bool) -> Response:
+    async def _playlist(self, name: str, rel: str, sid: str | None, master: bool) -> Response:
         data = await self.redis.get(store.file_key(name, rel))
         if data is None:
             state = await self.redis.hget(store.live_key(name), "state")
             if state == b"live":
                 return _error(404, f"stream {name} is live but has no playable segment yet")
             return _error(404, f"stream {name} is not live")
-        if b"#EXT-X-ENDLIST" in data:
-            cache = "public, max-age=30"
-        else:
-            # Live playlists change every segment: let a CDN coalesce requests for a moment only.
-            cache = "public, max-age=2" if master else "public, max-age=1"
-        return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": cache})
+        # Live playlists change every segment: let a CDN coalesce requests for a moment only.
+        max_age = 30 if b"#EXT-X-ENDLIST" in data else (2 if master else 1)
+        if sid is None:
+            return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"public, max-age={max_age}"})
+        text = tag_playlist(data.decode(), sid)  # per-viewer URLs: not for shared caches
+        return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
 
 PlaybackDeployment = serve.deployment(name="playback")(PlaybackApp)

@@ -1,0 +1,269 @@
+"""Control API on Ray Serve (FastAPI): streams and keys, live state, WebSocket push.
+
+Everything under /api/v1 needs `Authorization: Bearer <admin token>` (WebSockets may pass
+`?token=` since browsers cannot set headers on them). Playback (/live/...) stays public.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+import ray
+import redis
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import store
+from ..actors.stream import actor_name
+
+NAMESPACE = "raylive"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+PUSH_INTERVAL_S = 1.0
+
+# Per-replica state, set by ControlApp.__init__. Module-level because Serve serves a copy of `app`.
+STATE = SimpleNamespace(redis=None, sync_redis=None, token_hash="", rtmp_port=1935)
+
+app = FastAPI(
+    title="raylive control API",
+    version="1",
+    description="Streams, keys and live state of a raylive deployment. Management endpoints need a Bearer token.",
+)
+
+
+class StreamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME_PATTERN, description="1-64 letters, digits, '-' or '_'", examples=["cam1"])
+
+
+class StreamCreated(BaseModel):
+    name: str
+    key: str = Field(description="The secret stream key. Shown once; only its hash is stored.")
+    publish_url: str
+    playback_url: str
+
+
+class StreamInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    state: str = Field(description="idle, live or ended")
+    created_at: float
+    revoked: bool
+    viewers: int = Field(description="sessions that fetched a playlist or segment in the last 30 s")
+    peak_viewers: int
+    unique_viewers: int
+    started_at: float | None = None
+    ended_at: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    resolution: str | None = None
+    fps: float | None = None
+    bitrate_kbps: float | None = None
+    keyframe_interval_ms: int | None = None
+    renditions: dict[str, dict[str, int]] = Field(default_factory=dict, description="bits/s out per rendition")
+    viewers_by_rendition: dict[str, int] = Field(default_factory=dict)
+    watch_time_s: float = 0.0
+    node: str | None = None
+    actor: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+
+
+def _token_ok(presented: str | None) -> bool:
+    if not presented:
+        return False
+    return hmac.compare_digest(hashlib.sha256(presented.encode()).hexdigest(), STATE.token_hash)
+
+
+async def require_token(request: Request) -> None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not _token_ok(token.strip()):
+        raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+Authorized = Annotated[None, Depends(require_token)]
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
+    message = f"invalid {where}: {errors[0]['msg']}" if errors else "invalid request"
+    if errors and errors[0]["loc"][-1] == "name":
+        message = "invalid name: stream names are 1-64 characters: letters, digits, '-' and '_', starting with a letter or digit"
+    return JSONResponse({"error": message, "detail": jsonable_encoder(errors)}, status_code=422)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    """Run a (synchronous) `raylive.store` function on a worker thread with the shared pool."""
+    return await asyncio.to_thread(fn, STATE.sync_redis, *args)
+
+
+def _stream_details(r: redis.Redis, name: str) -> dict[str, Any] | None:
+    info = store.get_stream(r, name)
+    if info is not None:
+        info.update(store.viewer_details(r, name, list(info.get("renditions", {}))))
+    return info
+
+
+async def _stream(name: str) -> dict[str, Any]:
+    info = await _call(_stream_details, name)
+    if info is None:
+        raise HTTPException(404, f"no stream named {name!r}")
+    return info  # type: ignore[no-any-return]
+
+
+def _urls(request: Request, name: str, key: str) -> tuple[str, str]:
+    host = request.url.hostname or "localhost"
+    rtmp_port = STATE.rtmp_port
+    return f"rtmp://{host}:{rtmp_port}/live/{key}", f"{request.base_url}live/{name}/index.m3u8"
+
+
+async def _kick(name: str, reason: str) -> bool:
+    try:
+        actor = ray.get_actor(actor_name(name), namespace=NAMESPACE)
+    except ValueError:
+        return False  # never published on this cluster: nothing to disconnect
+    return bool(await actor.kick.remote(reason))
+
+
+@app.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@app.post("/api/v1/streams", status_code=201, response_model=StreamCreated, responses={**ERRORS, 409: {"model": ErrorBody}})
+async def create_stream(body: StreamCreate, request: Request, _: Authorized) -> StreamCreated:
+    try:
+        key = await _call(store.create_stream, body.name)
+    except store.StreamExists:
+        raise HTTPException(409, f"stream {body.name!r} already exists") from None
+    publish, playback = _urls(request, body.name, key)
+    return StreamCreated(name=body.name, key=key, publish_url=publish, playback_url=playback)
+
+
+@app.get("/api/v1/streams", response_model=list[StreamInfo], responses=ERRORS)
+async def list_streams(request: Request, _: Authorized) -> list[dict[str, Any]]:
+    return await _call(store.list_streams)  # type: ignore[no-any-return]
+
+
+@app.get("/api/v1/streams/{name}", response_model=StreamInfo, responses=ERRORS)
+async def get_stream(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+    return await _stream(name)
+
+
+@app.post("/api/v1/streams/{name}/key/rotate", response_model=StreamCreated, responses=ERRORS)
+async def rotate_key(name: str, request: Request, _: Authorized) -> StreamCreated:
+    try:
+        key = await _call(store.rotate_key, name)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    publish, playback = _urls(request, name, key)
+    return StreamCreated(name=name, key=key, publish_url=publish, playback_url=playback)
+
+
+@app.post("/api/v1/streams/{name}/revoke", response_model=StreamInfo, responses=ERRORS)
+async def revoke(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+    try:
+        await _call(store.revoke_stream, name)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    await _kick(name, "stream key revoked")
+    return await _stream(name)
+
+
+@app.post("/api/v1/streams/{name}/stop", response_model=StreamInfo, responses=ERRORS)
+async def stop(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+    info = await _stream(name)
+    await _kick(name, "stopped through the API")
+    return info
+
+
+@app.delete("/api/v1/streams/{name}", status_code=204, responses=ERRORS)
+async def delete(name: str, request: Request, _: Authorized) -> None:
+    try:
+        await _call(store.delete_stream, name)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    await _kick(name, "stream deleted")
+
+
+def _snapshot(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "state", "viewers", "peak_viewers", "bitrate_kbps", "fps", "resolution", "started_at")
+    return {"type": "status", "time": time.time(), **{k: info.get(k) for k in keys}}
+
+
+async def _push(ws: WebSocket, name: str | None) -> None:
+    """Status at least once a second, plus publish/unpublish events as they happen."""
+    if not _token_ok(ws.query_params.get("token") or ws.headers.get("authorization", "").partition(" ")[2]):
+        await ws.close(code=4401, reason="missing or invalid token")
+        return
+    await ws.accept()
+    r: aioredis.Redis = STATE.redis
+    pubsub = r.pubsub()
+    await pubsub.subscribe(store.EVENTS_CHANNEL)
+    try:
+        next_status = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_status:
+                names = [name] if name else [n.decode() for n in sorted(await r.smembers(store.STREAMS))]
+                for n in names:
+                    info = await _call(_stream_details, n)
+                    await ws.send_json(_snapshot(info) if info else {"type": "status", "name": n, "state": "deleted"})
+                next_status = now + PUSH_INTERVAL_S
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=max(0.0, next_status - time.monotonic()))
+            if msg is not None:
+                event = json.loads(msg["data"])
+                if name is None or event.get("name") == name:
+                    await ws.send_json({"type": "event", **event})
+                    next_status = 0.0  # follow an event with fresh status at once
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass  # the client went away: nothing to keep
+    finally:
+        await pubsub.unsubscribe()
+        await pubsub.reset()
+
+
+@app.websocket("/api/v1/ws/streams/{name}")
+async def ws_stream(ws: WebSocket, name: str) -> None:
+    await _push(ws, name)
+
+
+@app.websocket("/api/v1/ws/streams")
+async def ws_streams(ws: WebSocket) -> None:
+    await _push(ws, None)
+
+
+@serve.ingress(app)
+class ControlApp:
+    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int) -> None:
+        STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
+        STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
+        STATE.token_hash = token_hash
+        STATE.rtmp_port = rtmp_port
+
+
+ControlDeployment = serve.deployment(name="control")(ControlApp)

@@ -1,0 +1,90 @@
+"""Viewer sessions: which session fetched what, counted in Redis without a round trip per request.
+
+A session is the `sid` query parameter: the multivariant playlist hands a new viewer one and
+writes it into every URI it lists (media playlists, and they into init and media segments), so
+hls.js, Safari and ffmpeg carry it along without cookies (which cross-origin players do not send).
+A session counts as a viewer from its first media playlist or segment request (a bare fetch of
+the multivariant playlist, e.g. a health probe, is not watching). Requests are recorded in memory
+and flushed once a second in one pipeline per replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+
+import redis.asyncio as aioredis
+
+from .. import store
+
+log = logging.getLogger(__name__)
+SID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_URI_LINE = re.compile(r"^(?!#)(\S+)$", re.M)
+_URI_ATTR = re.compile(r'URI="([^"]+)"')
+
+# Raise the stream's peak_viewers to the current count, atomically.
+_PEAK_LUA = """
+local n = redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')
+local peak = tonumber(redis.call('HGET', KEYS[2], 'peak_viewers') or '0')
+if n > peak and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'peak_viewers', n) end
+return n
+"""
+
+
+def new_sid() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def valid_sid(sid: str | None) -> str | None:
+    return sid if sid and SID_RE.match(sid) else None
+
+
+def tag_playlist(text: str, sid: str) -> str:
+    """Append ?sid= to every URI in a playlist (URI lines and URI="..." attributes)."""
+    text = _URI_ATTR.sub(lambda m: f'URI="{m[1]}?sid={sid}"', text)
+    return _URI_LINE.sub(lambda m: f"{m[1]}?sid={sid}", text)
+
+
+class ViewerTracker:
+    def __init__(self, redis: aioredis.Redis, flush_interval_s: float = 1.0) -> None:
+        self.redis = redis
+        self.flush_interval_s = flush_interval_s
+        self._seen: dict[tuple[str, str, str], float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, stream: str, rendition: str, sid: str) -> None:
+        self._seen[(stream, rendition, sid)] = time.time()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - counting must never break playback
+                log.exception("viewer flush failed")
+
+    async def flush(self) -> None:
+        seen, self._seen = self._seen, {}
+        if not seen:
+            return
+        now = time.time()
+        streams: set[str] = set()
+        async with self.redis.pipeline(transaction=False) as p:
+            for (stream, rendition, sid), t in seen.items():
+                streams.add(stream)
+                p.zadd(store.viewers_last_key(stream), {sid: t})
+                p.zadd(store.viewers_first_key(stream), {sid: t}, nx=True)
+                p.pfadd(store.unique_viewers_key(stream), sid)
+                p.zadd(store.viewers_last_key(stream, rendition), {sid: t})
+                p.expire(store.viewers_last_key(stream, rendition), store.VIEWER_HISTORY_S)
+            for stream in streams:
+                for key in (store.viewers_last_key(stream), store.viewers_first_key(stream), store.unique_viewers_key(stream)):
+                    p.expire(key, store.VIEWER_HISTORY_S)
+                p.zremrangebyscore(store.viewers_last_key(stream), "-inf", now - store.VIEWER_HISTORY_S)
+                p.eval(_PEAK_LUA, 2, store.viewers_last_key(stream), store.live_key(stream), now - store.VIEWER_WINDOW_S)
+            await p.execute()
