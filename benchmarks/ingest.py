@@ -94,10 +94,11 @@ class Server:
     stop: Callable[[], None]
     publish_url: Callable[[int], str]  # stream index -> RTMP URL
     playlist_url: Callable[[int], str]  # stream index -> media playlist URL
+    http_base: str = ""
 
 
-def start_raylive(work: Path, n_max: int) -> Server:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = None) -> Server:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     rtmp, http = free_port(), free_port()
     data = work / "raylive"
     log = open(work / "raylive.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -132,6 +133,7 @@ def start_raylive(work: Path, n_max: int) -> Server:
         stop,
         lambda i: f"rtmp://127.0.0.1:{rtmp}/live/{keys[i]}",
         lambda i: f"http://127.0.0.1:{http}/live/bench{i}/source/index.m3u8",
+        f"http://127.0.0.1:{http}",
     )
 
 

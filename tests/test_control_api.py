@@ -144,7 +144,7 @@ def test_websocket_pushes_status_events_and_viewer_counts(raylive: RayliveProces
             f"{n} viewers on the WebSocket",
             detail=lambda: (status()[-2:], watcher.is_alive(), raylive.api("GET", f"/api/v1/streams/{name}").text),
         )
-        assert time.monotonic() - started < 8  # players need a moment to fetch; counting adds <= 2 s
+        assert time.monotonic() - started < 4  # 3 s as specified, plus the viewers' own first fetches
         last = messages[-1]
         assert last["state"] == "live" and last["bitrate_kbps"] > 0 and last["fps"] > 0
         # Status comes at least once a second.
@@ -159,7 +159,7 @@ def test_websocket_pushes_status_events_and_viewer_counts(raylive: RayliveProces
         ff.terminate()
         ff.wait(10)
     wait_for(lambda: any(m.get("type") == "event" and m["event"] == "unpublish" for m in messages), 10, "an unpublish event")
-    wait_for(lambda: messages[-1].get("viewers") == 0, 40, "the viewer count to fall to 0")
+    wait_for(lambda: status()[-1]["viewers"] == 0, 35, "the viewer count to fall to 0")
     info = raylive.api("GET", f"/api/v1/streams/{name}").json()
     assert info["peak_viewers"] >= n and info["watch_time_s"] > 0
     loop.call_soon_threadsafe(stop.set)
