@@ -21,6 +21,7 @@ from .settings import Settings
 log = logging.getLogger("raylive")
 RUNTIME_FILE = "raylive.json"
 NAMESPACE = "raylive"
+SERVE_SHUTDOWN_TIMEOUT_S = 6.0
 
 
 def runtime_path(data_dir: Path) -> Path:
@@ -140,14 +141,21 @@ class Raylive:
             except Exception:  # noqa: BLE001 - keep shutting down whatever failed
                 log.exception("stopping RTMP gateways")
             try:
-                from ray import serve
-
                 for actor in ray.util.list_named_actors(all_namespaces=True):
                     if actor["namespace"] == NAMESPACE and actor["name"].startswith(("stream:", "gateway:")):
                         ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
-                serve.shutdown()
             except Exception:  # noqa: BLE001
                 log.exception("stopping actors")
+            # Serve's graceful shutdown (replicas flush their counters) can take the full default
+            # 30 s with the HAProxy ingress: bound it; stopping Ray below ends whatever is left.
+            try:
+                from ray.serve.context import _get_global_client
+
+                client = _get_global_client()
+                if client is not None:
+                    client.shutdown(timeout_s=SERVE_SHUTDOWN_TIMEOUT_S)
+            except Exception:  # noqa: BLE001
+                log.exception("stopping Serve")
             ray.shutdown()
         if self.ray_head is not None:
             self.ray_head.stop()

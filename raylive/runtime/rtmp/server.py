@@ -136,9 +136,14 @@ class RtmpConnection:
     async def stop(self, description: str) -> None:
         """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""
         self._session.end_publish(description)
-        await self._flush_out()
+        try:
+            await self._flush_out()
+        except (ConnectionError, OSError):
+            pass  # the peer is already gone: closing is all that is left
         self._closing = True
-        self._reader.feed_eof()
+        # Closing the transport ends the pending read (EOF); media already received is still
+        # delivered by the pump before the sink is closed.
+        self._writer.close()
 
     async def _on_publish(self, ev: PublishRequested) -> None:
         try:
