@@ -1,13 +1,13 @@
 """Playback benchmark: requests/s and latency of a live media playlist and a 2 s segment.
 
-Measured with wrk through raylive's Serve endpoint (default proxy, and Ray's HAProxy ingress with
-RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1), side by side in the same run with
-nginx serving the very same bytes as static files.
+Measured with wrk through raylive's Serve endpoint (Serve's own proxy, and Ray's HAProxy ingress,
+raylive's default), side by side in the same run with nginx serving the very same bytes as static
+files.
 
     python benchmarks/playback.py                  # writes benchmarks/results/playback.{json,md}
     python benchmarks/playback.py --duration 5 --connections 32
 
-Needs ffmpeg, wrk and nginx (Debian); haproxy for the HAProxy mode (skipped if absent).
+Needs ffmpeg, wrk and nginx (Debian); HAProxy comes with ray[serve] on Linux.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.ingest import RESULTS, http_get, source_file, start_raylive  # noqa: E402
 from raylive.redis_server import free_port  # noqa: E402
+from raylive.up import haproxy_available  # noqa: E402
 
 NGINX_STATIC = """
 daemon off;
@@ -142,9 +143,9 @@ def main() -> None:
             sys.exit(f"{tool} is required (apt-get install {tool})")
     rows = []
     with tempfile.TemporaryDirectory(prefix="raylive-playback-") as tmp:
-        modes = [("serve default proxy", {})]
-        if shutil.which("haproxy"):
-            modes.append(("serve haproxy", {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}))
+        modes = [("serve proxy", {"RAY_SERVE_ENABLE_HA_PROXY": "0"})]
+        if haproxy_available():
+            modes.append(("haproxy ingress (default)", {}))
         playlist = segment = b""
         for i, (mode, env) in enumerate(modes):
             work = Path(tmp) / f"raylive{i}"

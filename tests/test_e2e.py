@@ -123,9 +123,13 @@ def test_invalid_names_and_duplicates_are_clear_errors(raylive: RayliveProcess) 
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
-def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path) -> None:
-    # This instance runs as a user's would: Ray's default token authentication on.
+@pytest.mark.parametrize("ingress", ["haproxy", "serve-proxy"])
+def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path, ingress: str) -> None:
+    # This instance runs as a user's would: Ray's default token authentication on; the HAProxy
+    # ingress (the default) or Serve's own proxy.
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    if ingress == "serve-proxy":
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     rl = start_raylive(tmp_path / "data", env=env)
     ff = None
     try:
