@@ -8,6 +8,7 @@ final kill of the session's process group leaves no Ray process behind.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,8 +32,10 @@ class LocalRayHead:
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
         ray_cli = str(Path(sys.executable).with_name("ray"))
+        ray_cli = ray_cli if os.path.exists(ray_cli) else "ray"
+        self._ensure_auth_token()
         args = [
-            ray_cli if os.path.exists(ray_cli) else "ray",
+            ray_cli,
             "start", "--head", "--block", "--disable-usage-stats",
             "--port", str(self.port),
             f"--include-dashboard={'true' if self.dashboard else 'false'}",
@@ -53,6 +56,18 @@ class LocalRayHead:
                     self.stop()
                     raise RuntimeError("Ray head did not start in time") from None
                 time.sleep(0.1)
+
+    @staticmethod
+    def _ensure_auth_token() -> None:
+        """With token auth on, a new head needs a token; `ray start` does not make one (ray.init does)."""
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
+            return
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
+        if path.exists() and path.read_text().strip():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None:

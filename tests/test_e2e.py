@@ -128,6 +128,7 @@ def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path, ingre
     # This instance runs as a user's would: Ray's default token authentication on; the HAProxy
     # ingress (the default) or Serve's own proxy.
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["RAY_AUTH_TOKEN_PATH"] = str(tmp_path / "ray_auth_token")  # as on a new machine: no token yet
     if ingress == "serve-proxy":
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     rl = start_raylive(tmp_path / "data", env=env)
@@ -143,6 +144,7 @@ def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path, ingre
         assert took < 15, f"shutdown took {took:.1f}s"
         assert left == [], f"processes left behind: {left}"
         assert ff.wait(15) is not None  # the publisher was disconnected
+        assert (tmp_path / "ray_auth_token").exists()  # raylive made the token Ray's auth needed
     finally:
         if ff is not None:
             ff.kill()
