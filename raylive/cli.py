@@ -130,7 +130,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             _print_key(args.name, key)
         elif args.action == "list":
             for info in store.list_streams(r):
-                print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
+                _print_key_line(info)
         elif args.action == "revoke":
             try:
                 store.revoke_stream(r, args.name)
@@ -149,7 +149,7 @@ def _keys_via_api(api: ApiClient, args: argparse.Namespace) -> int:
             _print_key(created["name"], created["key"])
         elif args.action == "list":
             for info in api.call("GET", "/api/v1/streams"):
-                print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
+                _print_key_line(info)
         elif args.action == "revoke":
             api.call("POST", f"/api/v1/streams/{args.name}/revoke")
             print(f"revoked key of stream {args.name}")
@@ -160,6 +160,10 @@ def _keys_via_api(api: ApiClient, args: argparse.Namespace) -> int:
         print(f"raylive: {exc}", file=sys.stderr)
         return 2 if exc.status == 422 else 1
     return 0
+
+
+def _print_key_line(info: dict[str, Any]) -> None:
+    print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
 
 
 def _print_key(name: str, key: str) -> None:

@@ -219,3 +219,12 @@ def test_pyav_rtmp_output_publishes(raylive: RayliveProcess) -> None:
     assert isinstance(media, str)
     assert sum(float(d) for d in re.findall(r"#EXTINF:([\d.]+),", media)) >= 4.5
     assert "RESOLUTION=320x180" in get(f"{raylive.base_url}/live/pyav1/index.m3u8").text
+
+
+def test_unsupported_codec_is_refused_with_a_clear_reason(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("sorenson")
+    ff = publish(raylive.rtmp_url(key), seconds=10, extra=("-c:v", "flv1"))  # Sorenson H.263, not H.264
+    assert ff.wait(30) != 0  # disconnected, not left hanging
+    info = wait_for(lambda: (i := raylive.api("GET", "/api/v1/streams/sorenson").json())["state"] == "ended" and i, 10, "the end")
+    assert isinstance(info, dict)
+    assert info["end_reason"] == "unsupported video codec Sorenson H.263; publish H.264"

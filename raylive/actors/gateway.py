@@ -36,7 +36,10 @@ class _StreamSink:
 
     async def send(self, messages: list[RtmpMessage]) -> None:
         batch = [(m.type_id, m.timestamp, m.payload) for m in messages]
-        result = await self.actor.push.remote(self.token, batch)
+        try:
+            result = await self.actor.push.remote(self.token, batch)
+        except Exception as exc:  # noqa: BLE001 - the actor died or failed: never leave the publisher hanging
+            result = {"ok": False, "reason": f"stream actor failed: {type(exc).__name__}"}
         if not result["ok"]:
             log.warning("stream %s: closing publisher: %s", self.name, result["reason"])
             await self.conn.stop(result["reason"])
@@ -59,13 +62,11 @@ class _Authorizer:
         name = name_raw.decode() if name_raw else None
         digest = await gw.redis.hget(store.stream_key(name), "key_hash") if name else None
         if name is None or not store.check_stream_key(name, digest, stream_key):
-            gw.rejections += 1
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
         actor = gw.stream_actor(name)
         token = secrets.token_hex(8)
         claim = await actor.claim.remote(token, str(conn.peer))
         if not claim["ok"]:
-            gw.rejections += 1
             raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
         conn.stream_name = name
         log.info("rtmp conn %s: publishing stream %s", conn.id, name)
@@ -86,7 +87,6 @@ class RtmpGateway:
             max_connections=rt.max_connections,
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
-        self.rejections = 0
         self.port = 0
 
     async def start(self) -> int:
@@ -96,14 +96,6 @@ class RtmpGateway:
 
     async def stop(self) -> None:
         await self.server.stop("Server shutting down.")
-
-    async def stats(self) -> dict[str, Any]:
-        return {
-            "port": self.port,
-            "connections": len(self.server.connections),
-            "publishing": sorted(c.stream_name for c in self.server.connections.values() if c.stream_name),
-            "rejections": self.rejections + self.server.rejected,
-        }
 
     def stream_actor(self, name: str) -> Any:
         node_id = ray.get_runtime_context().get_node_id()

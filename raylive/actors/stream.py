@@ -74,10 +74,12 @@ class StreamIngest:
             return {"ok": False, "reason": self.kicked}
         try:
             files = self.presentation.push(self.timeline.push(batch))
-        except UnsupportedMedia as exc:
-            self.error = str(exc)
-            log.warning("stream %s: %s", self.name, exc)
-            return {"ok": False, "reason": str(exc)}
+        except (UnsupportedMedia, ValueError) as exc:
+            # Media we cannot package (a codec, a malformed or changed configuration): refuse the
+            # publisher with the reason rather than fail the actor; other streams are unaffected.
+            self.error = str(exc) if isinstance(exc, UnsupportedMedia) else f"bad media from publisher: {exc}"
+            log.warning("stream %s: %s", self.name, self.error)
+            return {"ok": False, "reason": self.error}
         if files:
             self._write(files, self.hls.segment_ttl_s)
             self._update_status()
@@ -106,9 +108,6 @@ class StreamIngest:
             return False
         self.kicked = reason
         return True
-
-    def status(self) -> dict[str, Any]:
-        return {"name": self.name, "live": self.owner is not None, "epoch": self.presentation.epoch if self.presentation else None}
 
     # -- Redis ---------------------------------------------------------------------------
     def _write(self, files: list[StoredFile], ttl: int) -> None:

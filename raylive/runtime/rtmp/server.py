@@ -171,8 +171,10 @@ class RtmpConnection:
             if self._pending:
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
                 started = time.monotonic()
-                await self._sink.send(batch)
-                self._drained.set()
+                try:
+                    await self._sink.send(batch)
+                finally:
+                    self._drained.set()  # never leave the reader waiting on a sink that failed
                 # Coalesce: one actor call per flush interval per stream, sooner for a keyframe.
                 elapsed = time.monotonic() - started
                 if elapsed < self._cfg.flush_interval_s and not self._closing and not self._urgent.is_set():
