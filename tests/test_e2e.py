@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from raylive import store
+from raylive.actors.stream import STALE_PUBLISHER_S
 from raylive.redis_server import EmbeddedRedis
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
@@ -228,3 +230,24 @@ def test_unsupported_codec_is_refused_with_a_clear_reason(raylive: RayliveProces
     info = wait_for(lambda: (i := raylive.api("GET", "/api/v1/streams/sorenson").json())["state"] == "ended" and i, 10, "the end")
     assert isinstance(info, dict)
     assert info["end_reason"] == "unsupported video codec Sorenson H.263; publish H.264"
+
+
+def test_a_silent_half_open_publisher_is_replaced_not_a_lockout(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("reconnect")
+    base = f"{raylive.base_url}/live/reconnect"
+    first = publish(raylive.rtmp_url(key), seconds=None)
+    second = None
+    try:
+        wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "reconnect to go live")
+        epoch = raylive.api("GET", "/api/v1/streams/reconnect").json()["epoch"]
+        first.send_signal(signal.SIGSTOP)  # its TCP connection stays open but carries nothing: half-open
+        time.sleep(STALE_PUBLISHER_S + 0.5)  # the staleness threshold itself is what is under test
+        second = publish(raylive.rtmp_url(key), seconds=None)
+        wait_for(lambda: raylive.api("GET", "/api/v1/streams/reconnect").json().get("epoch") != epoch, 15, "the new publisher")
+        wait_for(lambda: get(f"{base}/source/index.m3u8").status_code == 200, 15, "the new publisher's segments")
+        assert second.poll() is None
+    finally:
+        first.send_signal(signal.SIGCONT)
+        first.kill()
+        if second is not None:
+            second.kill()

@@ -26,6 +26,11 @@ from ..settings import HlsSettings
 log = logging.getLogger(__name__)
 
 
+# A publisher delivers a batch at least every 250 ms while media flows; this much silence means
+# its connection is dead even if TCP has not noticed yet.
+STALE_PUBLISHER_S = 3.0
+
+
 def actor_name(stream: str) -> str:
     return f"stream:{stream}:ingest"
 
@@ -41,12 +46,21 @@ class StreamIngest:
         self.started_at = 0.0
         self.error: str | None = None
         self.kicked: str | None = None  # set by the control plane: the publisher must go
+        self.last_push = 0.0  # monotonic time of the owner's last batch
 
     # -- publisher lifecycle -----------------------------------------------------------
     def claim(self, token: str, peer: str) -> dict[str, Any]:
         if self.owner is not None and self.owner != token:
-            return {"ok": False, "reason": f"stream {self.name} is already being published"}
+            if time.monotonic() - self.last_push < STALE_PUBLISHER_S:
+                return {"ok": False, "reason": f"stream {self.name} is already being published"}
+            # The holder sent nothing for a while: a half-open connection (e.g. the encoder's
+            # network dropped and it reconnected). The new publisher takes over instead of being
+            # locked out until the old socket times out.
+            log.warning("stream %s: replacing a publisher silent for %.1fs", self.name, time.monotonic() - self.last_push)
+            self.release(self.owner, "replaced by a new publisher")
+            self.kicked = None
         self.owner = token
+        self.last_push = time.monotonic()
         self.error = None
         self.kicked = None
         self.timeline = IngestTimeline()
@@ -72,6 +86,7 @@ class StreamIngest:
             return {"ok": False, "reason": "not the current publisher"}
         if self.kicked:
             return {"ok": False, "reason": self.kicked}
+        self.last_push = time.monotonic()
         try:
             files = self.presentation.push(self.timeline.push(batch))
         except (UnsupportedMedia, ValueError) as exc:
