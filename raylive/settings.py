@@ -19,6 +19,7 @@ class RtmpSettings:
     max_connections: int = 1000
     max_message_size: int = 16 << 20
     flush_interval_s: float = 0.25
+    reconnect_grace_s: float = 10.0  # a dropped publisher may reconnect and continue the playlists
 
 
 @dataclass

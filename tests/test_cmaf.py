@@ -101,3 +101,32 @@ def test_playlists_of_real_capture() -> None:
     assert "RESOLUTION=160x96" in master and 'AUDIO="audio"' in master and "FRAME-RATE=15.000" in master
     assert "audio/index.m3u8" in master
     assert set(pres.retained_paths()) <= set(files)
+
+
+def test_reconnect_continues_playlists_after_a_discontinuity() -> None:
+    pres = LiveHlsPresentation("ab12", target_duration_ms=500, window=20, wall_start=1_700_000_000.0)
+    files: dict[str, StoredFile] = {}
+
+    def feed() -> None:
+        tl = IngestTimeline()
+        for m in ffmpeg_publish_messages():
+            for f in pres.push(tl.push([(m.type_id, m.timestamp, m.payload)])):
+                files[f.path] = f
+
+    feed()
+    for f in pres.suspend():  # publisher dropped
+        files[f.path] = f
+    before = files["source/index.m3u8"].data.decode()
+    assert "#EXT-X-ENDLIST" not in before and "ab12-" in before
+    pres.resume("cd34")
+    feed()
+    for f in pres.finish():
+        files[f.path] = f
+    text = files["source/index.m3u8"].data.decode()
+    lines = text.splitlines()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1 and "#EXT-X-MEDIA-SEQUENCE:0" in text
+    first_map, second_map = lines.index('#EXT-X-MAP:URI="init-ab12.mp4"'), lines.index('#EXT-X-MAP:URI="init-cd34.mp4"')
+    assert first_map < lines.index("#EXT-X-DISCONTINUITY") < second_map
+    segs = [line for line in lines if line.endswith(".m4s")]
+    assert segs[0].startswith("ab12-") and segs[-1].startswith("cd34-") and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert {"source/init-ab12.mp4", "source/init-cd34.mp4"} <= set(pres.retained_paths())

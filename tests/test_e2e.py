@@ -251,3 +251,28 @@ def test_a_silent_half_open_publisher_is_replaced_not_a_lockout(raylive: Raylive
         first.kill()
         if second is not None:
             second.kill()
+
+
+def test_dropped_publisher_reconnects_into_the_same_playlist(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("flaky")
+    media_url = f"{raylive.base_url}/live/flaky/source/index.m3u8"
+    state = lambda: raylive.api("GET", "/api/v1/streams/flaky").json()  # noqa: E731
+    first = publish(raylive.rtmp_url(key), seconds=None)
+    wait_for(playlist_ready(f"{raylive.base_url}/live/flaky/index.m3u8"), 30, "flaky to go live")
+    first.kill()  # the encoder vanishes without unpublishing (network drop, crash)
+    first.wait(10)
+    wait_for(lambda: state()["state"] == "reconnecting", 10, "the stream to wait for its publisher")
+    assert "#EXT-X-ENDLIST" not in get(media_url).text
+    second = publish(raylive.rtmp_url(key), seconds=None)  # within the 10 s grace: not "already publishing"
+    try:
+        wait_for(lambda: "#EXT-X-DISCONTINUITY" in get(media_url).text, 20, "segments after a discontinuity")
+        text = get(media_url).text
+        epochs = {line.split("-")[0] for line in text.splitlines() if line.endswith(".m4s")}
+        assert len(epochs) == 2 and text.count("#EXT-X-MAP:") == 2 and "#EXT-X-ENDLIST" not in text
+        assert state()["state"] == "live"
+        second.kill()  # dropped again, and this time it does not come back
+        second.wait(10)
+        ended = wait_for(lambda: "#EXT-X-ENDLIST" in get(media_url).text, 20, "ENDLIST after the grace period")
+        assert ended and state()["end_reason"] == "publisher did not reconnect"
+    finally:
+        second.kill()

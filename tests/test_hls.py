@@ -2,10 +2,10 @@ from raylive.runtime.packaging.hls import AudioRendition, MediaPlaylist, Playlis
 
 
 def test_sliding_window_advances_media_sequence() -> None:
-    pl = MediaPlaylist(init_uri="init-e.mp4", window=3, target_duration=2)
+    pl = MediaPlaylist(window=3, target_duration=2)
     removed = []
     for i in range(5):
-        removed += pl.append(PlaylistSegment(f"e-{i}.m4s", 2.0, 1_700_000_000 + 2 * i))
+        removed += pl.append(PlaylistSegment(f"e-{i}.m4s", 2.0, 1_700_000_000 + 2 * i, "init-e.mp4"))
     assert [s.uri for s in removed] == ["e-0.m4s", "e-1.m4s"]
     text = pl.render()
     assert "#EXT-X-MEDIA-SEQUENCE:2\n" in text
@@ -18,23 +18,24 @@ def test_sliding_window_advances_media_sequence() -> None:
 
 
 def test_target_duration_covers_rounded_extinf_and_never_shrinks() -> None:
-    pl = MediaPlaylist(init_uri="i.mp4", window=2, target_duration=2)
-    pl.append(PlaylistSegment("a", 2.4, 0))
+    pl = MediaPlaylist(window=2, target_duration=2)
+    pl.append(PlaylistSegment("a", 2.4, 0, "i.mp4"))
     assert pl.target_duration == 2  # 2.4 rounds to 2
-    pl.append(PlaylistSegment("b", 3.6, 0))
-    pl.append(PlaylistSegment("c", 2.0, 0))
-    pl.append(PlaylistSegment("d", 2.0, 0))
+    pl.append(PlaylistSegment("b", 3.6, 0, "i.mp4"))
+    pl.append(PlaylistSegment("c", 2.0, 0, "i.mp4"))
+    pl.append(PlaylistSegment("d", 2.0, 0, "i.mp4"))
     assert pl.target_duration == 4 and "#EXT-X-TARGETDURATION:4" in pl.render()
 
 
 def test_discontinuity_sequence_counts_dropped_discontinuities() -> None:
-    pl = MediaPlaylist(init_uri="i.mp4", window=2)
-    pl.append(PlaylistSegment("a", 2, 0))
-    pl.append(PlaylistSegment("b", 2, 0, discontinuity=True))
+    pl = MediaPlaylist(window=2)
+    pl.append(PlaylistSegment("a", 2, 0, "i.mp4"))
+    pl.append(PlaylistSegment("b", 2, 0, "i2.mp4", discontinuity=True))
     text = pl.render()
     assert "#EXT-X-DISCONTINUITY\n" in text and "DISCONTINUITY-SEQUENCE" not in text
-    pl.append(PlaylistSegment("c", 2, 0))
-    pl.append(PlaylistSegment("d", 2, 0))
+    assert text.index('#EXT-X-MAP:URI="i.mp4"') < text.index("#EXT-X-DISCONTINUITY") < text.index('#EXT-X-MAP:URI="i2.mp4"')
+    pl.append(PlaylistSegment("c", 2, 0, "i2.mp4"))
+    pl.append(PlaylistSegment("d", 2, 0, "i2.mp4"))
     assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in pl.render() and "#EXT-X-DISCONTINUITY\n" not in pl.render()
 
 

@@ -6,6 +6,7 @@ batches, to that stream's `StreamIngest` actor (created on first publish).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
@@ -45,7 +46,15 @@ class _StreamSink:
             await self.conn.stop(result["reason"])
 
     async def close(self, reason: str) -> None:
-        await self.actor.release.remote(self.token, reason)
+        result = await self.actor.release.remote(self.token, reason)
+        if result["grace_s"] > 0:  # a dropped publisher may come back; end the stream if it does not
+            asyncio.get_running_loop().call_later(result["grace_s"], lambda: asyncio.ensure_future(self._expire()))
+
+    async def _expire(self) -> None:
+        try:
+            await self.actor.expire.remote(self.token)
+        except Exception:  # noqa: BLE001 - the actor is gone; so is its stream
+            log.exception("stream %s: ending after the reconnect grace failed", self.name)
 
 
 class _Authorizer:
@@ -106,7 +115,7 @@ class RtmpGateway:
             lifetime="detached",
             # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
-        ).remote(name, self.redis_url, self.settings.hls)
+        ).remote(name, self.redis_url, self.settings.hls, self.settings.rtmp.reconnect_grace_s)
 
 
 RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)  # type: ignore[call-overload]

@@ -26,6 +26,8 @@ from ..settings import HlsSettings
 log = logging.getLogger(__name__)
 
 
+# Why a connection ended (RtmpConnection): these mean the publisher is done on purpose.
+CLEAN_END_REASONS = ("unpublished", "stopped")
 # A publisher delivers a batch at least every 250 ms while media flows; this much silence means
 # its connection is dead even if TCP has not noticed yet.
 STALE_PUBLISHER_S = 3.0
@@ -36,9 +38,11 @@ def actor_name(stream: str) -> str:
 
 
 class StreamIngest:
-    def __init__(self, name: str, redis_url: str, hls: HlsSettings) -> None:
+    def __init__(self, name: str, redis_url: str, hls: HlsSettings, reconnect_grace_s: float = 10.0) -> None:
         self.name = name
         self.hls = hls
+        self.reconnect_grace_s = reconnect_grace_s
+        self.suspended: str | None = None  # token of a dropped publisher we are waiting for
         self.redis = redis.Redis.from_url(redis_url)
         self.owner: str | None = None  # connection token of the current publisher
         self.timeline: IngestTimeline | None = None
@@ -51,35 +55,41 @@ class StreamIngest:
     # -- publisher lifecycle -----------------------------------------------------------
     def claim(self, token: str, peer: str) -> dict[str, Any]:
         if self.owner is not None and self.owner != token:
-            if time.monotonic() - self.last_push < STALE_PUBLISHER_S:
+            silent = time.monotonic() - self.last_push
+            if silent < STALE_PUBLISHER_S:
                 return {"ok": False, "reason": f"stream {self.name} is already being published"}
             # The holder sent nothing for a while: a half-open connection (e.g. the encoder's
-            # network dropped and it reconnected). The new publisher takes over instead of being
-            # locked out until the old socket times out.
-            log.warning("stream %s: replacing a publisher silent for %.1fs", self.name, time.monotonic() - self.last_push)
+            # network dropped and it reconnected first). Treat it as dropped and let the new
+            # publisher continue instead of locking it out until the old socket times out.
+            log.warning("stream %s: replacing a publisher silent for %.1fs", self.name, silent)
             self.release(self.owner, "replaced by a new publisher")
-            self.kicked = None
         self.owner = token
         self.last_push = time.monotonic()
         self.error = None
         self.kicked = None
         self.timeline = IngestTimeline()
-        self.presentation = LiveHlsPresentation(secrets.token_hex(4), int(self.hls.target_duration_s * 1000), self.hls.window_segments)
-        self.started_at = time.time()
-        # Drop the previous publish's playlists: viewers wait for this one's first segment.
-        stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
-        self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
+        epoch = secrets.token_hex(4)
+        if self.suspended is not None and self.presentation is not None:
+            self.suspended = None
+            self.presentation.resume(epoch)  # same playlists, after a discontinuity
+            log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
+        else:
+            self.presentation = LiveHlsPresentation(epoch, int(self.hls.target_duration_s * 1000), self.hls.window_segments)
+            self.started_at = time.time()
+            # Drop the previous publish's playlists: viewers wait for this one's first segment.
+            stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
+            self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
+            log.info("stream %s: publish started from %s", self.name, peer)
         self._set_state(
             "live",
             started_at=self.started_at,
             node=socket.gethostname(),
             actor=actor_name(self.name),
             pid=os.getpid(),
-            epoch=self.presentation.epoch,
+            epoch=epoch,
         )
         self._event("publish")
-        log.info("stream %s: publish started from %s", self.name, peer)
-        return {"ok": True, "epoch": self.presentation.epoch}
+        return {"ok": True, "epoch": epoch}
 
     def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
         if token != self.owner or self.timeline is None or self.presentation is None:
@@ -100,11 +110,31 @@ class StreamIngest:
             self._update_status()
         return {"ok": True}
 
-    def release(self, token: str, reason: str) -> None:
-        """The publisher is gone: close the last segments and end every playlist."""
+    def release(self, token: str, reason: str) -> dict[str, float]:
+        """The publisher is gone. A clean end (unpublish, server stop, kick, bad media) ends the
+        playlists now; a dropped connection keeps them open for `reconnect_grace_s` so that a
+        publisher reconnecting with the key continues them. Returns the grace the caller must
+        follow with `expire()`."""
         if token != self.owner or self.presentation is None:
-            return
+            return {"grace_s": 0.0}
         self.owner = None
+        if self.kicked or self.error or reason in CLEAN_END_REASONS or self.reconnect_grace_s <= 0:
+            self._finalize(self.kicked or self.error or reason)
+            return {"grace_s": 0.0}
+        self._write(self.presentation.suspend(), self.hls.segment_ttl_s)
+        self.suspended = token
+        self._set_state("reconnecting", dropped_at=time.time())
+        log.info("stream %s: publisher dropped (%s); waiting %.0fs for it to reconnect", self.name, reason, self.reconnect_grace_s)
+        return {"grace_s": self.reconnect_grace_s}
+
+    def expire(self, token: str) -> None:
+        """The grace after a dropped publisher is over: end the playlists unless it came back."""
+        if self.owner is None and self.suspended == token:
+            self._finalize("publisher did not reconnect")
+
+    def _finalize(self, reason: str) -> None:
+        assert self.presentation is not None
+        self.suspended = None
         files = self.presentation.finish()
         ttl = self.hls.ended_ttl_s
         self._write(files, ttl)
@@ -113,9 +143,9 @@ class StreamIngest:
                 p.expire(store.file_key(self.name, path), ttl)
             p.execute()
         self._update_status()
-        self._set_state("ended", ended_at=time.time(), end_reason=self.kicked or self.error or reason)
+        self._set_state("ended", ended_at=time.time(), end_reason=reason)
         self._event("unpublish")
-        log.info("stream %s: publish ended (%s)", self.name, self.kicked or reason)
+        log.info("stream %s: publish ended (%s)", self.name, reason)
 
     def kick(self, reason: str) -> bool:
         """Disconnect the current publisher (revoked key, API stop); the gateway sees it on its next push."""

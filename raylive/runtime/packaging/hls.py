@@ -13,12 +13,12 @@ class PlaylistSegment:
     uri: str
     duration_s: float
     program_date_time: float  # unix seconds of the first sample
+    init_uri: str  # the EXT-X-MAP it needs (changes after a reconnect)
     discontinuity: bool = False
 
 
 @dataclass
 class MediaPlaylist:
-    init_uri: str
     window: int = 6
     media_sequence: int = 0  # sequence number of segments[0]
     discontinuity_sequence: int = 0
@@ -49,10 +49,14 @@ class MediaPlaylist:
         ]
         if self.discontinuity_sequence:
             lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
-        lines += ["#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{self.init_uri}"']
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+        init = None
         for i, seg in enumerate(self.segments):
             if seg.discontinuity and i > 0:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if seg.init_uri != init:
+                init = seg.init_uri
+                lines.append(f'#EXT-X-MAP:URI="{init}"')
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(seg.program_date_time)}")
             lines.append(f"#EXTINF:{seg.duration_s:.3f},")
             lines.append(seg.uri)

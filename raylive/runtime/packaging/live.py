@@ -31,7 +31,9 @@ class StoredFile:
 class _Rendition:
     name: str  # directory under the stream root
     init: InitSegment
+    init_uri: str
     playlist: MediaPlaylist
+    discontinuity_next: bool = False  # the next segment follows a publisher reconnect
     peak_bps: int = 0
     total_bits: int = 0
     total_s: float = 0.0
@@ -72,6 +74,24 @@ class LiveHlsPresentation:
                 pass
         return self._store(outputs)
 
+    def suspend(self) -> list[StoredFile]:
+        """The publisher dropped: close the open segments, but keep the playlists live (no ENDLIST)."""
+        return self._store(self.packager.finish())
+
+    def resume(self, epoch: str) -> None:
+        """A publisher reconnected: continue the same playlists after an EXT-X-DISCONTINUITY.
+
+        Its timestamps restart and its codec parameters may differ, so it gets a new packager, new
+        init segments and new segment names (the epoch); media sequence numbers carry on.
+        """
+        self.epoch = epoch
+        self.packager = CmafPackager(self.packager.target_duration_ms)
+        self.wall_start = time.time()
+        self.ended = False
+        for r in self.renditions.values():
+            r.discontinuity_next = True
+            r.playlist.ended = False
+
     def finish(self) -> list[StoredFile]:
         """End of stream: last segments, and every playlist gets EXT-X-ENDLIST."""
         files = self._store(self.packager.finish())
@@ -89,10 +109,14 @@ class LiveHlsPresentation:
         for out in outputs:
             if isinstance(out, InitSegment):
                 name = RENDITION_DIRS[out.rendition]
-                init_path = f"init-{self.epoch}.mp4"
-                pl = MediaPlaylist(init_uri=init_path, window=self.window, target_duration=self._target_s)
-                self.renditions[out.rendition] = _Rendition(name, out, pl)
-                files.append(StoredFile(f"{name}/{init_path}", out.data, _mp4_type(out.rendition), True))
+                init_uri = f"init-{self.epoch}.mp4"
+                known = self.renditions.get(out.rendition)
+                if known is None:
+                    pl = MediaPlaylist(window=self.window, target_duration=self._target_s)
+                    self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl)
+                else:  # a reconnected publisher: same playlist, new init segment
+                    known.init, known.init_uri = out, init_uri
+                files.append(StoredFile(f"{name}/{init_uri}", out.data, _mp4_type(out.rendition), True))
             elif isinstance(out, MediaSegment):
                 r = self.renditions[out.rendition]
                 seg_name = f"{self.epoch}-{out.index}.m4s"
@@ -104,7 +128,9 @@ class LiveHlsPresentation:
                 r.total_s += out.duration_s
                 r.frames += out.frames
                 r.segments_out += 1
-                removed = r.playlist.append(PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s))
+                seg = PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s, r.init_uri, r.discontinuity_next)
+                r.discontinuity_next = False
+                removed = r.playlist.append(seg)
                 for old in removed:
                     r.paths.pop(f"{r.name}/{old.uri}", None)
                 r.paths[f"{r.name}/{seg_name}"] = out.duration_s
@@ -146,7 +172,8 @@ class LiveHlsPresentation:
         """Every stored path still referenced by a playlist (for TTL extension at the end)."""
         paths = ["index.m3u8"]
         for r in self.renditions.values():
-            paths += [f"{r.name}/index.m3u8", f"{r.name}/{r.playlist.init_uri}", *r.paths]
+            inits = {r.init_uri, *(seg.init_uri for seg in r.playlist.segments)}
+            paths += [f"{r.name}/index.m3u8", *(f"{r.name}/{i}" for i in sorted(inits)), *r.paths]
         return paths
 
 

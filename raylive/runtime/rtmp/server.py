@@ -74,6 +74,7 @@ class RtmpConnection:
         self._urgent = asyncio.Event()
         self._drained = asyncio.Event()
         self._closing = False
+        self.stopped = False  # the server ended it (shutdown, kick): a deliberate end
         self.bytes_in = 0
 
     async def run(self) -> None:
@@ -128,7 +129,7 @@ class RtmpConnection:
                     log.exception("rtmp conn %s: final flush failed", self.id)
             if self._sink is not None:
                 try:
-                    await self._sink.close(reason)
+                    await self._sink.close("stopped" if self.stopped else reason)
                 except Exception:  # noqa: BLE001
                     log.exception("rtmp conn %s: sink close failed", self.id)
             self._writer.close()
@@ -141,6 +142,7 @@ class RtmpConnection:
         except (ConnectionError, OSError):
             pass  # the peer is already gone: closing is all that is left
         self._closing = True
+        self.stopped = True
         # Closing the transport ends the pending read (EOF); media already received is still
         # delivered by the pump before the sink is closed.
         self._writer.close()
