@@ -20,6 +20,8 @@ def mutated_capture(draw: st.DrawFn) -> bytes:
     """The real ffmpeg publish with a few bytes flipped, inserted or cut (seeded from a real capture)."""
     data = bytearray(CAPTURE[: draw(st.integers(3100, len(CAPTURE)))])
     for _ in range(draw(st.integers(1, 8))):
+        if len(data) < 3100:
+            break
         pos = draw(st.integers(3073, len(data) - 1))
         op = draw(st.sampled_from(["flip", "insert", "delete"]))
         if op == "flip":
@@ -47,9 +49,11 @@ def test_session_survives_mutated_real_publish(data: bytes, step: int) -> None:
     timeline = IngestTimeline()
     try:
         for i in range(0, len(data), step):
-            for ev in session.feed(data[i : i + step]):
+            pending = session.feed(data[i : i + step])
+            while pending:
+                ev = pending.pop(0)
                 if type(ev).__name__ == "PublishRequested":
-                    session.accept_publish()
+                    pending = session.accept_publish() + pending
                 elif type(ev).__name__ == "MediaReceived":
                     m = ev.message  # type: ignore[union-attr]
                     try:

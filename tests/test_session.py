@@ -22,10 +22,15 @@ def _replay(accept: bool) -> tuple[RtmpServerSession, list[object], list[list[ob
     commands: list[list[object]] = []
     s0s1s2 = b""
     for i in range(0, len(data), 1000):
-        for ev in session.feed(data[i : i + 1000]):
+        pending = session.feed(data[i : i + 1000])
+        while pending:
+            ev = pending.pop(0)
             events.append(ev)
             if isinstance(ev, PublishRequested):
-                session.accept_publish() if accept else session.reject_publish("NetStream.Publish.BadName", "nope")
+                if accept:
+                    pending = session.accept_publish() + pending
+                else:
+                    session.reject_publish("NetStream.Publish.BadName", "nope")
         out = session.data_to_send()
         if not s0s1s2 and out:
             s0s1s2, out = out[: 1 + 2 * HANDSHAKE_SIZE], out[1 + 2 * HANDSHAKE_SIZE :]
@@ -68,3 +73,15 @@ def test_wrong_version_and_garbage_are_protocol_errors() -> None:
         from raylive.runtime.rtmp.chunk import encode_message
 
         s.feed(encode_message(3, COMMAND_AMF0, 0, 0, b"\x02\x00\x09publ"))
+
+
+def test_media_pipelined_behind_publish_waits_for_the_decision_and_is_not_lost() -> None:
+    data = ffmpeg_publish_bytes()
+    session = RtmpServerSession()
+    events = session.feed(data)  # everything in one read: publish, then all media, then unpublish
+    assert isinstance(events[-1], PublishRequested)
+    held = session.accept_publish()
+    media = [e for e in held if isinstance(e, MediaReceived)]
+    _, one_by_one, _ = _replay(accept=True)
+    assert len(media) == sum(isinstance(e, MediaReceived) for e in one_by_one)
+    assert isinstance(held[-1], Unpublished)

@@ -64,6 +64,7 @@ class ChunkReader:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.max_message_size = max_message_size
         self.bytes_received = 0
+        self.messages_received = 0
         self._buf = bytearray()
         self._streams: dict[int, _ChunkStreamState] = {}
 
@@ -155,6 +156,7 @@ class ChunkReader:
             msg = RtmpMessage(st.type_id, st.timestamp, st.stream_id, bytes(st.partial), csid)
             st.partial.clear()
             self._handle_control(msg)
+            self.messages_received += 1
             out.append(msg)
         return pos
 

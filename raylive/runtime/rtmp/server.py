@@ -10,11 +10,12 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
 from .chunk import VIDEO, ChunkError, RtmpMessage
-from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, Unpublished
+from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, SessionEvent, Unpublished
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ class RtmpConnection:
     async def run(self) -> None:
         pump: asyncio.Task[None] | None = None
         reason = "peer closed"
+        # Deadlines, not per-read timeouts: a client dripping a byte at a time (slowloris) must
+        # still finish its handshake in time, and then complete a message every idle period.
+        deadline = time.monotonic() + self._cfg.handshake_timeout_s
+        seen = 0
         try:
             while not self._closing:
-                timeout = self._cfg.idle_timeout_s if self._session.handshake_done else self._cfg.handshake_timeout_s
                 try:
-                    data = await asyncio.wait_for(self._reader.read(65536), timeout)
+                    data = await asyncio.wait_for(self._reader.read(65536), max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     reason = "timeout"
                     log.info("rtmp conn %s %s: %s timeout", self.id, self.peer, "idle" if self._session.handshake_done else "handshake")
@@ -92,9 +96,15 @@ class RtmpConnection:
                 if not data:
                     break
                 self.bytes_in += len(data)
+                was_open = self._session.handshake_done
                 events = self._session.feed(data)
+                if (self._session.handshake_done and not was_open) or self._session.messages_received > seen:
+                    seen = self._session.messages_received
+                    deadline = time.monotonic() + self._cfg.idle_timeout_s
                 await self._flush_out()
-                for ev in events:
+                queue = deque(events)
+                while queue:
+                    ev = queue.popleft()
                     if isinstance(ev, MediaReceived):
                         msg = ev.message
                         self._pending.append(msg)
@@ -102,7 +112,7 @@ class RtmpConnection:
                         if msg.type_id == VIDEO and msg.payload[:1] and msg.payload[0] >> 4 == 1:
                             self._urgent.set()  # a keyframe may close a segment: deliver it now
                     elif isinstance(ev, PublishRequested):
-                        await self._on_publish(ev)
+                        queue.extend(await self._on_publish(ev))
                         if self._sink is not None and pump is None:
                             pump = asyncio.create_task(self._pump())
                     elif isinstance(ev, Unpublished):
@@ -147,7 +157,7 @@ class RtmpConnection:
         # delivered by the pump before the sink is closed.
         self._writer.close()
 
-    async def _on_publish(self, ev: PublishRequested) -> None:
+    async def _on_publish(self, ev: PublishRequested) -> list[SessionEvent]:
         try:
             self._sink = await self._auth.open(self, ev.app, ev.stream_key)
         except PublishRefused as exc:
@@ -155,9 +165,10 @@ class RtmpConnection:
             self._session.reject_publish(exc.code, exc.description)
             await self._flush_out()
             self._closing = True
-            return
-        self._session.accept_publish()
+            return []
+        held = self._session.accept_publish()
         await self._flush_out()
+        return held
 
     async def _flush_out(self) -> None:
         out = self._session.data_to_send()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ class RtmpServerSession:
         self._hs = bytearray()
         self._out = bytearray()
         self._reader = ChunkReader(max_message_size)
+        self._held: deque[RtmpMessage] = deque()
         self._peer_window = 0
         self._last_ack = 0
         self.app = ""
@@ -86,6 +88,10 @@ class RtmpServerSession:
     def handshake_done(self) -> bool:
         return self._state == "open"
 
+    @property
+    def messages_received(self) -> int:
+        return self._reader.messages_received
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -96,20 +102,29 @@ class RtmpServerSession:
             data = self._feed_handshake(data)
             if self._state != "open" or not data:
                 return []
-        events: list[SessionEvent] = []
-        for msg in self._reader.feed(data):
-            self._on_message(msg, events)
+        self._held.extend(self._reader.feed(data))
         self._maybe_ack()
+        return self._process_held()
+
+    def _process_held(self) -> list[SessionEvent]:
+        events: list[SessionEvent] = []
+        # While a publish awaits the caller's decision, later messages wait too: a client that
+        # pipelines media right behind its publish command must not lose it.
+        while self._held and not self._publish_pending:
+            self._on_message(self._held.popleft(), events)
         return events
 
-    def accept_publish(self) -> None:
+    def accept_publish(self) -> list[SessionEvent]:
+        """Start the publish; returns the events of messages that arrived while it was pending."""
         self._publish_pending = False
         self.publishing = True
         self._send(CSID_CONTROL, USER_CONTROL, 0, (0).to_bytes(2, "big") + self.publish_stream_id.to_bytes(4, "big"))
         self._on_status("status", "NetStream.Publish.Start", "Publishing started.")
+        return self._process_held()
 
     def reject_publish(self, code: str, description: str) -> None:
         self._publish_pending = False
+        self._held.clear()
         self._on_status("error", code, description)
 
     def end_publish(self, description: str = "Stream ended by server.") -> None:

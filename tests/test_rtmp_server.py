@@ -1,0 +1,121 @@
+"""The asyncio RTMP server against hostile clients, with a stand-in authorizer (no Ray needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from raylive.runtime.rtmp.chunk import RtmpMessage
+from raylive.runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
+from tests.helpers import ffmpeg_publish_bytes
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.messages: list[RtmpMessage] = []
+        self.closed: str | None = None
+
+    async def send(self, messages: list[RtmpMessage]) -> None:
+        self.messages += messages
+
+    async def close(self, reason: str) -> None:
+        self.closed = reason
+
+
+class KeyAuthorizer:
+    def __init__(self) -> None:
+        self.sinks: list[RecordingSink] = []
+
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> RecordingSink:
+        if stream_key != "fixturekey":
+            raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
+        sink = RecordingSink()
+        self.sinks.append(sink)
+        return sink
+
+
+async def _serve(cfg: RtmpServerConfig) -> tuple[RtmpServer, KeyAuthorizer, int]:
+    auth = KeyAuthorizer()
+    server = RtmpServer(auth, cfg)
+    port = await server.start("127.0.0.1", 0)
+    return server, auth, port
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
+    started = time.monotonic()
+    while await asyncio.wait_for(reader.read(65536), seconds):
+        pass
+    return time.monotonic() - started
+
+
+async def _replay_publish(port: int) -> None:
+    """Send the captured ffmpeg publish at once (the server answers are read and dropped)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(ffmpeg_publish_bytes())
+    await writer.drain()
+    writer.write_eof()
+    while await reader.read(65536):
+        pass
+    writer.close()
+
+
+@pytest.mark.timeout(60)
+def test_silent_slow_and_garbage_clients_are_dropped_while_a_publisher_flows() -> None:
+    async def scenario() -> None:
+        server, auth, port = await _serve(RtmpServerConfig(handshake_timeout_s=1.0, idle_timeout_s=2.0))
+        # A client that connects and sends nothing.
+        silent_r, _silent_w = await asyncio.open_connection("127.0.0.1", port)
+        # A slowloris client: one handshake byte per 0.3 s never completes within the timeout.
+        slow_r, slow_w = await asyncio.open_connection("127.0.0.1", port)
+
+        async def drip() -> None:
+            for _ in range(20):
+                slow_w.write(b"\x03")
+                await asyncio.sleep(0.3)
+
+        drip_task = asyncio.create_task(drip())
+        # A client sending random bytes after a valid handshake.
+        junk_r, junk_w = await asyncio.open_connection("127.0.0.1", port)
+        junk_w.write(b"\x03" + bytes(1536) + bytes(1536) + b"\xff" * 64 + b"\x05\x00\x00\x00\xff\xff\xff\x14")
+        # Meanwhile a real publish goes through.
+        publish = asyncio.create_task(_replay_publish(port))
+        assert await _closed_within(silent_r, 5) < 3
+        assert await _closed_within(slow_r, 5) < 3
+        assert await _closed_within(junk_r, 5) < 3
+        await asyncio.wait_for(publish, 10)
+        drip_task.cancel()
+        [sink] = auth.sinks
+        assert sink.closed == "unpublished" and len(sink.messages) > 50
+        assert server.connections == {}
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_connection_limit_and_wrong_key() -> None:
+    async def scenario() -> None:
+        server, auth, port = await _serve(RtmpServerConfig(max_connections=2))
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0)  # let the server register them
+        extra_r, _ = await asyncio.open_connection("127.0.0.1", port)
+        assert await _closed_within(extra_r, 5) < 2  # refused at once, the two others stay
+        for _, w in held:
+            w.close()
+        deadline = time.monotonic() + 5
+        while server.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # A wrong key: refused with the RTMP status, nothing forwarded.
+        data = ffmpeg_publish_bytes().replace(b"fixturekey", b"wrong-key!")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        answer = b""
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            answer += chunk
+        assert b"NetStream.Publish.BadName" in answer and b"invalid or revoked stream key" in answer
+        assert auth.sinks == []
+        await server.stop()
+
+    asyncio.run(scenario())
