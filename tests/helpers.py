@@ -23,9 +23,9 @@ def ffmpeg_publish_bytes() -> bytes:
 
 
 @cache
-def ffmpeg_publish_messages() -> list[RtmpMessage]:
-    """All messages of the capture, parsed after the handshake (C0 + C1 + C2)."""
-    data = ffmpeg_publish_bytes()[1 + 2 * HANDSHAKE_SIZE :]
+def ffmpeg_publish_messages(name: str = "ffmpeg_publish.bin") -> list[RtmpMessage]:
+    """All messages of a capture, parsed after the handshake (C0 + C1 + C2)."""
+    data = (FIXTURES / name).read_bytes()[1 + 2 * HANDSHAKE_SIZE :]
     return ChunkReader().feed(data)
 
 

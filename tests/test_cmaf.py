@@ -130,3 +130,31 @@ def test_reconnect_continues_playlists_after_a_discontinuity() -> None:
     segs = [line for line in lines if line.endswith(".m4s")]
     assert segs[0].startswith("ab12-") and segs[-1].startswith("cd34-") and text.rstrip().endswith("#EXT-X-ENDLIST")
     assert {"source/init-ab12.mp4", "source/init-cd34.mp4"} <= set(pres.retained_paths())
+
+
+def test_resolution_change_mid_stream_starts_a_new_period() -> None:
+    pres = LiveHlsPresentation("ab12", target_duration_ms=500, window=20, wall_start=1_700_000_000.0)
+    tl = IngestTimeline()
+    files: dict[str, StoredFile] = {}
+    small = ffmpeg_publish_messages()
+    offset = small[-1].timestamp + 100
+    # One connection whose encoder switches from 160x96 to 320x180 (timestamps carry on).
+    large = [(m.type_id, m.timestamp + offset, m.payload) for m in ffmpeg_publish_messages("ffmpeg_publish_320x180.bin")]
+    for msg in [(m.type_id, m.timestamp, m.payload) for m in small] + large:
+        for f in pres.push(tl.push([msg])):
+            files[f.path] = f
+    for f in pres.finish():
+        files[f.path] = f
+    text = files["source/index.m3u8"].data.decode()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1 and text.count("#EXT-X-MAP:") == 2
+    assert "RESOLUTION=320x180" in files["index.m3u8"].data.decode()
+    # Each period decodes with its own init segment, at its own size.
+    lines = text.splitlines()
+    split = lines.index("#EXT-X-DISCONTINUITY")
+    for part, size in ((lines[:split], (160, 96)), (lines[split:], (320, 180))):
+        init = next(line.split('"')[1] for line in part if line.startswith("#EXT-X-MAP"))
+        segs = [line for line in part if line.endswith(".m4s")]
+        blob = io.BytesIO(files[f"source/{init}"].data + b"".join(files[f"source/{s}"].data for s in segs))
+        with av.open(blob) as container:
+            frames = list(container.decode(video=0))
+        assert frames and (frames[0].width, frames[0].height) == size

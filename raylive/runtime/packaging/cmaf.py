@@ -114,6 +114,14 @@ class CmafPackager:
         self.aac: AacInfo | None = None
         self._seen_keyframe = False
 
+    @property
+    def video_avcc(self) -> bytes | None:
+        return self.video.track.avcc if self.video is not None else None  # type: ignore[union-attr]
+
+    @property
+    def audio_asc(self) -> bytes | None:
+        return self.audio.track.audio_specific_config if self.audio is not None else None  # type: ignore[union-attr]
+
     # -- configuration ------------------------------------------------------------------
     def video_config(self, avcc: bytes) -> list[PackagerOutput]:
         sps = sps_from_avcc(avcc)

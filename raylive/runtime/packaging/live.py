@@ -8,6 +8,7 @@ that a republished stream never reuses a name a cache may hold.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -59,20 +60,37 @@ class LiveHlsPresentation:
 
     # -- input ---------------------------------------------------------------------------
     def push(self, events: list[MediaEvent]) -> list[StoredFile]:
+        files: list[StoredFile] = []
         outputs: list[PackagerOutput] = []
-        p = self.packager
         for ev in events:
+            p = self.packager
             if isinstance(ev, VideoFrame):
                 outputs += p.video_frame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data)
             elif isinstance(ev, AudioFrame):
                 outputs += p.audio_frame(ev.dts_ms, ev.data)
-            elif isinstance(ev, VideoConfig):
-                outputs += p.video_config(ev.avcc)
-            elif isinstance(ev, AudioConfig):
-                outputs += p.audio_config(ev.audio_specific_config)
+            elif isinstance(ev, (VideoConfig, AudioConfig)):
+                video = ev.avcc if isinstance(ev, VideoConfig) else p.video_avcc
+                audio = ev.audio_specific_config if isinstance(ev, AudioConfig) else p.audio_asc
+                if (p.video_avcc, p.audio_asc) == (video, audio):
+                    continue  # a repeated sequence header
+                if (isinstance(ev, VideoConfig) and p.video_avcc) or (isinstance(ev, AudioConfig) and p.audio_asc):
+                    # New codec parameters mid-stream (e.g. a resolution switch): close the open
+                    # segments, then continue after a discontinuity with new init segments.
+                    files += self._store(outputs + p.finish())
+                    outputs = []
+                    self._new_period(secrets.token_hex(4), restart_clock=False)
+                    p = self.packager
+                    if video:
+                        outputs += p.video_config(video)
+                    if audio:
+                        outputs += p.audio_config(audio)
+                elif isinstance(ev, VideoConfig):
+                    outputs += p.video_config(ev.avcc)
+                else:
+                    outputs += p.audio_config(ev.audio_specific_config)
             elif isinstance(ev, Metadata):
                 pass
-        return self._store(outputs)
+        return files + self._store(outputs)
 
     def suspend(self) -> list[StoredFile]:
         """The publisher dropped: close the open segments, but keep the playlists live (no ENDLIST)."""
@@ -84,9 +102,13 @@ class LiveHlsPresentation:
         Its timestamps restart and its codec parameters may differ, so it gets a new packager, new
         init segments and new segment names (the epoch); media sequence numbers carry on.
         """
+        self._new_period(epoch, restart_clock=True)
+
+    def _new_period(self, epoch: str, restart_clock: bool) -> None:
         self.epoch = epoch
         self.packager = CmafPackager(self.packager.target_duration_ms)
-        self.wall_start = time.time()
+        if restart_clock:  # the new media timeline starts at 0 now
+            self.wall_start = time.time()
         self.ended = False
         for r in self.renditions.values():
             r.discontinuity_next = True
