@@ -42,8 +42,8 @@ def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     missing = [p for p in (HLSJS, Path(CHROMIUM)) if not p.exists()]
     if missing:
         if os.environ.get("CI"):
-            pytest.fail(f"missing {missing}: ./scripts/test installs them")
-        pytest.skip(f"missing {missing}: run ./scripts/test to install them")
+            pytest.fail(f"missing {missing}: bash scripts/test installs them")
+        pytest.skip(f"missing {missing}: run bash scripts/test to install them")
     root = tmp_path_factory.mktemp("player")
     (root / "index.html").write_text(PAGE)
     shutil.copy(HLSJS, root / "hls.min.js")
