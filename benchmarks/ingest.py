@@ -87,6 +87,16 @@ def cpu_over(root: int, seconds: float) -> float:
     return 100.0 * used / elapsed
 
 
+def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
+    """Ask a server (started in its own session) to stop; kill its whole session if it lingers."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @dataclass
 class Server:
     name: str
@@ -120,17 +130,10 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
         )  # fmt: skip
         keys.append(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("key:")))
 
-    def stop() -> None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
     return Server(
         "raylive",
         proc.pid,
-        stop,
+        lambda: stop_process(proc, signal.SIGTERM, 60),
         lambda i: f"rtmp://127.0.0.1:{rtmp}/live/{keys[i]}",
         lambda i: f"http://127.0.0.1:{http}/live/bench{i}/source/index.m3u8",
         f"http://127.0.0.1:{http}",
@@ -186,17 +189,10 @@ def start_nginx(work: Path) -> Server | None:
             break
         time.sleep(0.1)
 
-    def stop() -> None:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
     return Server(
         "nginx-rtmp",
         proc.pid,
-        stop,
+        lambda: stop_process(proc, signal.SIGQUIT, 20),
         lambda i: f"rtmp://127.0.0.1:{rtmp}/live/bench{i}",
         lambda i: f"http://127.0.0.1:{http}/hls/bench{i}.m3u8",
     )

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import RESULTS, http_get, source_file, start_raylive  # noqa: E402
+from benchmarks.ingest import RESULTS, http_get, source_file, start_raylive, stop_process  # noqa: E402
 from raylive.redis_server import free_port  # noqa: E402
 from raylive.up import haproxy_available  # noqa: E402
 
@@ -129,8 +129,7 @@ def measure_nginx(playlist: bytes, segment: bytes, work: Path, args: argparse.Na
             "segment_bytes": len(segment),
         }
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        proc.wait(20)
+        stop_process(proc, signal.SIGQUIT, 20)
 
 
 def main() -> None:

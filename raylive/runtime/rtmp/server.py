@@ -76,7 +76,6 @@ class RtmpConnection:
         self._drained = asyncio.Event()
         self._closing = False
         self.stopped = False  # the server ended it (shutdown, kick): a deliberate end
-        self.bytes_in = 0
 
     async def run(self) -> None:
         pump: asyncio.Task[None] | None = None
@@ -95,7 +94,6 @@ class RtmpConnection:
                     break
                 if not data:
                     break
-                self.bytes_in += len(data)
                 was_open = self._session.handshake_done
                 events = self._session.feed(data)
                 if (self._session.handshake_done and not was_open) or self._session.messages_received > seen:
@@ -208,7 +206,6 @@ class RtmpServer:
         self._cfg = config or RtmpServerConfig()
         self._server: asyncio.AbstractServer | None = None
         self.connections: dict[int, RtmpConnection] = {}
-        self.rejected = 0
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._handle, host, port)
@@ -217,7 +214,6 @@ class RtmpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self._cfg.max_connections:
-            self.rejected += 1
             log.warning("rtmp: connection limit %d reached, refusing %s", self._cfg.max_connections, writer.get_extra_info("peername"))
             writer.close()
             return
