@@ -19,7 +19,7 @@ import redis
 
 from . import store
 from .redis_server import EmbeddedRedis
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, validate_ladder
 
 
 class ApiError(Exception):
@@ -120,7 +120,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with _redis(args) as r:
         if args.action == "create":
             try:
-                key = store.create_stream(r, args.name)
+                key = store.create_stream(r, args.name, _ladder_arg(args, check=True))
             except ValueError as exc:
                 print(f"raylive: {exc}", file=sys.stderr)
                 return 2
@@ -141,11 +141,22 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ladder_arg(args: argparse.Namespace, check: bool = False) -> list[str] | None:
+    """`--ladder source,480p,360p`. The API checks names against the running configuration;
+    without it (`check`), against the configuration file's renditions."""
+    if not getattr(args, "ladder", None):
+        return None
+    ladder = [r.strip() for r in args.ladder.split(",") if r.strip()]
+    if check:
+        validate_ladder(ladder, load_settings(getattr(args, "config", None)).transcode)
+    return ladder
+
+
 def _keys_via_api(api: ApiClient, args: argparse.Namespace) -> int:
     try:
         if args.action == "create":
             store.validate_name(args.name)
-            created = api.call("POST", "/api/v1/streams", {"name": args.name})
+            created = api.call("POST", "/api/v1/streams", {"name": args.name, "ladder": _ladder_arg(args)})
             _print_key(created["name"], created["key"])
         elif args.action == "list":
             for info in api.call("GET", "/api/v1/streams"):
@@ -239,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action, helptext in (("create", "create a stream and print its key once"), ("revoke", "revoke a stream's key")):
         kp = ksub.add_parser(action, parents=[common], help=helptext)
         kp.add_argument("name")
+        if action == "create":
+            kp.add_argument("--ladder", help="renditions for this stream, e.g. source,480p,360p (default: the configured ladder)")
     ksub.add_parser("list", parents=[common], help="list streams (never their keys)")
     keys.set_defaults(func=cmd_keys)
 

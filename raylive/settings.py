@@ -30,6 +30,30 @@ class HlsSettings:
     ended_ttl_s: int = 3600  # how long an ended stream's last window stays playable
 
 
+def _default_renditions() -> dict[str, dict[str, int]]:
+    return {
+        "1080p": {"height": 1080, "video_kbps": 5000},
+        "720p": {"height": 720, "video_kbps": 2800},
+        "480p": {"height": 480, "video_kbps": 1400},
+        "360p": {"height": 360, "video_kbps": 800},
+        "240p": {"height": 240, "video_kbps": 400},
+    }
+
+
+@dataclass
+class TranscodeSettings:
+    # Renditions every stream gets unless its own `ladder` says otherwise: `source` is the
+    # publisher's video passed through; the others are names from `renditions`. Rungs at or
+    # above the source's height, or above its bitrate, are skipped (never upscale).
+    ladder: list[str] = field(default_factory=lambda: ["source", "720p", "480p", "360p"])
+    renditions: dict[str, dict[str, int]] = field(default_factory=_default_renditions)
+    encoder: str = "auto"  # auto | x264 | nvenc: auto takes NVENC when a GPU is visible to the actor
+    preset: str = "veryfast"  # x264 preset (NVENC uses p4)
+    max_lag_s: float = 4.0  # behind real time by more than this: drop the most expensive rung
+    gpus_per_stream: float = 0.25  # GPU share a transcoder asks for when it will use NVENC
+    placement_timeout_s: float = 10.0  # no room for a transcoder this long: serve the source only
+
+
 @dataclass
 class HttpSettings:
     port: int = 8000
@@ -47,6 +71,7 @@ class Settings:
     dashboard: bool = True
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)
     hls: HlsSettings = field(default_factory=HlsSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 
     @property
@@ -64,6 +89,8 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
             if not isinstance(value, dict):
                 raise ValueError(f"setting {where}{key} must be a mapping")
             _merge(current, value, f"{where}{key}.")
+        elif isinstance(current, (list, dict)) and not isinstance(value, type(current)):
+            raise ValueError(f"setting {where}{key} must be a {type(current).__name__}")
         else:
             setattr(obj, key, type(current)(value) if current is not None else value)
 
@@ -75,7 +102,25 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: settings must be a mapping")
         _merge(settings, data, "")
+    validate_ladder(settings.transcode.ladder, settings.transcode)
     return settings
+
+
+def validate_ladder(ladder: list[str], transcode: TranscodeSettings) -> list[str]:
+    """A ladder names `source` and/or renditions from the catalogue; raise ValueError otherwise."""
+    if not ladder:
+        raise ValueError("a ladder needs at least one rendition")
+    for name in ladder:
+        if name != "source" and name not in transcode.renditions:
+            raise ValueError(f"unknown rendition {name!r} (known: source, {', '.join(transcode.renditions)})")
+    for name, spec in transcode.renditions.items():
+        if name in ("source", "audio", "video") or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"bad rendition name {name!r}")
+        if set(spec) != {"height", "video_kbps"} or min(spec.values()) <= 0:
+            raise ValueError(f"rendition {name!r} needs a positive height and video_kbps")
+    if transcode.encoder not in ("auto", "x264", "nvenc"):
+        raise ValueError(f"transcode.encoder must be auto, x264 or nvenc, not {transcode.encoder!r}")
+    return ladder
 
 
 def settings_dict(settings: Settings) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def file_key(name: str, path: str) -> str:
 EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: {"event": "publish"|"unpublish", "name": ...}
 VIEWER_WINDOW_S = 30  # a viewer is concurrent if its session made a request this recently
 VIEWER_HISTORY_S = 86400
+JSON_LIVE_FIELDS = ("renditions", "transcode_realtime_factor")
 
 
 def viewers_last_key(name: str, rendition: str | None = None) -> str:
@@ -75,8 +76,9 @@ def validate_name(name: str) -> str:
     return name
 
 
-def create_stream(r: redis.Redis, name: str) -> str:
-    """Create stream NAME and return its new secret key (shown once, stored hashed)."""
+def create_stream(r: redis.Redis, name: str, ladder: list[str] | None = None) -> str:
+    """Create stream NAME and return its new secret key (shown once, stored hashed).
+    `ladder` overrides the configured default renditions for this stream."""
     validate_name(name)
     key = secrets.token_urlsafe(24)
     digest = hash_stream_key(key)
@@ -84,6 +86,8 @@ def create_stream(r: redis.Redis, name: str) -> str:
         raise StreamExists(name)
     with r.pipeline() as p:
         p.hset(stream_key(name), mapping={"key_hash": digest, "created_at": time.time(), "revoked": 0})
+        if ladder is not None:
+            p.hset(stream_key(name), "ladder", json.dumps(ladder))
         p.set(keyhash_key(digest), name)
         p.sadd(STREAMS, name)
         p.execute()
@@ -116,6 +120,16 @@ def rotate_key(r: redis.Redis, name: str) -> str:
     return key
 
 
+def set_ladder(r: redis.Redis, name: str, ladder: list[str] | None) -> None:
+    """This stream's renditions from its next publish on (None: the configured default)."""
+    if not r.exists(stream_key(name)):
+        raise NoSuchStream(name)
+    if ladder is None:
+        r.hdel(stream_key(name), "ladder")
+    else:
+        r.hset(stream_key(name), "ladder", json.dumps(ladder))
+
+
 def delete_stream(r: redis.Redis, name: str) -> None:
     revoke_stream(r, name)
     with r.pipeline() as p:
@@ -141,13 +155,14 @@ def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str,
         "name": name,
         "created_at": float(info.get("created_at", 0)),
         "revoked": info.get("revoked") == "1",
+        "ladder": json.loads(info["ladder"]) if info.get("ladder") else None,
         "state": live.pop("state", "idle"),
         "viewers": int(viewers),
         "peak_viewers": int(live.pop("peak_viewers", 0)),
         "unique_viewers": int(unique),
     }
     for k, v in live.items():
-        out[k] = json.loads(v) if k == "renditions" else _number(v)
+        out[k] = json.loads(v) if k in JSON_LIVE_FIELDS else _number(v)
     return out
 
 

@@ -139,7 +139,7 @@ class Raylive:
         serve.run(app, name="playback", route_prefix="/live", blocking=False)
         token_hash = hashlib.sha256(self.admin_token.encode()).hexdigest()
         control = ControlDeployment.options(max_ongoing_requests=s.http.max_ongoing_requests, ray_actor_options={"num_cpus": 0}).bind(
-            self.redis_url, token_hash, s.rtmp.port
+            self.redis_url, token_hash, s.rtmp.port, list(s.transcode.renditions)
         )
         serve.run(control, name="control", route_prefix="/", blocking=False)
         info = {

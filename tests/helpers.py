@@ -29,12 +29,12 @@ def ffmpeg_publish_messages(name: str = "ffmpeg_publish.bin") -> list[RtmpMessag
     return ChunkReader().feed(data)
 
 
-def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    """The real ffmpeg CLI: 640x360 test pattern + sine, x264 ultrafast, 1 s GOP, in real time."""
+def publish(url: str, seconds: float | None = 10, extra: tuple[str, ...] = (), size: str = "640x360") -> subprocess.Popen[bytes]:
+    """The real ffmpeg CLI: a test pattern (640x360 by default) + sine, x264 ultrafast, 1 s GOP, in real time."""
     duration = ("-t", str(seconds)) if seconds else ()
     return subprocess.Popen(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
          *duration, "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-b:a", "96k", *extra,
          "-f", "flv", url],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

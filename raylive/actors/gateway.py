@@ -115,7 +115,7 @@ class RtmpGateway:
             lifetime="detached",
             # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
-        ).remote(name, self.redis_url, self.settings.hls, self.settings.rtmp.reconnect_grace_s)
+        ).remote(name, self.redis_url, self.settings.hls, self.settings.rtmp.reconnect_grace_s, self.settings.transcode)
 
 
 RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)  # type: ignore[call-overload]

@@ -13,15 +13,21 @@ import os
 import secrets
 import socket
 import time
+from collections import deque
 from typing import Any
 
+import av
 import ray
 import redis
+from ray.exceptions import GetTimeoutError, RayError
 
 from .. import store
+from ..runtime.avc import sps_from_avcc
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
-from ..settings import HlsSettings
+from ..runtime.transcode import ENCODERS, LadderConfig, LadderPeriod, estimate_cpus, plan_ladder
+from ..settings import HlsSettings, TranscodeSettings
+from .transcoder import StreamTranscoderActor, transcoder_name
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,8 @@ CLEAN_END_REASONS = ("unpublished", "stopped")
 # A publisher delivers a batch at least every 250 ms while media flows; this much silence means
 # its connection is dead even if TCP has not noticed yet.
 STALE_PUBLISHER_S = 3.0
+# How long the end of a publish waits for the transcoder to flush its last segments.
+LADDER_DRAIN_TIMEOUT_S = 10.0
 
 
 def actor_name(stream: str) -> str:
@@ -38,9 +46,19 @@ def actor_name(stream: str) -> str:
 
 
 class StreamIngest:
-    def __init__(self, name: str, redis_url: str, hls: HlsSettings, reconnect_grace_s: float = 10.0) -> None:
+    def __init__(
+        self, name: str, redis_url: str, hls: HlsSettings, reconnect_grace_s: float = 10.0, transcode: TranscodeSettings | None = None
+    ) -> None:
         self.name = name
         self.hls = hls
+        self.transcode = transcode or TranscodeSettings()
+        self.ladder: list[str] = self.transcode.ladder
+        self.transcoder: Any = None  # StreamTranscoder handle while a ladder runs
+        self._tx_ready: Any = None  # its `ready()` ref until Ray has placed it
+        self._tx_created = 0.0
+        self._tx_calls: deque[Any] = deque()  # outstanding `push` refs, oldest first
+        self._tx_status: dict[str, Any] = {}
+        self._ladder_off = False  # no room or a failure: this publish serves the source only
         self.reconnect_grace_s = reconnect_grace_s
         self.suspended: str | None = None  # token of a dropped publisher we are waiting for
         self.redis = redis.Redis.from_url(redis_url)
@@ -74,7 +92,16 @@ class StreamIngest:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
             log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
         else:
-            self.presentation = LiveHlsPresentation(epoch, int(self.hls.target_duration_s * 1000), self.hls.window_segments)
+            self._stop_transcoder()
+            self.ladder = self._stream_ladder()
+            self._ladder_off = False
+            self.presentation = LiveHlsPresentation(
+                epoch,
+                int(self.hls.target_duration_s * 1000),
+                self.hls.window_segments,
+                ladder=any(r != "source" for r in self.ladder),
+                advertise_source="source" in self.ladder,
+            )
             self.started_at = time.time()
             # Drop the previous publish's playlists: viewers wait for this one's first segment.
             stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
@@ -99,6 +126,8 @@ class StreamIngest:
         self.last_push = time.monotonic()
         try:
             files = self.presentation.push(self.timeline.push(batch))
+            self._feed_ladder()
+            files += self._collect_ladder()
         except (UnsupportedMedia, ValueError) as exc:
             # Media we cannot package (a codec, a malformed or changed configuration): refuse the
             # publisher with the reason rather than fail the actor; other streams are unaffected.
@@ -121,7 +150,7 @@ class StreamIngest:
         if self.kicked or self.error or reason in CLEAN_END_REASONS or self.reconnect_grace_s <= 0:
             self._finalize(self.kicked or self.error or reason)
             return {"grace_s": 0.0}
-        self._write(self.presentation.suspend(), self.hls.segment_ttl_s)
+        self._write(self._drain_ladder() + self.presentation.suspend(), self.hls.segment_ttl_s)
         self.suspended = token
         self._set_state("reconnecting", dropped_at=time.time())
         log.info("stream %s: publisher dropped (%s); waiting %.0fs for it to reconnect", self.name, reason, self.reconnect_grace_s)
@@ -135,7 +164,9 @@ class StreamIngest:
     def _finalize(self, reason: str) -> None:
         assert self.presentation is not None
         self.suspended = None
-        files = self.presentation.finish()
+        files = self._drain_ladder()
+        self._stop_transcoder()
+        files += self.presentation.finish()
         ttl = self.hls.ended_ttl_s
         self._write(files, ttl)
         with self.redis.pipeline() as p:
@@ -153,6 +184,99 @@ class StreamIngest:
             return False
         self.kicked = reason
         return True
+
+    # -- ABR ladder ----------------------------------------------------------------------
+    def _stream_ladder(self) -> list[str]:
+        raw = self.redis.hget(store.stream_key(self.name), "ladder")
+        return json.loads(raw) if raw else self.transcode.ladder
+
+    def _feed_ladder(self) -> None:
+        assert self.presentation is not None
+        items = self.presentation.take_ladder_input()
+        if not items or self._ladder_off:
+            return
+        if self.transcoder is None:
+            configs = [i for i, item in enumerate(items) if isinstance(item, LadderConfig)]
+            if not configs or not self._start_transcoder(items[configs[-1]]):  # type: ignore[arg-type]
+                return
+            items = [LadderPeriod(self.presentation.epoch), *items[configs[-1] :]]
+        self._tx_calls.append(self.transcoder.push.remote(items, time.time()))
+
+    def _start_transcoder(self, config: LadderConfig) -> bool:
+        assert self.presentation is not None
+        sps = sps_from_avcc(config.avcc)
+        plan = plan_ladder(self.ladder, self.transcode.renditions, sps.width, sps.height, config.source_kbps)
+        if not plan:
+            return False  # e.g. a 360p source with a 720p/480p/360p ladder: nothing below it
+        options: dict[str, Any] = {
+            "name": transcoder_name(self.name),
+            "namespace": ray.get_runtime_context().namespace,
+            "num_cpus": estimate_cpus(plan, sps.width, sps.height, config.frame_rate),
+        }
+        nvenc = self.transcode.encoder in ("auto", "nvenc") and ENCODERS["nvenc"] in av.codecs_available
+        if nvenc and ray.cluster_resources().get("GPU", 0) > 0:
+            options["num_gpus"] = self.transcode.gpus_per_stream
+        self.transcoder = StreamTranscoderActor.options(**options).remote(self.name, self.ladder, self.transcode)
+        self._tx_ready = self.transcoder.ready.remote()
+        self._tx_created = time.monotonic()
+        self.presentation.expected = {r.name for r in plan}
+        log.info("stream %s: starting transcoder for %s (%.2f CPUs)", self.name, ", ".join(r.name for r in plan), options["num_cpus"])
+        return True
+
+    def _collect_ladder(self) -> list[StoredFile]:
+        if self.transcoder is None:
+            return []
+        if self._tx_ready is not None:
+            if ray.wait([self._tx_ready], timeout=0)[0]:
+                self._tx_ready = None
+            elif time.monotonic() - self._tx_created > self.transcode.placement_timeout_s:
+                self._ladder_failed("no CPU/GPU free for the transcoder within placement_timeout_s")
+                return []
+        files: list[StoredFile] = []
+        if self._tx_calls:
+            done = set(ray.wait(list(self._tx_calls), num_returns=len(self._tx_calls), timeout=0)[0])
+            while self._tx_calls and self._tx_calls[0] in done:
+                files += self._ladder_result(self._tx_calls.popleft())
+        return files
+
+    def _ladder_result(self, ref: Any, timeout: float | None = None) -> list[StoredFile]:
+        assert self.presentation is not None
+        try:
+            result = ray.get(ref, timeout=timeout)
+        except (RayError, GetTimeoutError) as exc:
+            self._ladder_failed(f"transcoder failed: {exc}")
+            return []
+        files = self.presentation.add_rung_outputs(result["outputs"])
+        for name in result["dropped"]:
+            files += self.presentation.end_rendition(name)
+        self._tx_status = {k: result[k] for k in ("encoder", "lag_s", "realtime_factor")}
+        return files
+
+    def _drain_ladder(self) -> list[StoredFile]:
+        """The publisher stopped: wait (bounded) for the ladder's last segments."""
+        if self.transcoder is None or self._ladder_off:
+            return []
+        self._feed_ladder()
+        self._tx_calls.append(self.transcoder.finish.remote())
+        files: list[StoredFile] = []
+        deadline = time.monotonic() + LADDER_DRAIN_TIMEOUT_S
+        while self._tx_calls and self.transcoder is not None:
+            files += self._ladder_result(self._tx_calls.popleft(), max(0.1, deadline - time.monotonic()))
+        return files
+
+    def _ladder_failed(self, why: str) -> None:
+        log.warning("stream %s: %s; serving the source rendition only", self.name, why)
+        self._stop_transcoder()
+        self._ladder_off = True
+        if self.presentation is not None:
+            self.presentation.expected = set()
+
+    def _stop_transcoder(self) -> None:
+        if self.transcoder is not None:
+            ray.kill(self.transcoder)
+        self.transcoder = self._tx_ready = None
+        self._tx_calls.clear()
+        self._tx_status = {}
 
     # -- Redis ---------------------------------------------------------------------------
     def _write(self, files: list[StoredFile], ttl: int) -> None:
@@ -178,6 +302,12 @@ class StreamIngest:
         if pkg.aac is not None:
             fields.update(audio_codec=pkg.aac.codec_string, sample_rate=pkg.aac.sample_rate)
         fields["keyframe_interval_ms"] = self.timeline.stats.keyframe_interval_ms
+        if self._tx_status:
+            fields.update(
+                encoder=self._tx_status["encoder"],
+                transcode_lag_s=self._tx_status["lag_s"],
+                transcode_realtime_factor=json.dumps(self._tx_status["realtime_factor"]),
+            )
         fields["renditions"] = json.dumps(
             {r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in self.presentation.renditions.values()}
         )

@@ -143,3 +143,57 @@ def sps_from_avcc(record: bytes) -> SpsInfo:
     if not sps:
         raise AvcError("avcC has no SPS")
     return parse_sps(sps[0])
+
+
+# NAL unit types an encoder repeats in-band that belong in the avcC record or nowhere.
+NAL_SPS, NAL_PPS, NAL_AUD = 7, 8, 9
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """NAL units of an Annex B byte stream (start codes 00 00 01 or 00 00 00 01)."""
+    nals: list[bytes] = []
+    start = -1
+    i = 0
+    n = len(data)
+    while True:
+        j = data.find(b"\x00\x00\x01", i)
+        if j < 0:
+            break
+        if start >= 0:
+            end = j - 1 if j > 0 and data[j - 1] == 0 else j
+            if end > start:
+                nals.append(data[start:end])
+        start = i = j + 3
+    if 0 <= start < n:
+        nals.append(data[start:])
+    return nals
+
+
+def annexb_to_avcc_sample(data: bytes) -> bytes:
+    """An Annex B access unit as an MP4/FLV sample: 4-byte length prefixes, without SPS/PPS/AUD."""
+    out = bytearray()
+    for nal in split_annexb(data):
+        if nal[0] & 0x1F in (NAL_SPS, NAL_PPS, NAL_AUD):
+            continue
+        out += len(nal).to_bytes(4, "big") + nal
+    return bytes(out)
+
+
+def avcc_from_annexb(headers: bytes) -> bytes:
+    """An AVCDecoderConfigurationRecord (4-byte lengths) from Annex B SPS/PPS, e.g. encoder extradata."""
+    nals = split_annexb(headers)
+    sps = [n for n in nals if n[0] & 0x1F == NAL_SPS]
+    pps = [n for n in nals if n[0] & 0x1F == NAL_PPS]
+    if not sps or not pps:
+        raise AvcError("encoder headers lack an SPS or a PPS")
+    record = bytearray([1, sps[0][1], sps[0][2], sps[0][3], 0xFF, 0xE0 | len(sps)])
+    for s in sps:
+        record += len(s).to_bytes(2, "big") + s
+    record.append(len(pps))
+    for p in pps:
+        record += len(p).to_bytes(2, "big") + p
+    info = parse_sps(sps[0])
+    if info.profile_idc in HIGH_PROFILES:
+        # High profiles carry chroma format and bit depths (ISO/IEC 14496-15 5.3.3.1.2); 4:2:0 8-bit.
+        record += bytes([0xFC | 1, 0xF8, 0xF8, 0])
+    return bytes(record)

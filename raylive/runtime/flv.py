@@ -109,3 +109,20 @@ def parse_audio(body: bytes) -> AudioTag:
             raise FlvError("truncated AudioSpecificConfig")
         return AacConfig(bytes(body[2:]))
     return AacFrame(bytes(body[2:]))
+
+
+def read_file_tags(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(tag type, ms timestamp, body) of every tag of an FLV file: what an RTMP publisher of that
+    file would send as (message type, timestamp, payload). Stops at a truncated tag."""
+    if data[:3] != b"FLV" or len(data) < 9:
+        raise ValueError("not an FLV file")
+    pos = int.from_bytes(data[5:9], "big") + 4  # header, then PreviousTagSize0
+    tags: list[tuple[int, int, bytes]] = []
+    while pos + 11 <= len(data):
+        kind, size = data[pos] & 0x1F, int.from_bytes(data[pos + 1 : pos + 4], "big")
+        ts = int.from_bytes(data[pos + 4 : pos + 7], "big") | data[pos + 7] << 24
+        if pos + 11 + size > len(data):
+            break
+        tags.append((kind, ts, data[pos + 11 : pos + 11 + size]))
+        pos += 11 + size + 4
+    return tags

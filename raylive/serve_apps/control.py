@@ -33,7 +33,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 PUSH_INTERVAL_S = 1.0
 
 # Per-replica state, set by ControlApp.__init__. Module-level because Serve serves a copy of `app`.
-STATE = SimpleNamespace(redis=None, sync_redis=None, token_hash="", rtmp_port=1935)
+STATE = SimpleNamespace(redis=None, sync_redis=None, token_hash="", rtmp_port=1935, renditions=["source"])
 
 app = FastAPI(
     title="raylive control API",
@@ -45,6 +45,14 @@ app = FastAPI(
 class StreamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN, description="1-64 letters, digits, '-' or '_'", examples=["cam1"])
+    ladder: list[str] | None = Field(
+        default=None, min_length=1, description="renditions for this stream (default: the configured ladder)", examples=[["source", "360p"]]
+    )
+
+
+class LadderUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ladder: list[str] | None = Field(min_length=1, description="renditions from the next publish on; null: the configured default")
 
 
 class StreamCreated(BaseModel):
@@ -76,6 +84,10 @@ class StreamInfo(BaseModel):
     watch_time_s: float = 0.0
     node: str | None = None
     actor: str | None = None
+    ladder: list[str] | None = Field(default=None, description="this stream's own ladder; null: the configured default")
+    encoder: str | None = Field(default=None, description="encoder of the ladder rungs (libx264, h264_nvenc)")
+    transcode_lag_s: float | None = None
+    transcode_realtime_factor: dict[str, float] = Field(default_factory=dict, description="media s encoded per wall s, per rung")
 
 
 class ErrorBody(BaseModel):
@@ -154,10 +166,17 @@ async def healthz() -> dict[str, bool]:
     return {"ok": True}
 
 
+def _check_ladder(ladder: list[str] | None) -> None:
+    unknown = [r for r in ladder or [] if r not in STATE.renditions]
+    if unknown:
+        raise HTTPException(422, f"unknown rendition(s) {', '.join(map(repr, unknown))}; known: {', '.join(STATE.renditions)}")
+
+
 @app.post("/api/v1/streams", status_code=201, response_model=StreamCreated, responses={**ERRORS, 409: {"model": ErrorBody}})
 async def create_stream(body: StreamCreate, request: Request, _: Authorized) -> StreamCreated:
+    _check_ladder(body.ladder)
     try:
-        key = await _call(store.create_stream, body.name)
+        key = await _call(store.create_stream, body.name, body.ladder)
     except store.StreamExists:
         raise HTTPException(409, f"stream {body.name!r} already exists") from None
     publish, playback = _urls(request, body.name, key)
@@ -182,6 +201,16 @@ async def rotate_key(name: str, request: Request, _: Authorized) -> StreamCreate
         raise HTTPException(404, f"no stream named {name!r}") from None
     publish, playback = _urls(request, name, key)
     return StreamCreated(name=name, key=key, publish_url=publish, playback_url=playback)
+
+
+@app.put("/api/v1/streams/{name}/ladder", response_model=StreamInfo, responses=ERRORS)
+async def set_ladder(name: str, body: LadderUpdate, request: Request, _: Authorized) -> dict[str, Any]:
+    _check_ladder(body.ladder)
+    try:
+        await _call(store.set_ladder, name, body.ladder)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    return await _stream(name)
 
 
 @app.post("/api/v1/streams/{name}/revoke", response_model=StreamInfo, responses=ERRORS)
@@ -259,11 +288,12 @@ async def ws_streams(ws: WebSocket) -> None:
 
 @serve.ingress(app)
 class ControlApp:
-    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int) -> None:
+    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str]) -> None:
         STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
         STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
         STATE.token_hash = token_hash
         STATE.rtmp_port = rtmp_port
+        STATE.renditions = ["source", *renditions]
 
 
 ControlDeployment = serve.deployment(name="control")(ControlApp)

@@ -106,8 +106,12 @@ class _TrackState:
 
 
 class CmafPackager:
-    def __init__(self, target_duration_ms: int = 2000) -> None:
+    def __init__(self, target_duration_ms: int = 2000, video_rendition: str = "video") -> None:
         self.target_duration_ms = target_duration_ms
+        self.video_rendition = video_rendition
+        # Video segments begun so far; a change across a `video_frame` call means that frame
+        # starts a segment (what the ladder transcoder aligns its keyframes to).
+        self.segments_started = 0
         self.video: _TrackState | None = None
         self.audio: _TrackState | None = None
         self.sps: SpsInfo | None = None
@@ -132,8 +136,8 @@ class CmafPackager:
             raise ValueError("video configuration changed mid-stream")
         self.sps = sps
         track = VideoTrack(avcc, sps.width, sps.height, VIDEO_TIMESCALE)
-        self.video = _TrackState("video", track)
-        return [InitSegment("video", init_segment(track), sps.codec_string, width=sps.width, height=sps.height)]
+        self.video = _TrackState(self.video_rendition, track)
+        return [InitSegment(self.video_rendition, init_segment(track), sps.codec_string, width=sps.width, height=sps.height)]
 
     def audio_config(self, asc: bytes) -> list[PackagerOutput]:
         info = parse_audio_specific_config(asc)
@@ -155,6 +159,7 @@ class CmafPackager:
             if not keyframe:
                 return []  # undecodable without the preceding keyframe
             self._seen_keyframe = True
+            self.segments_started += 1
         dts = dts_ms * VIDEO_TIMESCALE // 1000
         if v.held is not None and dts <= v.held.dts:
             dts = v.held.dts + 1
@@ -163,6 +168,7 @@ class CmafPackager:
             seg = v.cut_at(dts)
             if seg is not None:
                 out.append(seg)
+            self.segments_started += 1
             if self.audio is not None:
                 self.audio.cuts.append(dts_ms * self.audio.timescale // 1000)
         v.add(Sample(dts, 0, max(0, cts_ms) * VIDEO_TIMESCALE // 1000, keyframe, data))

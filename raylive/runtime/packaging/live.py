@@ -13,11 +13,14 @@ import time
 from dataclasses import dataclass, field
 
 from ..ingest import AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame
+from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from .cmaf import CmafPackager, InitSegment, MediaSegment, PackagerOutput
 from .hls import AudioRendition, MediaPlaylist, PlaylistSegment, VideoVariant, render_multivariant
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-RENDITION_DIRS = {"video": "source", "audio": "audio"}
+RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
+# A rung that has not produced its first segment by the source's third is advertised late.
+MASTER_WAIT_SEGMENTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,8 @@ class _Rendition:
     init: InitSegment
     init_uri: str
     playlist: MediaPlaylist
-    discontinuity_next: bool = False  # the next segment follows a publisher reconnect
+    epoch: str = ""  # period of the latest segment; a segment of another one follows a discontinuity
+    dropped: bool = False  # a ladder rung given up (transcoder too slow): ended, no longer advertised
     peak_bps: int = 0
     total_bits: int = 0
     total_s: float = 0.0
@@ -48,7 +52,15 @@ class _Rendition:
 
 
 class LiveHlsPresentation:
-    def __init__(self, epoch: str, target_duration_ms: int = 2000, window: int = 6, wall_start: float | None = None) -> None:
+    def __init__(
+        self,
+        epoch: str,
+        target_duration_ms: int = 2000,
+        window: int = 6,
+        wall_start: float | None = None,
+        ladder: bool = False,
+        advertise_source: bool = True,
+    ) -> None:
         self.epoch = epoch
         self.window = window
         self.packager = CmafPackager(target_duration_ms)
@@ -57,6 +69,12 @@ class LiveHlsPresentation:
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
         self._master = ""
+        self.metadata: dict[str, object] = {}
+        # What a ladder transcoder needs (source config, frames marked where segments start),
+        # collected when `ladder` is on; the owner drains it with `take_ladder_input()`.
+        self._ladder_input: list[LadderInput] | None = [LadderPeriod(epoch)] if ladder else None
+        self.expected: set[str] = set()  # rung renditions the master playlist waits for
+        self.advertise_source = advertise_source
 
     # -- input ---------------------------------------------------------------------------
     def push(self, events: list[MediaEvent]) -> list[StoredFile]:
@@ -65,7 +83,10 @@ class LiveHlsPresentation:
         for ev in events:
             p = self.packager
             if isinstance(ev, VideoFrame):
+                started = p.segments_started
                 outputs += p.video_frame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data)
+                if self._ladder_input is not None and p.segments_started:
+                    self._ladder_input.append(LadderFrame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data, p.segments_started != started))
             elif isinstance(ev, AudioFrame):
                 outputs += p.audio_frame(ev.dts_ms, ev.data)
             elif isinstance(ev, (VideoConfig, AudioConfig)):
@@ -82,15 +103,43 @@ class LiveHlsPresentation:
                     p = self.packager
                     if video:
                         outputs += p.video_config(video)
+                        self._tap_config(video)
                     if audio:
                         outputs += p.audio_config(audio)
                 elif isinstance(ev, VideoConfig):
                     outputs += p.video_config(ev.avcc)
+                    self._tap_config(ev.avcc)
                 else:
                     outputs += p.audio_config(ev.audio_specific_config)
             elif isinstance(ev, Metadata):
-                pass
+                self.metadata = dict(ev.values)
         return files + self._store(outputs)
+
+    def _tap_config(self, avcc: bytes) -> None:
+        if self._ladder_input is not None:
+            self._ladder_input.append(LadderConfig(avcc, frame_rate_of(self.metadata), source_kbps_of(self.metadata)))
+
+    def take_ladder_input(self) -> list[LadderInput]:
+        if self._ladder_input is None:
+            return []
+        items, self._ladder_input = self._ladder_input, []
+        return items
+
+    def add_rung_outputs(self, outputs: list[RungOutput]) -> list[StoredFile]:
+        """Segments from the ladder transcoder, named by the period they were encoded in."""
+        files: list[StoredFile] = []
+        for o in outputs:
+            files += self._store([o.output], o.epoch)
+        return files
+
+    def end_rendition(self, name: str) -> list[StoredFile]:
+        """Stop a ladder rung (it could not keep up): its playlist ends and the master drops it."""
+        r = self.renditions.get(name)
+        self.expected.discard(name)
+        if r is None:
+            return []
+        r.dropped = r.playlist.ended = True
+        return [self._playlist_file(r), *self._master_files()]
 
     def suspend(self) -> list[StoredFile]:
         """The publisher dropped: close the open segments, but keep the playlists live (no ENDLIST)."""
@@ -110,9 +159,10 @@ class LiveHlsPresentation:
         if restart_clock:  # the new media timeline starts at 0 now
             self.wall_start = time.time()
         self.ended = False
+        if self._ladder_input is not None:
+            self._ladder_input.append(LadderPeriod(epoch))
         for r in self.renditions.values():
-            r.discontinuity_next = True
-            r.playlist.ended = False
+            r.playlist.ended = r.dropped
 
     def finish(self) -> list[StoredFile]:
         """End of stream: last segments, and every playlist gets EXT-X-ENDLIST."""
@@ -126,12 +176,13 @@ class LiveHlsPresentation:
         return files
 
     # -- output --------------------------------------------------------------------------
-    def _store(self, outputs: list[PackagerOutput]) -> list[StoredFile]:
+    def _store(self, outputs: list[PackagerOutput], epoch: str | None = None) -> list[StoredFile]:
+        epoch = epoch or self.epoch
         files: list[StoredFile] = []
         for out in outputs:
             if isinstance(out, InitSegment):
-                name = RENDITION_DIRS[out.rendition]
-                init_uri = f"init-{self.epoch}.mp4"
+                name = RENDITION_DIRS.get(out.rendition, out.rendition)
+                init_uri = f"init-{epoch}.mp4"
                 known = self.renditions.get(out.rendition)
                 if known is None:
                     pl = MediaPlaylist(window=self.window, target_duration=self._target_s)
@@ -141,7 +192,9 @@ class LiveHlsPresentation:
                 files.append(StoredFile(f"{name}/{init_uri}", out.data, _mp4_type(out.rendition), True))
             elif isinstance(out, MediaSegment):
                 r = self.renditions[out.rendition]
-                seg_name = f"{self.epoch}-{out.index}.m4s"
+                if r.dropped:
+                    continue
+                seg_name = f"{epoch}-{out.index}.m4s"
                 files.append(StoredFile(f"{r.name}/{seg_name}", out.data, _mp4_type(out.rendition), True))
                 bits = len(out.data) * 8
                 if out.duration_s > 0:
@@ -150,8 +203,8 @@ class LiveHlsPresentation:
                 r.total_s += out.duration_s
                 r.frames += out.frames
                 r.segments_out += 1
-                seg = PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s, r.init_uri, r.discontinuity_next)
-                r.discontinuity_next = False
+                seg = PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s, r.init_uri, r.epoch not in ("", epoch))
+                r.epoch = epoch
                 removed = r.playlist.append(seg)
                 for old in removed:
                     r.paths.pop(f"{r.name}/{old.uri}", None)
@@ -165,9 +218,15 @@ class LiveHlsPresentation:
         return StoredFile(f"{r.name}/index.m3u8", r.playlist.render().encode(), PLAYLIST_TYPE, False)
 
     def _master_files(self, force: bool = False) -> list[StoredFile]:
-        # Only advertise renditions once each has a segment, so no player meets an empty playlist.
-        if not force and any(r.segments_out == 0 for r in self.renditions.values()):
-            return []
+        # Only advertise renditions once each has a segment, so no player meets an empty playlist;
+        # a ladder rung that is slow to start is not waited for beyond a few source segments.
+        if not force:
+            source = self.renditions.get("video") or self.renditions.get("audio")
+            if any(r.segments_out == 0 for r in self.renditions.values() if not r.dropped):
+                return []
+            waiting = self.expected - {n for n, r in self.renditions.items() if r.segments_out}
+            if waiting and (source is None or source.segments_out < MASTER_WAIT_SEGMENTS):
+                return []
         text = self.multivariant()
         if text == self._master:
             return []
@@ -176,8 +235,10 @@ class LiveHlsPresentation:
 
     def multivariant(self) -> str:
         videos = []
-        v = self.renditions.get("video")
-        if v is not None:
+        rungs = [r for n, r in self.renditions.items() if n not in ("video", "audio") and not r.dropped and r.segments_out]
+        for v in [self.renditions.get("video") if self.advertise_source or not rungs else None, *rungs]:
+            if v is None:
+                continue
             fps = nominal_frame_rate(v.frames / v.total_s) if v.total_s else 0.0
             videos.append(
                 VideoVariant(f"{v.name}/index.m3u8", v.peak_bps, v.average_bps, v.init.codec, v.init.width, v.init.height, round(fps, 3))

@@ -1,0 +1,66 @@
+"""`StreamTranscoder`: the Ray actor that runs one stream's ABR ladder.
+
+Its `StreamIngest` creates it (named `stream:NAME:transcoder`, sized by the ladder's cost, with a
+GPU share when NVENC will be used) and sends it the compressed source frames; the actor decodes
+once, encodes every rung and returns CMAF segments. Compressed frames cross the actor boundary,
+not raw ones (a 720p frame is 1.4 MB raw, ≈ 10 KB compressed), and ingest never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import ray
+
+from ..runtime.transcode import LadderInput, LadderTranscoder
+from ..settings import TranscodeSettings
+
+log = logging.getLogger(__name__)
+
+
+def transcoder_name(stream: str) -> str:
+    return f"stream:{stream}:transcoder"
+
+
+class StreamTranscoder:
+    def __init__(self, stream: str, ladder: list[str], settings: TranscodeSettings) -> None:
+        self.stream = stream
+        self.max_lag_s = settings.max_lag_s
+        gpu_visible = bool(ray.get_gpu_ids())
+        self.ladder = LadderTranscoder(ladder, settings.renditions, settings.encoder, settings.preset, gpu_visible)
+        self._last_drop = 0.0
+
+    def ready(self) -> str:
+        return self.ladder.codec
+
+    def push(self, items: list[LadderInput], sent_at: float) -> dict[str, Any]:
+        outputs = self.ladder.push(items)
+        # How long this batch waited in the queue plus its own encoding: past the bound, the
+        # ladder cannot keep up, so shed the most expensive rung instead of growing the queue.
+        lag_s = time.time() - sent_at
+        dropped: list[str] = []
+        now = time.monotonic()
+        if lag_s > self.max_lag_s and now - self._last_drop > self.max_lag_s and len(self.ladder.rungs) > 0:
+            name = self.ladder.drop_most_expensive()
+            if name is not None:
+                log.warning("stream %s: transcoder %.1fs behind real time; dropping rung %s", self.stream, lag_s, name)
+                dropped.append(name)
+                self._last_drop = now
+        return self._result(outputs, lag_s, dropped)
+
+    def finish(self) -> dict[str, Any]:
+        return self._result(self.ladder.finish(), 0.0, [])
+
+    def _result(self, outputs: list[Any], lag_s: float, dropped: list[str]) -> dict[str, Any]:
+        return {
+            "outputs": outputs,
+            "dropped": dropped,
+            "lag_s": round(lag_s, 3),
+            "realtime_factor": self.ladder.realtime_factors(),
+            "encoder": self.ladder.codec,
+        }
+
+
+StreamTranscoderActor = ray.remote(max_restarts=0, max_task_retries=0)(StreamTranscoder)

@@ -1,0 +1,341 @@
+"""ABR ladder transcoding: one H.264 source in, N lower renditions out as CMAF segments.
+
+`LadderTranscoder` decodes the source once, scales it per rung through an `av.filter.Graph` and
+encodes each rung (libx264, or NVENC where a GPU is visible). Segment boundaries follow the
+source: the caller marks the frames where the source's segments start, each rung forces an IDR
+there and makes no keyframe of its own, and each rung's packager cuts at every keyframe. So all
+renditions share keyframe times and segment numbers. Pure computation, no Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+from av.codec.context import CodecContext
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType, VideoFrame
+
+from .avc import annexb_to_avcc_sample, avcc_from_annexb, sps_from_avcc
+from .packaging.cmaf import CmafPackager, PackagerOutput
+
+log = logging.getLogger(__name__)
+
+ENCODERS = {"x264": "libx264", "nvenc": "h264_nvenc"}
+# No keyframes but the forced ones: a rung's GOP is the source's segment.
+NO_OWN_KEYFRAMES = str(1 << 20)
+# Cores per 10^9 output pixels/s for x264 veryfast incl. scaling, from benchmarks/transcode.py.
+CPU_PER_GPIXEL = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRung:
+    name: str
+    width: int
+    height: int
+    video_kbps: int
+
+    @property
+    def pixel_rate_weight(self) -> int:
+        return self.width * self.height
+
+
+def plan_ladder(
+    ladder: list[str], renditions: dict[str, dict[str, int]], src_width: int, src_height: int, src_kbps: float | None = None
+) -> list[PlannedRung]:
+    """The rungs to encode for a source: never upscale, never above the source's bitrate, and no
+    re-encode at the source's own height while the source itself is served."""
+    passthrough = "source" in ladder
+    rungs: list[PlannedRung] = []
+    for name in ladder:
+        if name == "source":
+            continue
+        spec = renditions[name]
+        height = spec["height"]
+        if height > src_height or (passthrough and height == src_height):
+            continue
+        if src_kbps and spec["video_kbps"] > src_kbps:
+            continue
+        width = max(2, round(src_width * height / src_height / 2) * 2)  # keep the aspect, even sizes
+        rungs.append(PlannedRung(name, width, height - height % 2, spec["video_kbps"]))
+    return sorted(rungs, key=lambda r: -r.height)
+
+
+@dataclass(slots=True)
+class LadderPeriod:
+    """A new period starts (first publish, reconnect, codec change): segments get this epoch."""
+
+    epoch: str
+
+
+@dataclass(slots=True)
+class LadderConfig:
+    avcc: bytes
+    frame_rate: float = 30.0
+    source_kbps: float | None = None
+
+
+@dataclass(slots=True)
+class LadderFrame:
+    dts_ms: int
+    cts_ms: int
+    keyframe: bool
+    data: bytes  # AVCC sample (length-prefixed NAL units), as carried by RTMP
+    starts_segment: bool  # the source's packager starts a segment at this frame
+
+
+LadderInput = LadderPeriod | LadderConfig | LadderFrame
+
+
+@dataclass(frozen=True, slots=True)
+class RungOutput:
+    epoch: str
+    output: PackagerOutput
+
+
+def choose_encoder(requested: str, gpu_visible: bool) -> str:
+    """The FFmpeg encoder name for `encoder: auto | x264 | nvenc`."""
+    if requested == "auto":
+        if gpu_visible and ENCODERS["nvenc"] in av.codecs_available:
+            return ENCODERS["nvenc"]
+        log.info("encoder auto: %s; using libx264", "no GPU visible to this process" if not gpu_visible else "no NVENC in this FFmpeg")
+        return ENCODERS["x264"]
+    return ENCODERS[requested]
+
+
+def open_encoder(codec: str, rung: PlannedRung, frame_rate: float, preset: str) -> VideoCodecContext:
+    ctx = CodecContext.create(codec, "w")
+    assert isinstance(ctx, VideoCodecContext)
+    ctx.width, ctx.height, ctx.pix_fmt = rung.width, rung.height, "yuv420p"
+    ctx.time_base = Fraction(1, 1000)  # RTMP timestamps are milliseconds
+    ctx.framerate = Fraction(frame_rate).limit_denominator(1001)
+    ctx.bit_rate = rung.video_kbps * 1000
+    ctx.flags |= av.codec.context.Flags.global_header  # SPS/PPS in extradata -> the avcC record
+    kbps = rung.video_kbps
+    common = {"g": NO_OWN_KEYFRAMES, "bf": "0", "forced-idr": "1", "maxrate": str(kbps * 1200), "bufsize": str(kbps * 2000)}
+    if codec == ENCODERS["x264"]:
+        ctx.options = {**common, "preset": preset, "sc_threshold": "0"}
+    else:
+        ctx.options = {**common, "preset": "p4", "rc": "vbr"}
+    ctx.open()
+    return ctx
+
+
+@dataclass
+class _Rung:
+    plan: PlannedRung
+    encoder: VideoCodecContext
+    packager: CmafPackager
+    graph: av.filter.Graph | None = None
+    graph_input: tuple[int, int, str] | None = None
+    cuts: set[int] = field(default_factory=set)  # pts (ms) of frames forced to start a segment
+    busy_s: float = 0.0  # wall time spent scaling and encoding
+
+    def scale(self, frame: VideoFrame) -> VideoFrame:
+        key = (frame.width, frame.height, frame.format.name)
+        if self.graph is None or self.graph_input != key:
+            g = av.filter.Graph()
+            src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
+            scale = g.add("scale", f"{self.plan.width}:{self.plan.height}")
+            fmt = g.add("format", "yuv420p")
+            src.link_to(scale)
+            scale.link_to(fmt)
+            fmt.link_to(g.add("buffersink"))
+            g.configure()
+            self.graph, self.graph_input = g, key
+        self.graph.push(frame)
+        out = self.graph.vpull()
+        out.pts = frame.pts
+        return out
+
+
+class LadderTranscoder:
+    def __init__(
+        self,
+        ladder: list[str],
+        renditions: dict[str, dict[str, int]],
+        encoder: str = "auto",
+        preset: str = "veryfast",
+        gpu_visible: bool = False,
+    ) -> None:
+        self.ladder = ladder
+        self.renditions = renditions
+        self.preset = preset
+        self.codec = choose_encoder(encoder, gpu_visible)
+        self._fell_back = False
+        self.epoch = ""
+        self.rungs: list[_Rung] = []
+        self.dropped: list[str] = []  # rungs given up for lack of CPU, in order
+        self.decoder: VideoCodecContext | None = None
+        self.media_ms = 0  # pts of the latest frame encoded
+        self._first_pts: int | None = None
+        self._avcc: bytes | None = None
+
+    @property
+    def planned(self) -> list[PlannedRung]:
+        return [r.plan for r in self.rungs]
+
+    def push(self, items: list[LadderInput]) -> list[RungOutput]:
+        out: list[RungOutput] = []
+        for item in items:
+            if isinstance(item, LadderFrame):
+                if self.decoder is not None and self.rungs:
+                    self._decode(item, out)
+            elif isinstance(item, LadderConfig):
+                if item.avcc != self._avcc:
+                    out += self._close_period()
+                    self._configure(item)
+            else:
+                out += self._close_period()
+                self.epoch = item.epoch
+                self._avcc = None  # a new period brings its own configuration
+        return out
+
+    def finish(self) -> list[RungOutput]:
+        """End of the period (publisher gone): flush the encoders and close the open segments."""
+        out = self._close_period()
+        self._avcc = None
+        return out
+
+    def drop_most_expensive(self) -> str | None:
+        """Give up the rung that costs the most (the largest); returns its name."""
+        if not self.rungs:
+            return None
+        rung = max(self.rungs, key=lambda r: r.plan.pixel_rate_weight)
+        self.rungs.remove(rung)
+        self.dropped.append(rung.plan.name)
+        return rung.plan.name
+
+    def realtime_factors(self) -> dict[str, float]:
+        """Media seconds encoded per wall second spent, per rung (> 1: faster than real time)."""
+        if self._first_pts is None:
+            return {}
+        media_s = (self.media_ms - self._first_pts) / 1000
+        return {r.plan.name: round(media_s / r.busy_s, 2) if r.busy_s else 0.0 for r in self.rungs}
+
+    # -- internals -----------------------------------------------------------------------
+    def _configure(self, cfg: LadderConfig) -> None:
+        sps = sps_from_avcc(cfg.avcc)
+        self._avcc = cfg.avcc
+        plans = [p for p in plan_ladder(self.ladder, self.renditions, sps.width, sps.height, cfg.source_kbps) if p.name not in self.dropped]
+        decoder = CodecContext.create("h264", "r")
+        assert isinstance(decoder, VideoCodecContext)
+        decoder.extradata = cfg.avcc
+        decoder.thread_type = "AUTO"
+        self.decoder = decoder
+        self.rungs = []
+        for plan in plans:
+            enc = self._open(plan, cfg.frame_rate)
+            self.rungs.append(_Rung(plan, enc, CmafPackager(0, video_rendition=plan.name)))
+        if plans:
+            log.info(
+                "ladder for %dx%d: %s with %s",
+                sps.width,
+                sps.height,
+                ", ".join(f"{p.name} {p.width}x{p.height} {p.video_kbps}k" for p in plans),
+                self.codec,
+            )
+
+    def _open(self, plan: PlannedRung, frame_rate: float) -> VideoCodecContext:
+        try:
+            return open_encoder(self.codec, plan, frame_rate, self.preset)
+        except (av.error.FFmpegError, ValueError) as exc:
+            if self.codec == ENCODERS["x264"]:
+                raise
+            # Said once: every later rung and stream on this actor uses libx264.
+            log.warning("%s failed to open (%s); falling back to libx264", self.codec, exc)
+            self.codec, self._fell_back = ENCODERS["x264"], True
+            return open_encoder(self.codec, plan, frame_rate, self.preset)
+
+    def _decode(self, f: LadderFrame, out: list[RungOutput]) -> None:
+        assert self.decoder is not None
+        pkt = av.Packet(f.data)
+        pkt.dts, pkt.pts = f.dts_ms, f.dts_ms + f.cts_ms
+        pkt.time_base = Fraction(1, 1000)
+        if f.keyframe:
+            pkt.is_keyframe = True
+        if f.starts_segment:
+            for r in self.rungs:
+                r.cuts.add(f.dts_ms + f.cts_ms)
+        try:
+            frames = self.decoder.decode(pkt)
+        except av.error.FFmpegError as exc:
+            log.warning("ladder: undecodable frame at %d ms skipped (%s)", f.dts_ms, exc)
+            return
+        for frame in frames:
+            self._encode(frame, out)
+
+    def _encode(self, frame: VideoFrame | None, out: list[RungOutput]) -> None:
+        if frame is not None and frame.pts is not None:
+            if self._first_pts is None:
+                self._first_pts = frame.pts
+            self.media_ms = max(self.media_ms, frame.pts)
+        for r in self.rungs:
+            t0 = time.perf_counter()
+            if frame is None:
+                packets = r.encoder.encode(None)
+            else:
+                scaled = r.scale(frame)
+                cut = frame.pts in r.cuts
+                scaled.pict_type = PictureType.I if cut else PictureType.NONE
+                packets = r.encoder.encode(scaled)
+            for p in packets:
+                out += self._package(r, p)
+            r.busy_s += time.perf_counter() - t0
+
+    def _package(self, r: _Rung, p: av.Packet) -> list[RungOutput]:
+        outputs: list[PackagerOutput] = []
+        if r.packager.video is None:
+            outputs += r.packager.video_config(avcc_from_annexb(bytes(r.encoder.extradata or b"")))
+        pts = p.pts if p.pts is not None else 0
+        dts = p.dts if p.dts is not None else pts
+        cut = pts in r.cuts
+        if cut:
+            r.cuts.discard(pts)
+            if not p.is_keyframe:
+                log.warning("ladder %s: encoder ignored a forced keyframe at %d ms", r.plan.name, pts)
+        outputs += r.packager.video_frame(dts, pts - dts, cut and p.is_keyframe, annexb_to_avcc_sample(bytes(p)))
+        return [RungOutput(self.epoch, o) for o in outputs]
+
+    def _close_period(self) -> list[RungOutput]:
+        out: list[RungOutput] = []
+        if self.decoder is not None and self.rungs:
+            try:
+                for frame in self.decoder.decode(None):
+                    self._encode(frame, out)
+            except av.error.FFmpegError:
+                pass
+            self._encode(None, out)  # drain the encoders
+            for r in self.rungs:
+                out += [RungOutput(self.epoch, o) for o in r.packager.finish()]
+        self.decoder = None
+        self.rungs = []
+        return out
+
+
+def estimate_cpus(
+    rungs: list[PlannedRung], src_width: int, src_height: int, frame_rate: float, cpu_per_gpixel: float = CPU_PER_GPIXEL
+) -> float:
+    """CPU cores a ladder needs in real time: decode plus scale+encode, proportional to pixel rate.
+
+    `cpu_per_gpixel` (cores per 10^9 pixels/s) comes from benchmarks/transcode.py on this kind of
+    machine; Ray uses the figure to place stream transcoders across nodes.
+    """
+    pixels = src_width * src_height * 0.3 + sum(r.width * r.height for r in rungs)  # decoding ≈ 0.3 of an encode
+    return math.ceil(pixels * frame_rate / 1e9 * cpu_per_gpixel * 100) / 100
+
+
+def frame_rate_of(metadata: dict[str, Any]) -> float:
+    fps = metadata.get("framerate") or metadata.get("videoframerate")
+    return float(fps) if isinstance(fps, (int, float)) and 1 <= fps <= 240 else 30.0
+
+
+def source_kbps_of(metadata: dict[str, Any]) -> float | None:
+    kbps = metadata.get("videodatarate")
+    return float(kbps) if isinstance(kbps, (int, float)) and kbps > 0 else None
