@@ -123,9 +123,9 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
             raise RuntimeError("raylive did not start; see " + str(work / "raylive.log"))
         time.sleep(0.2)
     keys = []
-    for i in range(n_max):
+    for i in range(n_max):  # passthrough only: nginx-rtmp does not transcode either
         out = subprocess.run(
-            [sys.executable, "-m", "raylive.cli", "keys", "create", f"bench{i}", "--data-dir", str(data)],
+            [sys.executable, "-m", "raylive.cli", "keys", "create", f"bench{i}", "--ladder", "source", "--data-dir", str(data)],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         keys.append(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("key:")))

@@ -61,6 +61,18 @@ def test_stream_crud_rotate_and_errors(raylive: RayliveProcess) -> None:
     assert old.wait(30) != 0  # the old key stopped working
     assert raylive.api("POST", "/api/v1/streams/nope/key/rotate").status_code == 404
 
+    # Per-stream ladder: names checked against the configured renditions.
+    assert info["ladder"] is None
+    r = raylive.api("PUT", "/api/v1/streams/api1/ladder", json={"ladder": ["source", "360p"]})
+    assert r.status_code == 200 and r.json()["ladder"] == ["source", "360p"]
+    bad = raylive.api("PUT", "/api/v1/streams/api1/ladder", json={"ladder": ["source", "4k"]})
+    assert bad.status_code == 422 and "'4k'" in bad.json()["error"] and "480p" in bad.json()["error"]
+    assert raylive.api("PUT", "/api/v1/streams/nope/ladder", json={"ladder": None}).status_code == 404
+    assert raylive.api("PUT", "/api/v1/streams/api1/ladder", json={"ladder": None}).json()["ladder"] is None
+    assert raylive.api("POST", "/api/v1/streams", json={"name": "api1b", "ladder": ["8k"]}).status_code == 422
+    out = raylive.cli("keys", "create", "api1c", "--ladder", "source,240p")
+    assert out.returncode == 0 and raylive.api("GET", "/api/v1/streams/api1c").json()["ladder"] == ["source", "240p"]
+
     assert raylive.api("DELETE", "/api/v1/streams/api1").status_code == 204
     assert raylive.api("GET", "/api/v1/streams/api1").status_code == 404
     assert raylive.api("DELETE", "/api/v1/streams/api1").status_code == 404

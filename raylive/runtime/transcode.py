@@ -31,7 +31,7 @@ ENCODERS = {"x264": "libx264", "nvenc": "h264_nvenc"}
 # No keyframes but the forced ones: a rung's GOP is the source's segment.
 NO_OWN_KEYFRAMES = str(1 << 20)
 # Cores per 10^9 output pixels/s for x264 veryfast incl. scaling, from benchmarks/transcode.py.
-CPU_PER_GPIXEL = 10.0
+CPU_PER_GPIXEL = 8.5
 
 
 @dataclass(frozen=True, slots=True)
