@@ -229,8 +229,8 @@ def main() -> None:
 
 def render(results: dict) -> str:  # type: ignore[type-arg]
     lines = [
-        f"Ladder transcoding, x264 {results['preset']}, {results['machine_cores']} cores (load {results['load_avg_at_start']:.1f} at start); "
-        "medians of repeated interleaved runs.",
+        f"Ladder transcoding, x264 {results['preset']}, {results['machine_cores']} cores "
+        f"(load {results['load_avg_at_start']:.1f} at start); medians of repeated interleaved runs.",
         "",
         "| case | runner | CPU-s per min of video | realtime factor | CPU vs ffmpeg CLI |",
         "|---|---|---|---|---|",

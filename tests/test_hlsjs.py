@@ -108,6 +108,10 @@ def test_hlsjs_switches_ladder_renditions_without_a_stall(raylive: RayliveProces
     ff = publish(raylive.rtmp_url(created["key"]), seconds=None)
     try:
         wait_for(lambda: get(master).text.count("#EXT-X-STREAM-INF") == 2, 60, "web2 with its 240p rung")
+        # A few segments in, as most viewers join: hls.js then starts 3 segments behind the live
+        # edge with that much buffer, so a stall would mean the switch itself went wrong.
+        rung = f"{raylive.base_url}/live/web2/240p/index.m3u8"
+        wait_for(lambda: get(rung).text.count(".m4s") >= 4, 30, "4 segments of the 240p rung")
         with player(f"{player_origin}/index.html?src={master}") as page:
             page.wait_for_function("document.getElementById('v').currentTime > 2 || window.errors.length > 0", timeout=60_000)
             widths = page.evaluate("window.hls.levels.map(l => l.width)")
