@@ -100,6 +100,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.host = args.host
     if args.rtmp_port is not None:
         s.rtmp.port = args.rtmp_port
+    if getattr(args, "clickhouse_url", None):
+        s.analytics.clickhouse_url = args.clickhouse_url
     if args.http_port is not None:
         s.http.port = args.http_port
     if args.no_dashboard:
@@ -239,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rtmp-port", type=int, help="RTMP port (default 1935)")
     up.add_argument("--http-port", type=int, help="HTTP port for playback (default 8000)")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    up.add_argument("--clickhouse-url", help="analytics in this ClickHouse (http://user:pass@host:8123/db) instead of embedded chdb")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", parents=[common], help="stop a running raylive (drains streams, writes ENDLIST)")

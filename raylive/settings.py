@@ -55,6 +55,13 @@ class TranscodeSettings:
 
 
 @dataclass
+class AnalyticsSettings:
+    # ClickHouse through clickhouse-connect: empty means the embedded chdb in <data-dir>/analytics;
+    # `http://user:password@host:8123/db` uses a ClickHouse server with the same code.
+    clickhouse_url: str = ""
+
+
+@dataclass
 class HttpSettings:
     port: int = 8000
     replicas: int = 1
@@ -72,11 +79,16 @@ class Settings:
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)
     hls: HlsSettings = field(default_factory=HlsSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.analytics.clickhouse_url or f"chdb://{self.data_path / 'analytics'}"
 
 
 def _merge(obj: Any, values: dict[str, Any], where: str) -> None:

@@ -79,6 +79,7 @@ class Raylive:
         self.redis: EmbeddedRedis | None = None
         self.redis_url = settings.redis_url
         self.gateways: list[Any] = []
+        self.analytics: Any = None
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
         self.admin_token, self.admin_token_file = admin_token(self.data_dir)
@@ -98,6 +99,7 @@ class Raylive:
         import ray
         from ray import serve
 
+        from .actors.analytics import WRITER_NAME, AnalyticsWriterActor
         from .actors.gateway import RtmpGatewayActor
         from .serve_apps.control import ControlDeployment
         from .serve_apps.playback import PlaybackDeployment
@@ -119,6 +121,12 @@ class Raylive:
         )
         self.ray_started = True
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # The analytics writer first: it creates the tables and the buffer's consumer group.
+        self.analytics = AnalyticsWriterActor.options(
+            name=WRITER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(s.clickhouse_dsn, self.redis_url)
+        ray.get(self.analytics.stats.remote(), timeout=120)
 
         for node in ray.nodes():
             if not node["Alive"]:
@@ -167,6 +175,12 @@ class Raylive:
                         ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
             except Exception:  # noqa: BLE001
                 log.exception("stopping actors")
+            if self.analytics is not None:
+                try:  # the streams' last events into ClickHouse; anything left stays in Redis for next time
+                    ray.get(self.analytics.drain.remote(5.0), timeout=10)
+                    ray.kill(self.analytics)
+                except Exception:  # noqa: BLE001
+                    log.exception("stopping the analytics writer")
             # Serve's graceful shutdown (replicas flush their counters) can take the full default
             # 30 s with the HAProxy ingress: bound it; stopping Ray below ends whatever is left.
             try:

@@ -21,7 +21,7 @@ import ray
 import redis
 from ray.exceptions import GetTimeoutError, RayError
 
-from .. import store
+from .. import analytics, store
 from ..runtime.avc import sps_from_avcc
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
@@ -59,6 +59,8 @@ class StreamIngest:
         self._tx_calls: deque[Any] = deque()  # outstanding `push` refs, oldest first
         self._tx_status: dict[str, Any] = {}
         self._ladder_off = False  # no room or a failure: this publish serves the source only
+        self._health_second = 0  # wall second of the last ingest-health event
+        self._late_reported = 0
         self.reconnect_grace_s = reconnect_grace_s
         self.suspended: str | None = None  # token of a dropped publisher we are waiting for
         self.redis = redis.Redis.from_url(redis_url)
@@ -86,6 +88,7 @@ class StreamIngest:
         self.error = None
         self.kicked = None
         self.timeline = IngestTimeline()
+        self._late_reported = 0
         epoch = secrets.token_hex(4)
         if self.suspended is not None and self.presentation is not None:
             self.suspended = None
@@ -107,6 +110,7 @@ class StreamIngest:
             stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
             self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
             log.info("stream %s: publish started from %s", self.name, peer)
+            analytics.emit(self.redis, "session", stream=self.name, event="start", node=socket.gethostname())
         self._set_state(
             "live",
             started_at=self.started_at,
@@ -137,7 +141,29 @@ class StreamIngest:
         if files:
             self._write(files, self.hls.segment_ttl_s)
             self._update_status()
+        second = int(time.time())
+        if second != self._health_second:  # one ingest-health row per second per stream
+            self._health_second = second
+            self._emit_health(second)
         return {"ok": True}
+
+    def _emit_health(self, second: int) -> None:
+        assert self.timeline is not None
+        kbps, fps = self.timeline.stats.rates()
+        late = self.timeline.stats.late_frames - self._late_reported  # in this second
+        self._late_reported = self.timeline.stats.late_frames
+        analytics.emit(
+            self.redis,
+            "ingest",
+            ts=second,
+            stream=self.name,
+            bitrate_kbps=round(kbps, 1),
+            fps=round(fps, 2),
+            keyframe_interval_ms=self.timeline.stats.keyframe_interval_ms,
+            late_frames=late,
+            transcode_lag_s=self._tx_status.get("lag_s", 0.0),
+            realtime_factor=self._tx_status.get("realtime_factor", {}),
+        )
 
     def release(self, token: str, reason: str) -> dict[str, float]:
         """The publisher is gone. A clean end (unpublish, server stop, kick, bad media) ends the
@@ -175,6 +201,18 @@ class StreamIngest:
             p.execute()
         self._update_status()
         self._set_state("ended", ended_at=time.time(), end_reason=reason)
+        pkg = self.presentation.packager
+        analytics.emit(
+            self.redis,
+            "session",
+            stream=self.name,
+            event="end",
+            reason=reason,
+            node=socket.gethostname(),
+            video_codec=pkg.sps.codec_string if pkg.sps else "",
+            audio_codec=pkg.aac.codec_string if pkg.aac else "",
+            resolution=f"{pkg.sps.width}x{pkg.sps.height}" if pkg.sps else "",
+        )
         self._event("unpublish")
         log.info("stream %s: publish ended (%s)", self.name, reason)
 

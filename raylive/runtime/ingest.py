@@ -62,6 +62,8 @@ class IngestStats:
     keyframes: int = 0
     last_keyframe_ms: int | None = None
     keyframe_interval_ms: int = 0
+    late_frames: int = 0  # video frames whose timestamp went back (interleaving bugs, encoder restarts)
+    _last_video_dts: int | None = None
     _recent: deque[tuple[float, int, int]] = field(default_factory=deque)  # (wall, bytes, video frames)
 
     def sample(self, now: float) -> None:
@@ -124,6 +126,9 @@ class IngestTimeline:
         elif isinstance(tag, flv.AvcFrame):
             dts = self._unwrap(ts)
             self.stats.video_frames += 1
+            if self.stats._last_video_dts is not None and dts < self.stats._last_video_dts:
+                self.stats.late_frames += 1
+            self.stats._last_video_dts = dts
             if tag.keyframe:
                 self.stats.keyframes += 1
                 if self.stats.last_keyframe_ms is not None:

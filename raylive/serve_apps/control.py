@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import ray
 import redis
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +26,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import store
+from ..actors.analytics import WRITER_NAME
 from ..actors.stream import actor_name
 
 NAMESPACE = "raylive"
@@ -274,6 +275,102 @@ async def _push(ws: WebSocket, name: str | None) -> None:
     finally:
         await pubsub.unsubscribe()
         await pubsub.reset()
+
+
+class ViewerPoint(BaseModel):
+    t: int = Field(description="start of the step, unix seconds")
+    viewers: int
+
+
+class IngestPoint(BaseModel):
+    t: int
+    bitrate_kbps: float
+    fps: float
+    late_frames: int
+    transcode_lag_s: float
+
+
+class StreamAnalytics(BaseModel):
+    stream: str
+    from_: float = Field(alias="from")
+    to: float
+    step: int
+    peak_viewers: int = Field(description="most concurrent sessions in any 5 s heartbeat interval")
+    unique_viewers: int
+    watch_time_s: float = Field(description="sum over sessions of last minus first request")
+    viewers: list[ViewerPoint]
+    renditions: dict[str, float] = Field(description="share of viewer heartbeats per video rendition")
+    ingest: list[IngestPoint]
+
+
+class TopStream(BaseModel):
+    stream: str
+    watch_time_s: float
+    sessions: int
+
+
+PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_POINTS = 10_000
+
+
+async def _analytics(method: str, *args: Any) -> Any:
+    try:
+        writer = ray.get_actor(WRITER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        raise HTTPException(503, "analytics are not running") from None
+    return await getattr(writer, method).remote(*args)
+
+
+@app.get("/api/v1/streams/{name}/analytics", response_model=StreamAnalytics, responses=ERRORS)
+async def stream_analytics(
+    name: str,
+    _: Authorized,
+    from_: Annotated[float | None, Query(alias="from", description="unix seconds; default: an hour before `to`")] = None,
+    to: Annotated[float | None, Query(description="unix seconds; default: now")] = None,
+    step: Annotated[int, Query(ge=1, le=86400, description="seconds per timeline point")] = 60,
+) -> dict[str, Any]:
+    await _stream(name)  # 404 for an unknown stream
+    end = time.time() if to is None else to
+    start = end - 3600 if from_ is None else from_
+    if not 0 <= start < end or (end - start) / step > MAX_POINTS:
+        raise HTTPException(422, f"need 0 <= from < to and at most {MAX_POINTS} points of `step` seconds")
+    return await _analytics("stream_report", name, start, end, step)  # type: ignore[no-any-return]
+
+
+@app.get("/api/v1/analytics/top", response_model=list[TopStream], responses=ERRORS)
+async def top_streams(
+    _: Authorized,
+    period: Annotated[str, Query(pattern=r"^[1-9][0-9]{0,5}[smhd]$", description="e.g. 15m, 24h, 7d")] = "24h",
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> list[dict[str, Any]]:
+    end = time.time()
+    return await _analytics("top_streams", end - int(period[:-1]) * PERIOD_S[period[-1]], end, limit)  # type: ignore[no-any-return]
+
+
+class SqlQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sql: str = Field(max_length=100_000, examples=["SELECT stream, count() FROM viewer_events GROUP BY stream"])
+    parameters: dict[str, Any] = Field(default_factory=dict, description="ClickHouse {name:Type} parameters")
+
+
+class SqlResult(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@app.post("/api/v1/analytics/sql", response_model=SqlResult, responses={**ERRORS, 422: {"model": ErrorBody}})
+async def analytics_sql(body: SqlQuery, _: Authorized) -> dict[str, Any]:
+    """Read-only SQL over the analytics tables (viewer_events, ingest_health, stream_sessions)."""
+    try:
+        return await _analytics("sql", body.sql, body.parameters)  # type: ignore[no-any-return]
+    except ray.exceptions.RayTaskError as exc:  # refused (not read-only) or failed in ClickHouse
+        raise HTTPException(422, f"query refused: {str(exc.cause).strip().splitlines()[0][:500]}") from None
+
+
+@app.get("/api/v1/analytics/status", responses=ERRORS)
+async def analytics_status(_: Authorized) -> dict[str, Any]:
+    """The analytics pipeline: events buffered in Redis and not yet in ClickHouse, inserts, errors."""
+    return await _analytics("stats")  # type: ignore[no-any-return]
 
 
 @app.websocket("/api/v1/ws/streams/{name}")

@@ -68,7 +68,7 @@ class PlaybackApp:
 
     async def __del__(self) -> None:
         """Serve calls this when the replica stops (drain, shutdown): keep the last second's counts."""
-        await self.viewers.flush()
+        await self.viewers.flush(final=True)
 
     async def __call__(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -84,9 +84,9 @@ class PlaybackApp:
             # A new viewer gets a session here; the playlists carry it into every later URL.
             return await self._playlist(name, "index.m3u8", sid or new_sid(), master=True)
         rel = f"{m['rendition']}/{m['file']}"
-        if sid:
-            self.viewers.record(name, m["rendition"], sid)
         if m["file"] == "index.m3u8":
+            if sid:
+                self.viewers.record(name, m["rendition"], sid, 0, request.headers.get("user-agent", ""))
             return await self._playlist(name, rel, sid, master=False)
         key = store.file_key(name, rel)
         data = self.cache.get(key)
@@ -95,6 +95,8 @@ class PlaybackApp:
             if data is None:
                 return _error(404, "segment not found (expired or never produced)")
             self.cache.put(key, data)
+        if sid:
+            self.viewers.record(name, m["rendition"], sid, len(data), request.headers.get("user-agent", ""))
         ctype = "audio/mp4" if m["rendition"] == "audio" else "video/mp4"
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})

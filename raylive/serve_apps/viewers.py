@@ -15,10 +15,11 @@ import logging
 import re
 import secrets
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from .. import store
+from .. import analytics, store
 
 log = logging.getLogger(__name__)
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -48,15 +49,37 @@ def tag_playlist(text: str, sid: str) -> str:
     return _URI_LINE.sub(lambda m: f"{m[1]}?sid={sid}", text)
 
 
+@dataclass
+class _Session:
+    """What this replica saw of one viewer session since its last analytics heartbeat."""
+
+    first: float
+    last: float
+    rendition: str
+    user_agent: str
+    bytes: int = 0
+    started: bool = False
+    beat_at: float = 0.0
+
+
 class ViewerTracker:
     def __init__(self, redis: aioredis.Redis, flush_interval_s: float = 1.0) -> None:
         self.redis = redis
         self.flush_interval_s = flush_interval_s
         self._seen: dict[tuple[str, str, str], float] = {}
+        self._sessions: dict[tuple[str, str], _Session] = {}  # (stream, sid) -> analytics state
         self._task: asyncio.Task[None] | None = None
 
-    def record(self, stream: str, rendition: str, sid: str) -> None:
-        self._seen[(stream, rendition, sid)] = time.time()
+    def record(self, stream: str, rendition: str, sid: str, nbytes: int = 0, user_agent: str = "") -> None:
+        now = time.time()
+        self._seen[(stream, rendition, sid)] = now
+        s = self._sessions.get((stream, sid))
+        if s is None:
+            s = self._sessions[(stream, sid)] = _Session(now, now, rendition, user_agent[:256])
+        s.last = now
+        s.bytes += nbytes
+        if rendition != "audio":  # the rendition mix is about video quality
+            s.rendition = rendition
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -68,13 +91,29 @@ class ViewerTracker:
             except Exception:  # noqa: BLE001 - counting must never break playback
                 log.exception("viewer flush failed")
 
-    async def flush(self) -> None:
+    def _analytics_events(self, p: aioredis.client.Pipeline, now: float, final: bool) -> None:
+        """Session start, a heartbeat per session every HEARTBEAT_S while it is active, and end
+        once it has been idle for the viewer window (queued on the flush pipeline)."""
+        for (stream, sid), s in list(self._sessions.items()):
+            common = {"stream": stream, "sid": sid, "rendition": s.rendition, "user_agent": s.user_agent}
+            if not s.started:
+                s.started = True
+                analytics.emit(p, "viewer", ts=s.first, event="start", **common)
+            if s.last > s.beat_at and (final or now - s.beat_at >= analytics.HEARTBEAT_S):
+                analytics.emit(p, "viewer", ts=s.last, event="heartbeat", bytes=s.bytes, **common)
+                s.bytes, s.beat_at = 0, now
+            if now - s.last > store.VIEWER_WINDOW_S:
+                analytics.emit(p, "viewer", ts=s.last, event="end", **common)
+                del self._sessions[(stream, sid)]
+
+    async def flush(self, final: bool = False) -> None:
         seen, self._seen = self._seen, {}
-        if not seen:
+        if not seen and not self._sessions:
             return
         now = time.time()
         streams: set[str] = set()
         async with self.redis.pipeline(transaction=False) as p:
+            self._analytics_events(p, now, final)
             for (stream, rendition, sid), t in seen.items():
                 streams.add(stream)
                 p.zadd(store.viewers_last_key(stream), {sid: t})
