@@ -20,6 +20,8 @@ from raylive.redis_server import free_port
 
 # Loopback-only test cluster: token auth adds nothing here (see the developers' guide).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray exports metrics every 10 s by default; the /metrics test need not wait that long.
+os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
 
 
 @dataclass

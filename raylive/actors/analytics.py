@@ -15,7 +15,7 @@ from typing import Any
 import ray
 import redis
 
-from .. import analytics
+from .. import analytics, metrics
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class AnalyticsWriter:
         self.redis.xack(analytics.EVENTS_STREAM, analytics.CONSUMER_GROUP, *batch.ids)
         self.redis.xtrim(analytics.EVENTS_STREAM, minid=batch.ids[-1], approximate=False)
         self.inserted += sum(len(r) for r in batch.rows.values())
+        metrics.set_gauge("raylive_analytics_pending_events", max(0, self.redis.xlen(analytics.EVENTS_STREAM) - 1))
         self.skipped += batch.skipped
         self.malformed += batch.malformed
 

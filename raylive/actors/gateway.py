@@ -7,6 +7,7 @@ batches, to that stream's `StreamIngest` actor (created on first publish).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 from typing import Any
@@ -16,7 +17,7 @@ import redis.asyncio as aioredis
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from .. import store
+from .. import metrics, store
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
@@ -24,6 +25,7 @@ from .stream import StreamIngestActor, actor_name
 
 log = logging.getLogger(__name__)
 NAMESPACE = "raylive"
+METRICS_INTERVAL_S = 5.0
 
 
 class _StreamSink:
@@ -97,14 +99,27 @@ class RtmpGateway:
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0
+        self._metrics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         self.port = await self.server.start(self.settings.host, self.settings.rtmp.port)
+        self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
         log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
         return self.port
 
     async def stop(self) -> None:
         await self.server.stop("Server shutting down.")
+
+    async def _report_metrics(self) -> None:
+        reported: collections.Counter[str] = collections.Counter()
+        while True:
+            conns = list(self.server.connections.values())
+            metrics.set_gauge("raylive_rtmp_connections", len(conns))
+            metrics.set_gauge("raylive_live_streams", sum(1 for c in conns if c.stream_name))
+            for reason, n in self.server.ended.items():
+                metrics.inc("raylive_rtmp_connections_ended_total", n - reported[reason], reason=reason)
+                reported[reason] = n
+            await asyncio.sleep(METRICS_INTERVAL_S)
 
     def stream_actor(self, name: str) -> Any:
         node_id = ray.get_runtime_context().get_node_id()

@@ -21,10 +21,11 @@ import ray
 import redis
 from ray.exceptions import GetTimeoutError, RayError
 
-from .. import analytics, store
+from .. import analytics, metrics, store
 from ..runtime.avc import sps_from_avcc
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
+from ..runtime.rtmp.chunk import VIDEO
 from ..runtime.transcode import ENCODERS, LadderConfig, LadderPeriod, estimate_cpus, plan_ladder
 from ..settings import HlsSettings, TranscodeSettings
 from .transcoder import StreamTranscoderActor, transcoder_name
@@ -128,6 +129,8 @@ class StreamIngest:
         if self.kicked:
             return {"ok": False, "reason": self.kicked}
         self.last_push = time.monotonic()
+        metrics.inc("raylive_ingest_bytes_total", sum(len(m[2]) for m in batch), stream=self.name)
+        metrics.inc("raylive_ingest_frames_total", sum(1 for m in batch if m[0] == VIDEO), stream=self.name)
         try:
             files = self.presentation.push(self.timeline.push(batch))
             self._feed_ladder()
@@ -288,6 +291,9 @@ class StreamIngest:
         for name in result["dropped"]:
             files += self.presentation.end_rendition(name)
         self._tx_status = {k: result[k] for k in ("encoder", "lag_s", "realtime_factor")}
+        metrics.set_gauge("raylive_transcode_lag_seconds", result["lag_s"], stream=self.name)
+        for rung, factor in result["realtime_factor"].items():
+            metrics.set_gauge("raylive_transcode_realtime_factor", factor, stream=self.name, rendition=rung)
         return files
 
     def _drain_ladder(self) -> list[StoredFile]:
@@ -323,6 +329,12 @@ class StreamIngest:
             for f in files:
                 p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
             p.execute()
+        now = time.time()
+        for f in files:
+            if f.media_end is not None:
+                rendition = f.path.split("/", 1)[0]
+                metrics.inc("raylive_segments_total", stream=self.name, rendition=rendition)
+                metrics.observe("raylive_segment_latency_seconds", max(0.0, now - f.media_end), rendition=rendition)
 
     def _event(self, event: str) -> None:
         self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": event, "name": self.name, "time": time.time()}))

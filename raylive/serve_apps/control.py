@@ -20,12 +20,12 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import store
+from .. import metrics, store
 from ..actors.analytics import WRITER_NAME
 from ..actors.stream import actor_name
 
@@ -160,6 +160,14 @@ async def _kick(name: str, reason: str) -> bool:
     except ValueError:
         return False  # never published on this cluster: nothing to disconnect
     return bool(await actor.kick.remote(reason))
+
+
+@app.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(_: Authorized) -> PlainTextResponse:
+    """raylive's metrics from every node's Ray exporter, in Prometheus text format."""
+    nodes = [n for n in ray.nodes() if n["Alive"] and n.get("MetricsExportPort")]
+    text = await metrics.gather_prometheus([f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics" for n in nodes])
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @app.get("/healthz", include_in_schema=False)

@@ -7,6 +7,8 @@ replica keeps an LRU cache of them; playlists are always read fresh.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import re
 from collections import OrderedDict
 
@@ -15,7 +17,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import store
+from .. import metrics, store
 from .viewers import ViewerTracker, new_sid, tag_playlist, valid_sid
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -65,12 +67,30 @@ class PlaybackApp:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
+        self._metrics_task: asyncio.Task[None] | None = None
 
     async def __del__(self) -> None:
         """Serve calls this when the replica stops (drain, shutdown): keep the last second's counts."""
         await self.viewers.flush(final=True)
 
     async def __call__(self, request: Request) -> Response:
+        response = await self._handle(request)
+        path = request.url.path
+        kind = next((k for ext, k in ((".m3u8", "playlist"), (".m4s", "segment"), (".mp4", "init")) if path.endswith(ext)), "other")
+        self.requests[(kind, str(response.status_code))] += 1  # counted here, reported once a second
+        if self._metrics_task is None:
+            self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
+        return response
+
+    async def _report_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            counts, self.requests = self.requests, collections.Counter()
+            for (kind, status), n in counts.items():
+                metrics.inc("raylive_playback_requests_total", n, kind=kind, status=status)
+
+    async def _handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers={**CORS, "Access-Control-Max-Age": "86400"})
         if request.method not in ("GET", "HEAD"):

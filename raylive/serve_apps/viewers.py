@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from .. import analytics, store
+from .. import analytics, metrics, store
 
 log = logging.getLogger(__name__)
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -68,6 +68,7 @@ class ViewerTracker:
         self.flush_interval_s = flush_interval_s
         self._seen: dict[tuple[str, str, str], float] = {}
         self._sessions: dict[tuple[str, str], _Session] = {}  # (stream, sid) -> analytics state
+        self._reported: set[str] = set()  # streams whose viewers gauge this replica last set above 0
         self._task: asyncio.Task[None] | None = None
 
     def record(self, stream: str, rendition: str, sid: str, nbytes: int = 0, user_agent: str = "") -> None:
@@ -108,7 +109,7 @@ class ViewerTracker:
 
     async def flush(self, final: bool = False) -> None:
         seen, self._seen = self._seen, {}
-        if not seen and not self._sessions:
+        if not seen and not self._sessions and not self._reported:
             return
         now = time.time()
         streams: set[str] = set()
@@ -125,5 +126,12 @@ class ViewerTracker:
                 for key in (store.viewers_last_key(stream), store.viewers_first_key(stream), store.unique_viewers_key(stream)):
                     p.expire(key, store.VIEWER_HISTORY_S)
                 p.zremrangebyscore(store.viewers_last_key(stream), "-inf", now - store.VIEWER_HISTORY_S)
+            # Current viewers (and the peak) of every stream this replica serves or served last time.
+            report = sorted(streams | {s for s, _ in self._sessions} | self._reported)
+            for stream in report:
                 p.eval(_PEAK_LUA, 2, store.viewers_last_key(stream), store.live_key(stream), now - store.VIEWER_WINDOW_S)
-            await p.execute()
+            results = await p.execute()
+        counts = dict(zip(report, results[len(results) - len(report) :], strict=True))
+        for stream, n in counts.items():
+            metrics.set_gauge("raylive_viewers", int(n), stream=stream)
+        self._reported = {s for s, n in counts.items() if n}

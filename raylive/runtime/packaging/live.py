@@ -29,6 +29,7 @@ class StoredFile:
     data: bytes
     content_type: str
     immutable: bool
+    media_end: float | None = None  # a segment's last sample ends at this wall time (for latency)
 
 
 @dataclass
@@ -195,7 +196,8 @@ class LiveHlsPresentation:
                 if r.dropped:
                     continue
                 seg_name = f"{epoch}-{out.index}.m4s"
-                files.append(StoredFile(f"{r.name}/{seg_name}", out.data, _mp4_type(out.rendition), True))
+                media_end = self.wall_start + out.start_s + out.duration_s
+                files.append(StoredFile(f"{r.name}/{seg_name}", out.data, _mp4_type(out.rendition), True, media_end))
                 bits = len(out.data) * 8
                 if out.duration_s > 0:
                     r.peak_bps = max(r.peak_bps, int(bits / out.duration_s))

@@ -7,6 +7,7 @@ supplies one backed by Redis and the per-stream actors); tests can stand in a si
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -76,6 +77,8 @@ class RtmpConnection:
         self._drained = asyncio.Event()
         self._closing = False
         self.stopped = False  # the server ended it (shutdown, kick): a deliberate end
+        self.end_reason = ""  # why it ended (for the server's counters)
+        self._refused = False
 
     async def run(self) -> None:
         pump: asyncio.Task[None] | None = None
@@ -141,6 +144,7 @@ class RtmpConnection:
                 except Exception:  # noqa: BLE001
                     log.exception("rtmp conn %s: sink close failed", self.id)
             self._writer.close()
+            self.end_reason = "publish refused" if self._refused else reason
 
     async def stop(self, description: str) -> None:
         """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""
@@ -160,6 +164,7 @@ class RtmpConnection:
             self._sink = await self._auth.open(self, ev.app, ev.stream_key)
         except PublishRefused as exc:
             log.info("rtmp conn %s %s: publish refused: %s", self.id, self.peer, exc.code)
+            self._refused = True
             self._session.reject_publish(exc.code, exc.description)
             await self._flush_out()
             self._closing = True
@@ -206,6 +211,9 @@ class RtmpServer:
         self._cfg = config or RtmpServerConfig()
         self._server: asyncio.AbstractServer | None = None
         self.connections: dict[int, RtmpConnection] = {}
+        # Connections ended, by reason ("publish refused", "protocol error", "timeout", ...,
+        # "connection limit"): the gateway exports these as metrics.
+        self.ended: collections.Counter[str] = collections.Counter()
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._handle, host, port)
@@ -216,6 +224,7 @@ class RtmpServer:
         if len(self.connections) >= self._cfg.max_connections:
             log.warning("rtmp: connection limit %d reached, refusing %s", self._cfg.max_connections, writer.get_extra_info("peername"))
             writer.close()
+            self.ended["connection limit"] += 1
             return
         conn = RtmpConnection(reader, writer, self._auth, self._cfg)
         self.connections[conn.id] = conn
@@ -223,6 +232,7 @@ class RtmpServer:
             await conn.run()
         finally:
             self.connections.pop(conn.id, None)
+            self.ended[conn.end_reason or "connection lost"] += 1
 
     async def stop(self, description: str = "Server shutting down.") -> None:
         if self._server is not None:
