@@ -44,6 +44,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ) ENGINE = MergeTree ORDER BY (stream, ts, event_id)""",
         ],
     ),
+    (
+        2,
+        [
+            """CREATE TABLE IF NOT EXISTS processor_events (
+                event_id UInt64, ts DateTime64(3, 'UTC'), stream LowCardinality(String), processor LowCardinality(String),
+                frame_ts Float64, payload String
+            ) ENGINE = MergeTree ORDER BY (stream, processor, ts, event_id)""",
+        ],
+    ),
 ]
 
 # Event kind -> (table, columns after event_id). Producers send these fields as JSON.
@@ -54,10 +63,11 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("ts", "stream", "bitrate_kbps", "fps", "keyframe_interval_ms", "late_frames", "transcode_lag_s", "realtime_factor"),
     ),
     "session": ("stream_sessions", ("ts", "stream", "event", "video_codec", "audio_codec", "resolution", "node", "reason")),
+    "processor": ("processor_events", ("ts", "stream", "processor", "frame_ts", "payload")),
 }
 _DEFAULTS: dict[str, Any] = {"bytes": 0, "user_agent": "", "rendition": "", "late_frames": 0, "keyframe_interval_ms": 0}
 _DEFAULTS |= {"transcode_lag_s": 0.0, "realtime_factor": {}, "video_codec": "", "audio_codec": "", "resolution": ""}
-_DEFAULTS |= {"node": "", "reason": "", "fps": 0.0, "bitrate_kbps": 0.0}
+_DEFAULTS |= {"node": "", "reason": "", "fps": 0.0, "bitrate_kbps": 0.0, "frame_ts": 0.0, "payload": "{}"}
 
 
 class Client(Protocol):

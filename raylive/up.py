@@ -80,6 +80,8 @@ class Raylive:
         self.redis_url = settings.redis_url
         self.gateways: list[Any] = []
         self.analytics: Any = None
+        self.processors: Any = None
+        self.ray_address = ""
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
         self.admin_token, self.admin_token_file = admin_token(self.data_dir)
@@ -101,6 +103,7 @@ class Raylive:
 
         from .actors.analytics import WRITER_NAME, AnalyticsWriterActor
         from .actors.gateway import RtmpGatewayActor
+        from .actors.processor import REGISTRY_NAME, ProcessorRegistryActor
         from .serve_apps.control import ControlDeployment
         from .serve_apps.playback import PlaybackDeployment
 
@@ -113,6 +116,7 @@ class Raylive:
         if not address:
             self.ray_head = LocalRayHead(self.data_dir / "logs", s.dashboard)
             address = self.ray_head.start()
+        self.ray_address = address
         ray.init(
             address=address,
             namespace=NAMESPACE,
@@ -127,6 +131,9 @@ class Raylive:
             name=WRITER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(s.clickhouse_dsn, self.redis_url)
         ray.get(self.analytics.stats.remote(), timeout=120)
+        self.processors = ProcessorRegistryActor.options(
+            name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(self.redis_url, s.transcode.renditions)
 
         for node in ray.nodes():
             if not node["Alive"]:
@@ -153,6 +160,7 @@ class Raylive:
         info = {
             "pid": os.getpid(),
             "redis_url": self.redis_url,
+            "ray_address": self.ray_address,
             "rtmp_port": s.rtmp.port,
             "http_port": s.http.port,
             "host": s.host,
@@ -175,6 +183,8 @@ class Raylive:
                         ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
             except Exception:  # noqa: BLE001
                 log.exception("stopping actors")
+            if self.processors is not None:
+                ray.kill(self.processors)
             if self.analytics is not None:
                 try:  # the streams' last events into ClickHouse; anything left stays in Redis for next time
                     ray.get(self.analytics.drain.remote(5.0), timeout=10)

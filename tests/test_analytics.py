@@ -33,11 +33,11 @@ def insert(client: Any, entries: list[tuple[str, dict[str, str]]]) -> analytics.
 
 
 def test_migrations_are_versioned_and_run_once(client: Any) -> None:
-    assert analytics.migrate(client) == 1
-    versions = client.query(f"SELECT version FROM {analytics.SCHEMA_TABLE}").result_rows
-    assert versions == [(1,)]
+    assert analytics.migrate(client) == 2
+    versions = client.query(f"SELECT version FROM {analytics.SCHEMA_TABLE} ORDER BY version").result_rows
+    assert versions == [(1,), (2,)]
     tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
-    assert {"viewer_events", "ingest_health", "stream_sessions"} <= tables
+    assert {"viewer_events", "ingest_health", "stream_sessions", "processor_events"} <= tables
 
 
 def test_a_replayed_buffer_is_not_counted_twice(client: Any) -> None:

@@ -14,7 +14,8 @@ import secrets
 import socket
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import av
 import ray
@@ -23,11 +24,13 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from .. import analytics, metrics, store
 from ..runtime.avc import sps_from_avcc
+from ..runtime.frames import keyframe_jpeg
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
 from ..runtime.rtmp.chunk import VIDEO
-from ..runtime.transcode import ENCODERS, LadderConfig, LadderPeriod, estimate_cpus, plan_ladder
+from ..runtime.transcode import ENCODERS, LadderConfig, LadderFrame, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
 from ..settings import HlsSettings, TranscodeSettings
+from .processor import REGISTRY_NAME
 from .transcoder import StreamTranscoderActor, transcoder_name
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,19 @@ CLEAN_END_REASONS = ("unpublished", "stopped")
 STALE_PUBLISHER_S = 3.0
 # How long the end of a publish waits for the transcoder to flush its last segments.
 LADDER_DRAIN_TIMEOUT_S = 10.0
+# A processor with this many batches (≈ 2 s) unanswered is behind: skip to the next keyframe.
+MAX_SUBSCRIBER_BACKLOG = 8
+THUMBNAIL_INTERVAL_S = 5.0
+
+
+@dataclass
+class _Subscriber:
+    """A processor host fed this stream's compressed video."""
+
+    handle: Any
+    calls: deque[Any] = field(default_factory=deque)
+    resync: bool = True  # must restart from a configuration and a keyframe
+    dropped: int = 0  # frames skipped since the last batch it got
 
 
 def actor_name(stream: str) -> str:
@@ -61,6 +77,9 @@ class StreamIngest:
         self._tx_status: dict[str, Any] = {}
         self._ladder_off = False  # no room or a failure: this publish serves the source only
         self._health_second = 0  # wall second of the last ingest-health event
+        self.subscribers: dict[str, _Subscriber] = {}  # processor name -> its host
+        self._last_config: LadderConfig | None = None
+        self._thumbnail_at = 0.0
         self._late_reported = 0
         self.reconnect_grace_s = reconnect_grace_s
         self.suspended: str | None = None  # token of a dropped publisher we are waiting for
@@ -103,7 +122,7 @@ class StreamIngest:
                 epoch,
                 int(self.hls.target_duration_s * 1000),
                 self.hls.window_segments,
-                ladder=any(r != "source" for r in self.ladder),
+                ladder=True,  # the tap also feeds processors and thumbnails
                 advertise_source="source" in self.ladder,
             )
             self.started_at = time.time()
@@ -112,6 +131,7 @@ class StreamIngest:
             self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
             log.info("stream %s: publish started from %s", self.name, peer)
             analytics.emit(self.redis, "session", stream=self.name, event="start", node=socket.gethostname())
+            self._subscribe_processors()
         self._set_state(
             "live",
             started_at=self.started_at,
@@ -195,6 +215,7 @@ class StreamIngest:
         self.suspended = None
         files = self._drain_ladder()
         self._stop_transcoder()
+        self._unsubscribe_processors()
         files += self.presentation.finish()
         ttl = self.hls.ended_ttl_s
         self._write(files, ttl)
@@ -219,6 +240,13 @@ class StreamIngest:
         self._event("unpublish")
         log.info("stream %s: publish ended (%s)", self.name, reason)
 
+    def _unsubscribe_processors(self) -> None:
+        self.subscribers = {}
+        try:
+            ray.get_actor(REGISTRY_NAME, namespace=ray.get_runtime_context().namespace).on_unpublish.remote(self.name)
+        except ValueError:
+            pass
+
     def kick(self, reason: str) -> bool:
         """Disconnect the current publisher (revoked key, API stop); the gateway sees it on its next push."""
         if self.owner is None:
@@ -234,7 +262,8 @@ class StreamIngest:
     def _feed_ladder(self) -> None:
         assert self.presentation is not None
         items = self.presentation.take_ladder_input()
-        if not items or self._ladder_off:
+        self._feed_subscribers(items)
+        if not items or self._ladder_off or not any(r != "source" for r in self.ladder):
             return
         if self.transcoder is None:
             configs = [i for i, item in enumerate(items) if isinstance(item, LadderConfig)]
@@ -307,6 +336,63 @@ class StreamIngest:
         while self._tx_calls and self.transcoder is not None:
             files += self._ladder_result(self._tx_calls.popleft(), max(0.1, deadline - time.monotonic()))
         return files
+
+    # -- processors and thumbnails (the same tap) -------------------------------------------
+    def subscribe(self, name: str, handle: Any) -> None:
+        self.subscribers[name] = _Subscriber(handle)
+
+    def unsubscribe(self, name: str) -> None:
+        self.subscribers.pop(name, None)
+
+    def _subscribe_processors(self) -> None:
+        try:
+            registry = ray.get_actor(REGISTRY_NAME, namespace=ray.get_runtime_context().namespace)
+            hosts = cast(dict[str, Any], ray.get(registry.on_publish.remote(self.name), timeout=10))
+        except (ValueError, RayError, GetTimeoutError) as exc:
+            log.warning("stream %s: processors not started: %s", self.name, exc)
+            return
+        self.subscribers = {name: _Subscriber(handle) for name, handle in hosts.items()}
+
+    def _feed_subscribers(self, items: list[LadderInput]) -> None:
+        for item in items:
+            if isinstance(item, LadderConfig):
+                self._last_config = item
+            elif isinstance(item, LadderFrame) and item.keyframe and time.monotonic() - self._thumbnail_at >= THUMBNAIL_INTERVAL_S:
+                self._thumbnail(item)
+        if not items:
+            return
+        for sub in self.subscribers.values():
+            while sub.calls and ray.wait([sub.calls[0]], timeout=0)[0]:
+                try:
+                    ray.get(sub.calls.popleft())
+                except RayError:
+                    sub.resync = True  # it restarted or failed: start it again from a keyframe
+            batch = items
+            frames = sum(1 for i in items if isinstance(i, LadderFrame))
+            if len(sub.calls) >= MAX_SUBSCRIBER_BACKLOG:
+                sub.resync, sub.dropped = True, sub.dropped + frames
+                continue
+            if sub.resync:
+                key = next((n for n, i in enumerate(items) if isinstance(i, LadderFrame) and i.keyframe), None)
+                if key is None or self._last_config is None or self.presentation is None:
+                    sub.dropped += frames
+                    continue
+                sub.dropped += sum(1 for i in items[:key] if isinstance(i, LadderFrame))
+                batch = [LadderPeriod(self.presentation.epoch), self._last_config, *items[key:]]
+                sub.resync = False
+            sub.calls.append(sub.handle.push.remote(batch, sub.dropped))
+            sub.dropped = 0
+
+    def _thumbnail(self, frame: LadderFrame) -> None:
+        self._thumbnail_at = time.monotonic()
+        if self._last_config is None:
+            return
+        try:
+            jpeg = keyframe_jpeg(self._last_config.avcc, frame.data)
+        except (ValueError, OSError) as exc:
+            log.info("stream %s: no thumbnail from this keyframe: %s", self.name, exc)
+            return
+        self.redis.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self.hls.segment_ttl_s)
 
     def _ladder_failed(self, why: str) -> None:
         log.warning("stream %s: %s; serving the source rendition only", self.name, why)

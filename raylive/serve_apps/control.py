@@ -254,7 +254,7 @@ def _snapshot(info: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _push(ws: WebSocket, name: str | None) -> None:
-    """Status at least once a second, plus publish/unpublish events as they happen."""
+    """Status at least once a second, plus events as they happen (publish, unpublish, processor results)."""
     if not _token_ok(ws.query_params.get("token") or ws.headers.get("authorization", "").partition(" ")[2]):
         await ws.close(code=4401, reason="missing or invalid token")
         return
@@ -277,7 +277,8 @@ async def _push(ws: WebSocket, name: str | None) -> None:
                 event = json.loads(msg["data"])
                 if name is None or event.get("name") == name:
                     await ws.send_json({"type": "event", **event})
-                    next_status = 0.0  # follow an event with fresh status at once
+                    if event.get("event") in ("publish", "unpublish"):
+                        next_status = 0.0  # follow a state change with fresh status at once
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass  # the client went away: nothing to keep
     finally:

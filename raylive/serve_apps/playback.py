@@ -30,7 +30,7 @@ CORS = {
 }
 PATH_RE = re.compile(
     r"^/live/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
+    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
 )
 
 
@@ -77,7 +77,8 @@ class PlaybackApp:
     async def __call__(self, request: Request) -> Response:
         response = await self._handle(request)
         path = request.url.path
-        kind = next((k for ext, k in ((".m3u8", "playlist"), (".m4s", "segment"), (".mp4", "init")) if path.endswith(ext)), "other")
+        kinds = ((".m3u8", "playlist"), (".m4s", "segment"), (".mp4", "init"), (".jpg", "thumbnail"))
+        kind = next((k for ext, k in kinds if path.endswith(ext)), "other")
         self.requests[(kind, str(response.status_code))] += 1  # counted here, reported once a second
         if self._metrics_task is None:
             self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
@@ -103,6 +104,11 @@ class PlaybackApp:
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
             return await self._playlist(name, "index.m3u8", sid or new_sid(), master=True)
+        if m["thumbnail"]:
+            data = await self.redis.get(store.file_key(name, "thumbnail.jpg"))
+            if data is None:
+                return _error(404, f"no thumbnail of {name}: it is not live")
+            return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"
         if m["file"] == "index.m3u8":
             if sid:
