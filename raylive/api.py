@@ -190,11 +190,11 @@ def _state(info: dict[str, Any]) -> StreamState:
 
 def connect(address: str | None = None, data_dir: str | os.PathLike[str] | None = None, timeout_s: float = 30.0) -> Client:
     """Connect to a running raylive: its Ray cluster `address` (default: the one recorded by
-    `raylive up` in `data_dir` (~/.raylive), else "auto")."""
+    `raylive up` in `data_dir`, $RAYLIVE_DATA_DIR or ~/.raylive; else "auto")."""
     import ray
 
     if address is None:
-        runtime = read_runtime(Path(data_dir or "~/.raylive").expanduser())
+        runtime = read_runtime(Path(data_dir or os.environ.get("RAYLIVE_DATA_DIR") or "~/.raylive").expanduser())
         address = (runtime or {}).get("ray_address") or "auto"
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # like `raylive up` (RAY_AUTH_MODE=disabled opts out)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -23,6 +26,7 @@ from .conftest import RayliveProcess
 from .helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parent.parent
 # Ray workers cannot import this test module: ship its processor classes by value, as a notebook's are.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -170,3 +174,27 @@ def test_attach_all_covers_a_stream_that_starts_later(raylive: RayliveProcess, r
             ff.kill()
     finally:
         handle.detach()
+
+
+def test_the_documented_example_and_the_examples_run(raylive: RayliveProcess, rl: Client, tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "python-api.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)[1].replace('"cam1"', '"doc1"')  # type: ignore[index]
+    ff = live_stream(raylive, "doc1")
+    env = {**os.environ, "RAYLIVE_DATA_DIR": str(raylive.data_dir), "PYTHONPATH": str(ROOT)}
+
+    def run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, env=env)
+
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "(360, 640, 3) uint8" in out.stdout and "'doc1'" in out.stdout and "'processed'" in out.stdout, out.stdout
+        motion = run(ROOT / "examples" / "motion.py", "doc1", "--seconds", "6")
+        assert motion.returncode == 0 and "biggest changes on doc1" in motion.stdout, motion.stderr[-3000:]
+        grid = run(ROOT / "examples" / "thumbnail_grid.py", str(tmp_path / "grid.jpg"))
+        assert grid.returncode == 0 and "doc1" in grid.stdout, grid.stderr[-3000:]
+        assert (tmp_path / "grid.jpg").read_bytes()[:2] == b"\xff\xd8"
+        gpu = run(ROOT / "examples" / "gpu_classifier.py", "--seconds", "3")
+        assert gpu.returncode == 0 and ("skipped" in gpu.stdout or "processed" in gpu.stdout), gpu.stderr[-3000:]
+    finally:
+        ff.kill()
