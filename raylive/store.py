@@ -34,6 +34,11 @@ def live_key(name: str) -> str:
     return f"{PREFIX}live:{name}"
 
 
+def snapshot_key(name: str) -> str:
+    """The stream actor's playlist state, so that a restarted actor continues them."""
+    return f"{PREFIX}live:{name}:snapshot"
+
+
 def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
 

@@ -1,4 +1,5 @@
 import io
+import json
 
 import av
 import pytest
@@ -158,3 +159,36 @@ def test_resolution_change_mid_stream_starts_a_new_period() -> None:
         with av.open(blob) as container:
             frames = list(container.decode(video=0))
         assert frames and (frames[0].width, frames[0].height) == size
+
+
+def test_a_restarted_owner_continues_the_playlists_from_a_snapshot() -> None:
+    """The stream actor died mid-publish: a new one restores the playlists from the JSON snapshot
+    and continues the same connection's media (no sequence headers resent) after a discontinuity."""
+    msgs = [(m.type_id, m.timestamp, m.payload) for m in ffmpeg_publish_messages()]
+    pres = LiveHlsPresentation("ab12", target_duration_ms=500, window=20, wall_start=1_700_000_000.0)
+    files: dict[str, StoredFile] = {}
+    tl = IngestTimeline()
+    for m in msgs:
+        files.update((f.path, f) for f in pres.push(tl.push([m])))
+    before = files["source/index.m3u8"].data.decode()
+    snap = json.loads(json.dumps(pres.snapshot()))
+    restored, replay = LiveHlsPresentation.restore(snap, "cd34", ladder=False)
+    files.update((f.path, f) for f in restored.push(replay))
+    tl2 = IngestTimeline()  # the new actor's timeline: the rest carries no sequence headers
+    for m in msgs:  # more of the same media
+        if m[0] in (8, 9) and m[2][1:2] == b"\x00":
+            continue
+        files.update((f.path, f) for f in restored.push(tl2.push([m])))
+    files.update((f.path, f) for f in restored.finish())
+    text = files["source/index.m3u8"].data.decode()
+    old = [line for line in before.splitlines() if line.endswith(".m4s")]
+    new = [line for line in text.splitlines() if line.endswith(".m4s")]
+    assert new[: len(old)] == old and any(s.startswith("cd34-") for s in new)
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1 and '#EXT-X-MAP:URI="init-cd34.mp4"' in text
+    assert "#EXT-X-MEDIA-SEQUENCE:0" in text and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert "RESOLUTION=160x96" in files["index.m3u8"].data.decode()
+    # The new period decodes on its own init segment.
+    segs = [s for s in new if s.startswith("cd34-")]
+    blob = io.BytesIO(files["source/init-cd34.mp4"].data + b"".join(files[f"source/{s}"].data for s in segs))
+    with av.open(blob) as container:
+        assert len(list(container.decode(video=0))) > 0

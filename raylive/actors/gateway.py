@@ -21,11 +21,12 @@ from .. import metrics, store
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
-from .stream import StreamIngestActor, actor_name
+from .stream import NOT_CURRENT_PUBLISHER, StreamIngestActor, actor_name
 
 log = logging.getLogger(__name__)
 NAMESPACE = "raylive"
 METRICS_INTERVAL_S = 5.0
+RECLAIM_TIMEOUT_S = 15.0  # how long a publisher waits for its restarted stream actor
 
 
 class _StreamSink:
@@ -42,10 +43,27 @@ class _StreamSink:
         try:
             result = await self.actor.push.remote(self.token, batch)
         except Exception as exc:  # noqa: BLE001 - the actor died or failed: never leave the publisher hanging
-            result = {"ok": False, "reason": f"stream actor failed: {type(exc).__name__}"}
+            result = {"ok": False, "reason": f"stream actor failed: {type(exc).__name__}", "lost": True}
+        if result.get("lost") or result.get("reason") == NOT_CURRENT_PUBLISHER:
+            # Ray restarted the stream actor (its state went with the old process): claim the
+            # stream again with this connection; the actor continues the playlists it had saved.
+            result = await self._reclaim(batch) or result
         if not result["ok"]:
             log.warning("stream %s: closing publisher: %s", self.name, result["reason"])
             await self.conn.stop(result["reason"])
+
+    async def _reclaim(self, batch: list[tuple[int, int, bytes]]) -> dict[str, Any] | None:
+        deadline = asyncio.get_running_loop().time() + RECLAIM_TIMEOUT_S
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                claim = await self.actor.claim.remote(self.token, str(self.conn.peer))
+                if not claim["ok"]:
+                    return None  # someone else holds the stream now
+                result: dict[str, Any] = await self.actor.push.remote(self.token, batch)
+                return result
+            except Exception:  # noqa: BLE001 - still restarting
+                await asyncio.sleep(0.25)
+        return None
 
     async def close(self, reason: str) -> None:
         result = await self.actor.release.remote(self.token, reason)

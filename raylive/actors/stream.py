@@ -41,6 +41,7 @@ CLEAN_END_REASONS = ("unpublished", "stopped")
 # A publisher delivers a batch at least every 250 ms while media flows; this much silence means
 # its connection is dead even if TCP has not noticed yet.
 STALE_PUBLISHER_S = 3.0
+NOT_CURRENT_PUBLISHER = "not the current publisher"
 # How long the end of a publish waits for the transcoder to flush its last segments.
 LADDER_DRAIN_TIMEOUT_S = 10.0
 # A processor with this many batches (≈ 2 s) unanswered is behind: skip to the next keyframe.
@@ -110,7 +111,14 @@ class StreamIngest:
         self.timeline = IngestTimeline()
         self._late_reported = 0
         epoch = secrets.token_hex(4)
-        if self.suspended is not None and self.presentation is not None:
+        restored = self._restore(epoch) if self.presentation is None else None
+        if restored is not None:
+            self.presentation, replay = restored
+            self._write(self.presentation.push(replay), self.hls.segment_ttl_s)
+            self.started_at = float(self.redis.hget(store.live_key(self.name), "started_at") or time.time())
+            log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
+            self._subscribe_processors()
+        elif self.suspended is not None and self.presentation is not None:
             self.suspended = None
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
             log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
@@ -145,7 +153,7 @@ class StreamIngest:
 
     def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
         if token != self.owner or self.timeline is None or self.presentation is None:
-            return {"ok": False, "reason": "not the current publisher"}
+            return {"ok": False, "reason": NOT_CURRENT_PUBLISHER}
         if self.kicked:
             return {"ok": False, "reason": self.kicked}
         self.last_push = time.monotonic()
@@ -255,6 +263,15 @@ class StreamIngest:
         return True
 
     # -- ABR ladder ----------------------------------------------------------------------
+    def _restore(self, epoch: str) -> tuple[LiveHlsPresentation, list[Any]] | None:
+        """After Ray restarted this actor mid-publish: the playlists it was writing, if any."""
+        state = self.redis.hget(store.live_key(self.name), "state")
+        snap = self.redis.get(store.snapshot_key(self.name))
+        if state not in (b"live", b"reconnecting") or snap is None:
+            return None
+        self.ladder = self._stream_ladder()
+        return LiveHlsPresentation.restore(json.loads(snap), epoch, ladder=True)
+
     def _stream_ladder(self) -> list[str]:
         raw = self.redis.hget(store.stream_key(self.name), "ladder")
         return json.loads(raw) if raw else self.transcode.ladder
@@ -414,6 +431,8 @@ class StreamIngest:
             # Files arrive in dependency order (segment before the playlist naming it).
             for f in files:
                 p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
+            if self.presentation is not None and any(f.path.endswith("index.m3u8") for f in files):
+                p.set(store.snapshot_key(self.name), json.dumps(self.presentation.snapshot()), ex=ttl)
             p.execute()
         now = time.time()
         for f in files:

@@ -51,6 +51,7 @@ class FrameSampler:
                 dec = CodecContext.create("h264", "r")
                 assert isinstance(dec, VideoCodecContext)
                 dec.extradata = item.avcc
+                dec.thread_type = "SLICE"  # see LadderTranscoder._configure
                 self.decoder = dec
             elif isinstance(item, LadderPeriod):
                 self.decoder, self._next_ms = None, None  # timestamps restart; a config follows
@@ -91,6 +92,7 @@ def keyframe_jpeg(avcc: bytes, keyframe: bytes, width: int = 320) -> bytes:
     dec = CodecContext.create("h264", "r")
     assert isinstance(dec, VideoCodecContext)
     dec.extradata = avcc
+    dec.thread_type = "SLICE"  # see LadderTranscoder._configure
     frames = list(dec.decode(av.Packet(keyframe))) + list(dec.decode(None))
     if not frames:
         raise ValueError("the keyframe did not decode")

@@ -227,7 +227,9 @@ class LadderTranscoder:
         decoder = CodecContext.create("h264", "r")
         assert isinstance(decoder, VideoCodecContext)
         decoder.extradata = cfg.avcc
-        decoder.thread_type = "AUTO"
+        # Not frame threads: they release packets (which wrap Python bytes) from their own
+        # threads, and freeing the decoder then deadlocks on the GIL (seen in PyAV 18).
+        decoder.thread_type = "SLICE"
         self.decoder = decoder
         self.rungs = []
         for plan in plans:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..ingest import AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame
 from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
@@ -164,6 +165,53 @@ class LiveHlsPresentation:
             self._ladder_input.append(LadderPeriod(epoch))
         for r in self.renditions.values():
             r.playlist.ended = r.dropped
+
+    # -- surviving a restart of the owning actor -------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What a restarted owner needs to continue these playlists (JSON-able; no media)."""
+        rends = {}
+        for key, r in self.renditions.items():
+            pl = r.playlist
+            rends[key] = {
+                "name": r.name,
+                "init": {"codec": r.init.codec, "width": r.init.width, "height": r.init.height,
+                         "sample_rate": r.init.sample_rate, "channels": r.init.channels},
+                "init_uri": r.init_uri, "epoch": r.epoch, "dropped": r.dropped, "peak_bps": r.peak_bps,
+                "total_bits": r.total_bits, "total_s": r.total_s, "frames": r.frames, "segments_out": r.segments_out,
+                "paths": r.paths, "media_sequence": pl.media_sequence, "discontinuity_sequence": pl.discontinuity_sequence,
+                "target_duration": pl.target_duration,
+                "segments": [[g.uri, g.duration_s, g.program_date_time, g.init_uri, g.discontinuity] for g in pl.segments],
+            }  # fmt: skip
+        p = self.packager
+        return {
+            "window": self.window,
+            "target_duration_ms": p.target_duration_ms,
+            "advertise_source": self.advertise_source,
+            "video_avcc": p.video_avcc.hex() if p.video_avcc else "",
+            "audio_asc": p.audio_asc.hex() if p.audio_asc else "",
+            "renditions": rends,
+        }
+
+    @classmethod
+    def restore(cls, snap: dict[str, Any], epoch: str, ladder: bool) -> tuple[LiveHlsPresentation, list[MediaEvent]]:
+        """The playlists of `snap`, continued in a new period (after an EXT-X-DISCONTINUITY), and
+        the codec configurations to replay: the publisher will not send them again."""
+        pres = cls(epoch, snap["target_duration_ms"], snap["window"], ladder=ladder, advertise_source=snap["advertise_source"])
+        for key, d in snap["renditions"].items():
+            pl = MediaPlaylist(
+                d["window"] if "window" in d else snap["window"], d["media_sequence"], d["discontinuity_sequence"], d["target_duration"]
+            )
+            pl.segments.extend(PlaylistSegment(*seg) for seg in d["segments"])
+            init = InitSegment(key, b"", **d["init"])
+            r = _Rendition(d["name"], init, d["init_uri"], pl, d["epoch"], d["dropped"], d["peak_bps"], d["total_bits"], d["total_s"])
+            r.frames, r.segments_out, r.paths = d["frames"], d["segments_out"], dict(d["paths"])
+            pres.renditions[key] = r
+        replay: list[MediaEvent] = []
+        if snap["video_avcc"]:
+            replay.append(VideoConfig(bytes.fromhex(snap["video_avcc"])))
+        if snap["audio_asc"]:
+            replay.append(AudioConfig(bytes.fromhex(snap["audio_asc"])))
+        return pres, replay
 
     def finish(self) -> list[StoredFile]:
         """End of stream: last segments, and every playlist gets EXT-X-ENDLIST."""
