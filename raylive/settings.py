@@ -17,6 +17,8 @@ class RtmpSettings:
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_connections: int = 1000
+    max_streams: int = 0  # streams published through one node's gateway at once (0: no limit)
+    max_bitrate_kbps: int = 0  # a publisher above this for 5 s is disconnected (0: no limit)
     max_message_size: int = 16 << 20
     flush_interval_s: float = 0.25
     reconnect_grace_s: float = 10.0  # a dropped publisher may reconnect and continue the playlists

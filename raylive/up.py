@@ -24,6 +24,7 @@ log = logging.getLogger("raylive")
 RUNTIME_FILE = "raylive.json"
 NAMESPACE = "raylive"
 SERVE_SHUTDOWN_TIMEOUT_S = 6.0
+SUPERVISE_INTERVAL_S = 2.0
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -168,6 +169,15 @@ class Raylive:
         }
         runtime_path(self.data_dir).write_text(json.dumps(info))
 
+    def supervise(self) -> None:
+        """A gateway Ray restarted (its process died) listens again: `start` is idempotent."""
+        import ray
+
+        try:
+            ray.get([gw.start.remote() for gw in self.gateways], timeout=5)
+        except Exception as exc:  # noqa: BLE001 - still restarting; next round
+            log.warning("RTMP gateway not listening yet: %s", exc)
+
     def stop(self) -> None:
         """Publishers are told and disconnected, playlists get ENDLIST, then everything exits."""
         import ray
@@ -233,8 +243,8 @@ def run_up(settings: Settings) -> int:
     token_from = rl.admin_token_file or f"${ADMIN_TOKEN_ENV}"
     print(f"  api:      http://{host}:{settings.http.port}/api/v1 (docs at /docs; Bearer token from {token_from})")
     print(f"  redis:    {rl.redis_url}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
-    while not stop.wait(0.5):
-        pass
+    while not stop.wait(SUPERVISE_INTERVAL_S):
+        rl.supervise()
     print("raylive: shutting down", flush=True)
     started = time.monotonic()
     rl.stop()

@@ -61,14 +61,14 @@ class RayliveProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_raylive(data_dir: Path, timeout_s: float = 180, env: dict[str, str] | None = None) -> RayliveProcess:
+def start_raylive(data_dir: Path, timeout_s: float = 180, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> RayliveProcess:
     rtmp_port, http_port = free_port(), free_port()
     log_path = data_dir.parent / f"{data_dir.name}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "raylive.cli", "up", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-             "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), "--no-dashboard"],
+             "--rtmp-port", str(rtmp_port), "--http-port", str(http_port), "--no-dashboard", *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )  # fmt: skip
     rl = RayliveProcess(proc, data_dir, rtmp_port, http_port, log_path)

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from .conftest import RayliveProcess
@@ -62,3 +63,29 @@ def test_killed_stream_actor_restarts_and_the_stream_continues(raylive: RayliveP
     assert still and all(get(f"{base}/source/{s}").status_code == 200 for s in listed)
     print(f"restart to first new segment: {restart_to_segment:.1f}s")
     assert restart_to_segment < 12
+
+
+def test_a_killed_gateway_restarts_and_publishers_reconnect_into_their_playlists(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("fo2")
+    base = f"{raylive.base_url}/live/fo2"
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "fo2 to go live")
+        gateways = [p for p in psutil.Process(raylive.proc.pid).children(recursive=True) if "ray::RtmpGateway" in " ".join(p.cmdline())]
+        assert len(gateways) == 1
+        gateways[0].send_signal(signal.SIGKILL)
+        assert ff.wait(30) != 0  # its connection went with the gateway
+        killed = time.monotonic()
+
+        def accepted() -> bool:  # the restarted gateway takes the same publisher back
+            nonlocal ff
+            if ff.poll() is not None:
+                ff = publish(raylive.rtmp_url(key), seconds=None)
+            text = get(f"{base}/source/index.m3u8").text
+            return "#EXT-X-DISCONTINUITY" in text and ".m4s" in text.split("#EXT-X-DISCONTINUITY")[-1]
+
+        wait_for(accepted, 40, "the publisher to be back in its playlist", interval_s=1)
+        print(f"gateway kill to first segment of the reconnected publisher: {time.monotonic() - killed:.1f}s")
+        assert "#EXT-X-ENDLIST" not in get(f"{base}/source/index.m3u8").text
+    finally:
+        ff.kill()

@@ -87,6 +87,9 @@ class _Authorizer:
             raise PublishRefused(
                 "NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>"
             )
+        limit = gw.settings.rtmp.max_streams
+        if limit and sum(1 for c in gw.server.connections.values() if c.stream_name) >= limit:
+            raise PublishRefused("NetStream.Publish.Rejected", f"this node carries its limit of {limit} streams (rtmp.max_streams)")
         name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
         name = name_raw.decode() if name_raw else None
         digest = await gw.redis.hget(store.stream_key(name), "key_hash") if name else None
@@ -117,15 +120,20 @@ class RtmpGateway:
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0
+        self.stopping = False
         self._metrics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
+        """Listen (idempotent: `raylive up` calls it again after Ray restarted this actor)."""
+        if self.port or self.stopping:
+            return self.port
         self.port = await self.server.start(self.settings.host, self.settings.rtmp.port)
         self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
         log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
         return self.port
 
     async def stop(self) -> None:
+        self.stopping = True
         await self.server.stop("Server shutting down.")
 
     async def _report_metrics(self) -> None:
@@ -148,7 +156,14 @@ class RtmpGateway:
             lifetime="detached",
             # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
-        ).remote(name, self.redis_url, self.settings.hls, self.settings.rtmp.reconnect_grace_s, self.settings.transcode)
+        ).remote(
+            name,
+            self.redis_url,
+            self.settings.hls,
+            self.settings.rtmp.reconnect_grace_s,
+            self.settings.transcode,
+            self.settings.rtmp.max_bitrate_kbps,
+        )
 
 
 RtmpGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10000)(RtmpGateway)  # type: ignore[call-overload]

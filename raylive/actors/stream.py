@@ -47,6 +47,7 @@ LADDER_DRAIN_TIMEOUT_S = 10.0
 # A processor with this many batches (≈ 2 s) unanswered is behind: skip to the next keyframe.
 MAX_SUBSCRIBER_BACKLOG = 8
 THUMBNAIL_INTERVAL_S = 5.0
+BITRATE_WINDOW_S = 4.0  # a publisher is held to rtmp.max_bitrate_kbps over this much wall time
 
 
 @dataclass
@@ -65,8 +66,15 @@ def actor_name(stream: str) -> str:
 
 class StreamIngest:
     def __init__(
-        self, name: str, redis_url: str, hls: HlsSettings, reconnect_grace_s: float = 10.0, transcode: TranscodeSettings | None = None
+        self,
+        name: str,
+        redis_url: str,
+        hls: HlsSettings,
+        reconnect_grace_s: float = 10.0,
+        transcode: TranscodeSettings | None = None,
+        max_bitrate_kbps: float = 0,
     ) -> None:
+        self.max_bitrate_kbps = max_bitrate_kbps
         self.name = name
         self.hls = hls
         self.transcode = transcode or TranscodeSettings()
@@ -172,6 +180,12 @@ class StreamIngest:
         if files:
             self._write(files, self.hls.segment_ttl_s)
             self._update_status()
+        if self.max_bitrate_kbps and self.timeline.stats.window_s() >= BITRATE_WINDOW_S:
+            kbps = self.timeline.stats.rates()[0]
+            if kbps > self.max_bitrate_kbps:
+                self.error = f"ingest bitrate {kbps:.0f} kb/s is above this server's limit of {self.max_bitrate_kbps:.0f} kb/s"
+                log.warning("stream %s: %s", self.name, self.error)
+                return {"ok": False, "reason": self.error}
         second = int(time.time())
         if second != self._health_second:  # one ingest-health row per second per stream
             self._health_second = second

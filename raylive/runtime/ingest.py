@@ -73,6 +73,10 @@ class IngestStats:
         while len(self._recent) > 2 and now - self._recent[0][0] > 5:
             self._recent.popleft()
 
+    def window_s(self) -> float:
+        """Wall time the rates are measured over."""
+        return self._recent[-1][0] - self._recent[0][0] if len(self._recent) >= 2 else 0.0
+
     def rates(self) -> tuple[float, float]:
         """(bitrate kbps, fps) over the last few seconds of wall time."""
         if len(self._recent) < 2:
