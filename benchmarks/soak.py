@@ -70,7 +70,9 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--viewers", type=int, default=3, help="per stream")
     ap.add_argument("--minutes", type=float, default=10)
-    ap.add_argument("--warmup-s", type=float, default=60)
+    ap.add_argument(
+        "--warmup-s", type=float, default=150, help="longer than the segment TTL (120 s), so Redis and the segment caches are full"
+    )
     args = ap.parse_args()
     src = source_file()
     stop = threading.Event()

@@ -17,19 +17,7 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 
-from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod
-
-
-def _scaler(frame: VideoFrame, width: int, height: int, fmt: str) -> av.filter.Graph:
-    g = av.filter.Graph()
-    src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
-    scale = g.add("scale", f"{width}:{height}")
-    conv = g.add("format", fmt)
-    src.link_to(scale)
-    scale.link_to(conv)
-    conv.link_to(g.add("buffersink"))
-    g.configure()
-    return g
+from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, scale_graph
 
 
 class FrameSampler:
@@ -82,7 +70,7 @@ class FrameSampler:
         width = max(2, round(frame.width * self.height / frame.height / 2) * 2)
         key = (frame.width, frame.height)
         if self._graph is None or self._graph_key != key:
-            self._graph, self._graph_key = _scaler(frame, width, self.height, "rgb24"), key
+            self._graph, self._graph_key = scale_graph(frame, width, self.height, "rgb24"), key
         self._graph.push(frame)
         return self._graph.vpull().to_ndarray()
 
@@ -98,7 +86,7 @@ def keyframe_jpeg(avcc: bytes, keyframe: bytes, width: int = 320) -> bytes:
         raise ValueError("the keyframe did not decode")
     frame = frames[0]
     height = max(2, round(frame.height * width / frame.width / 2) * 2)
-    g = _scaler(frame, width, height, "yuvj420p")
+    g = scale_graph(frame, width, height, "yuvj420p")
     g.push(frame)
     small = g.vpull()
     enc = CodecContext.create("mjpeg", "w")
