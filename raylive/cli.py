@@ -102,11 +102,22 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.rtmp.port = args.rtmp_port
     if getattr(args, "clickhouse_url", None):
         s.analytics.clickhouse_url = args.clickhouse_url
-    if args.http_port is not None:
+    if getattr(args, "http_port", None) is not None:
         s.http.port = args.http_port
-    if args.no_dashboard:
+    if getattr(args, "no_dashboard", False):
         s.dashboard = False
     return s
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from .up import start_gateway_here
+
+    settings = _settings(args)
+    if not settings.redis_url:
+        print("raylive gateway: --redis-url is required (the cluster's shared Redis)", file=sys.stderr)
+        return 2
+    start_gateway_here(settings)
+    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -243,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     up.add_argument("--clickhouse-url", help="analytics in this ClickHouse (http://user:pass@host:8123/db) instead of embedded chdb")
     up.set_defaults(func=cmd_up)
+
+    gw = sub.add_parser("gateway", parents=[common], help="start an RTMP gateway on this node of a running raylive's Ray cluster")
+    gw.add_argument("--config", help="settings YAML (see configs/raylive.yaml)")
+    gw.add_argument("--address", default="auto", help="the Ray cluster (default: auto)")
+    gw.add_argument("--host", help="address to bind RTMP to (default 0.0.0.0)")
+    gw.add_argument("--rtmp-port", type=int, help="RTMP port (default 1935)")
+    gw.set_defaults(func=cmd_gateway)
 
     down = sub.add_parser("down", parents=[common], help="stop a running raylive (drains streams, writes ENDLIST)")
     down.add_argument("--timeout", type=float, default=60.0)

@@ -219,6 +219,29 @@ class Raylive:
         runtime_path(self.data_dir).unlink(missing_ok=True)
 
 
+def start_gateway_here(settings: Settings) -> int:
+    """`raylive gateway`: a detached RTMP gateway on this node of a running raylive's cluster
+    (a node that joined after `raylive up`, behind an L4 load balancer). Returns its port."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .actors.gateway import RtmpGatewayActor
+
+    ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, logging_level=logging.WARNING)
+    node = ray.get_runtime_context().get_node_id()
+    gw = RtmpGatewayActor.options(
+        name=f"gateway:{node[:12]}",
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+    ).remote(settings, settings.redis_url)
+    port = int(ray.get(gw.start.remote(), timeout=60))
+    print(f"raylive gateway on node {node[:12]}: rtmp://{settings.host}:{port}/{settings.rtmp.app}/<stream-key>", flush=True)
+    return port
+
+
 def run_up(settings: Settings) -> int:
     stop = threading.Event()
 

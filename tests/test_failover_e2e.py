@@ -3,9 +3,12 @@ the same publisher's stream continues in the same playlists after a discontinuit
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -87,5 +90,23 @@ def test_a_killed_gateway_restarts_and_publishers_reconnect_into_their_playlists
         wait_for(accepted, 40, "the publisher to be back in its playlist", interval_s=1)
         print(f"gateway kill to first segment of the reconnected publisher: {time.monotonic() - killed:.1f}s")
         assert "#EXT-X-ENDLIST" not in get(f"{base}/source/index.m3u8").text
+    finally:
+        ff.kill()
+
+
+def test_raylive_gateway_joins_the_running_cluster(raylive: RayliveProcess) -> None:
+    """`raylive gateway` on a node that has one already gets that one (idempotent), listening."""
+    runtime = json.loads((raylive.data_dir / "raylive.json").read_text())
+    out = subprocess.run(
+        [sys.executable, "-m", "raylive.cli", "gateway", "--address", runtime["ray_address"], "--redis-url", runtime["redis_url"],
+         "--rtmp-port", str(raylive.rtmp_port), "--host", "127.0.0.1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"rtmp://127.0.0.1:{raylive.rtmp_port}/live/<stream-key>" in out.stdout
+    key = raylive.create_key("fo3")
+    ff = publish(raylive.rtmp_url(key), 4)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/fo3/index.m3u8"), 30, "fo3 to go live through the gateway")
     finally:
         ff.kill()

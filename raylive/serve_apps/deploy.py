@@ -1,0 +1,31 @@
+"""Application builders for `serve deploy configs/serve.yaml` (Ray clusters, KubeRay): the same
+apps `raylive up` runs, configured from the Serve config's `args` instead of from `raylive up`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from ray.serve import Application
+
+from ..settings import Settings
+from .control import ControlDeployment
+from .playback import PlaybackDeployment
+
+
+def playback_app(args: dict[str, Any]) -> Application:
+    """args: redis_url, segment_cache_mb (256)."""
+    return PlaybackDeployment.bind(args["redis_url"], int(args.get("segment_cache_mb", 256)))
+
+
+def control_app(args: dict[str, Any]) -> Application:
+    """args: redis_url, rtmp_port (1935), admin_token_env (the variable holding the admin token,
+    RAYLIVE_ADMIN_TOKEN), renditions (default: raylive's catalogue)."""
+    token = os.environ.get(str(args.get("admin_token_env", "RAYLIVE_ADMIN_TOKEN")), "")
+    if not token:
+        raise ValueError("set the admin token in the environment variable named by admin_token_env (RAYLIVE_ADMIN_TOKEN)")
+    renditions = list(args.get("renditions") or Settings().transcode.renditions)
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    return ControlDeployment.bind(args["redis_url"], token_hash, int(args.get("rtmp_port", 1935)), renditions)
