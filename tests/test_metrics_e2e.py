@@ -57,7 +57,7 @@ def test_metrics_endpoint_serves_every_documented_metric(raylive: RayliveProcess
             refused = any(lb.get("reason") == "publish refused" for lb in labels)
             return f if rungs and refused else None
 
-        fams = wait_for(complete, 90, "every metric", interval_s=2, detail=lambda: set(METRICS) - set(families(raylive)))
+        fams = wait_for(complete, 120, "every metric", interval_s=2, detail=lambda: set(METRICS) - set(families(raylive)))
         assert isinstance(fams, dict)
     finally:
         watching.set()
