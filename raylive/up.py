@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -25,6 +26,7 @@ RUNTIME_FILE = "raylive.json"
 NAMESPACE = "raylive"
 SERVE_SHUTDOWN_TIMEOUT_S = 6.0
 SUPERVISE_INTERVAL_S = 2.0
+STALE_CHECK_EVERY = 3  # supervise rounds between checks for vanished publishers
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -83,6 +85,8 @@ class Raylive:
         self.analytics: Any = None
         self.processors: Any = None
         self.ray_address = ""
+        self._ticks = 0
+        self._redis: Any = None
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
         self.admin_token, self.admin_token_file = admin_token(self.data_dir)
@@ -113,6 +117,9 @@ class Raylive:
         if not self.redis_url:
             self.redis = EmbeddedRedis(self.data_dir / "redis")
             self.redis_url = self.redis.start()
+        import redis
+
+        self._redis = redis.Redis.from_url(self.redis_url)
         address = s.ray_address
         if not address:
             self.ray_head = LocalRayHead(self.data_dir / "logs", s.dashboard)
@@ -170,13 +177,28 @@ class Raylive:
         runtime_path(self.data_dir).write_text(json.dumps(info))
 
     def supervise(self) -> None:
-        """A gateway Ray restarted (its process died) listens again: `start` is idempotent."""
+        """A gateway Ray restarted (its process died) listens again: `start` is idempotent. And a
+        live stream whose publisher vanished with a dead gateway is ended (stream actors have no
+        timers of their own)."""
         import ray
+
+        from . import store
+        from .actors.stream import actor_name
 
         try:
             ray.get([gw.start.remote() for gw in self.gateways], timeout=5)
         except Exception as exc:  # noqa: BLE001 - still restarting; next round
             log.warning("RTMP gateway not listening yet: %s", exc)
+        self._ticks += 1
+        if self._ticks % STALE_CHECK_EVERY or self._redis is None:
+            return
+        try:
+            for name in [n.decode() for n in self._redis.smembers(store.STREAMS)]:
+                if self._redis.hget(store.live_key(name), "state") in (b"live", b"reconnecting"):
+                    with contextlib.suppress(ValueError):
+                        ray.get_actor(actor_name(name), namespace=NAMESPACE).check_stale.remote()
+        except Exception as exc:  # noqa: BLE001 - next round
+            log.warning("checking for vanished publishers: %s", exc)
 
     def stop(self) -> None:
         """Publishers are told and disconnected, playlists get ENDLIST, then everything exits."""

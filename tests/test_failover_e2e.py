@@ -110,3 +110,21 @@ def test_raylive_gateway_joins_the_running_cluster(raylive: RayliveProcess) -> N
         wait_for(playlist_ready(f"{raylive.base_url}/live/fo3/index.m3u8"), 30, "fo3 to go live through the gateway")
     finally:
         ff.kill()
+
+
+def test_a_stream_whose_gateway_died_ends_when_its_publisher_stays_away(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("fo4")
+    base = f"{raylive.base_url}/live/fo4"
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "fo4 to go live")
+        gateway = next(p for p in psutil.Process(raylive.proc.pid).children(recursive=True) if "ray::RtmpGateway" in " ".join(p.cmdline()))
+        gateway.send_signal(signal.SIGKILL)
+        assert ff.wait(30) != 0
+    finally:
+        ff.kill()
+    # Nobody tells the stream actor; raylive up's supervisor ends it after the reconnect grace.
+    text = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(f"{base}/source/index.m3u8").text) else None, 40, "ENDLIST")
+    assert isinstance(text, str)
+    info = raylive.api("GET", "/api/v1/streams/fo4").json()
+    assert info["state"] == "ended" and "vanished" in info["end_reason"], info

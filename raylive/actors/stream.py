@@ -100,6 +100,7 @@ class StreamIngest:
         self.error: str | None = None
         self.kicked: str | None = None  # set by the control plane: the publisher must go
         self.last_push = 0.0  # monotonic time of the owner's last batch
+        self._dropped_at = 0.0  # monotonic time the publisher dropped (suspended)
 
     # -- publisher lifecycle -----------------------------------------------------------
     def claim(self, token: str, peer: str) -> dict[str, Any]:
@@ -223,6 +224,7 @@ class StreamIngest:
             return {"grace_s": 0.0}
         self._write(self._drain_ladder() + self.presentation.suspend(), self.hls.segment_ttl_s)
         self.suspended = token
+        self._dropped_at = time.monotonic()
         self._set_state("reconnecting", dropped_at=time.time())
         log.info("stream %s: publisher dropped (%s); waiting %.0fs for it to reconnect", self.name, reason, self.reconnect_grace_s)
         return {"grace_s": self.reconnect_grace_s}
@@ -231,6 +233,19 @@ class StreamIngest:
         """The grace after a dropped publisher is over: end the playlists unless it came back."""
         if self.owner is None and self.suspended == token:
             self._finalize("publisher did not reconnect")
+
+    def check_stale(self) -> bool:
+        """Called every few seconds by `raylive up`: ends a stream whose gateway died (so nobody
+        will call `release` or `expire`) once its publisher stayed away past the reconnect grace."""
+        limit = self.reconnect_grace_s + STALE_PUBLISHER_S
+        if self.owner is not None and time.monotonic() - self.last_push > limit:
+            self.owner = None
+            self._finalize("publisher vanished (its connection and gateway are gone)")
+            return True
+        if self.owner is None and self.suspended is not None and time.monotonic() - self._dropped_at > limit:
+            self._finalize("publisher did not reconnect")
+            return True
+        return False
 
     def _finalize(self, reason: str) -> None:
         assert self.presentation is not None
