@@ -232,6 +232,26 @@ def test_unsupported_codec_is_refused_with_a_clear_reason(raylive: RayliveProces
     assert info["end_reason"] == "unsupported video codec Sorenson H.263; publish H.264"
 
 
+def test_ffmpeg_default_flv_audio_mp3_is_served_as_aac(raylive: RayliveProcess) -> None:
+    key = raylive.create_key("mp3in")
+    ff = publish(raylive.rtmp_url(key), seconds=6, extra=("-c:a", "libmp3lame"))  # what `-f flv` picks by default
+    try:
+        master = wait_for(playlist_ready(f"{raylive.base_url}/live/mp3in/index.m3u8"), 30, "mp3in to go live")
+        assert ff.wait(30) == 0
+    finally:
+        ff.kill()
+    assert isinstance(master, str) and "mp4a.40.2" in master
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=codec_name:packet=pts_time", "-of", "json",
+         f"{raylive.base_url}/live/mp3in/audio/index.m3u8"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    info = json.loads(probe.stdout)
+    assert info["streams"][0]["codec_name"] == "aac"
+    pts = [float(p["pts_time"]) for p in info["packets"]]
+    assert pts[-1] - pts[0] >= 4.5
+
+
 def test_a_silent_half_open_publisher_is_replaced_not_a_lockout(raylive: RayliveProcess) -> None:
     key = raylive.create_key("reconnect")
     base = f"{raylive.base_url}/live/reconnect"

@@ -44,7 +44,8 @@ def test_aac_config_and_frames() -> None:
 def test_other_codecs_are_reported_not_crashed() -> None:
     assert flv.parse_video(bytes([0x12, 0, 0])) == flv.UnsupportedCodec("video", "Sorenson H.263")
     assert flv.parse_video(bytes([0x90]) + b"hvc1") == flv.UnsupportedCodec("video", "enhanced-RTMP hvc1")
-    assert flv.parse_audio(bytes([0x2F, 0])) == flv.UnsupportedCodec("audio", "MP3")
+    assert flv.parse_audio(bytes([0x2F, 0])) == flv.Mp3Frame(b"\x00")  # re-encoded to AAC on ingest
+    assert flv.parse_audio(bytes([0xBF, 0])) == flv.UnsupportedCodec("audio", "Speex")
     assert isinstance(flv.parse_video(b""), flv.Ignored)
 
 

@@ -170,3 +170,21 @@ def test_a_dropped_rung_ends_its_playlist_and_leaves_the_master(media: Path) -> 
 def test_cpu_estimate_grows_with_the_ladder() -> None:
     rungs = plan_ladder(LADDER, CATALOGUE, 1920, 1080)
     assert estimate_cpus(rungs, 1920, 1080, 30, 10.0) > estimate_cpus(rungs[1:], 1920, 1080, 30, 10.0) > 0
+
+
+def test_mp3_audio_is_reencoded_to_aac(media: Path) -> None:
+    """`ffmpeg -f flv` sends MP3 by default: the HLS output carries AAC-LC that decodes."""
+    source = make_flv(media / "mp3.flv", "320x180", seconds=4, extra=("-c:a", "libmp3lame", "-b:a", "128k"))
+    timeline, pres, files = IngestTimeline(), LiveHlsPresentation("p1", 2000, 10), {}
+    for tag in flv.read_file_tags(source):
+        files.update((f.path, f.data) for f in pres.push(timeline.push([tag])))
+    files.update((f.path, f.data) for f in pres.finish())
+    assert 'CODECS="avc1.' in files["index.m3u8"].decode() and "mp4a.40.2" in files["index.m3u8"].decode()
+    audio = files["audio/index.m3u8"].decode()
+    init = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', audio)[0]
+    blob = files[f"audio/{init}"] + b"".join(files[f"audio/{s}"] for s in audio.splitlines() if s.endswith(".m4s"))
+    with av.open(io.BytesIO(blob)) as c:
+        stream = c.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert abs(samples / stream.codec_context.sample_rate - 4.0) < 0.2

@@ -26,6 +26,7 @@ AUDIO_FORMATS = {
 }
 CODEC_AVC = 7
 SOUND_AAC = 10
+SOUND_MP3 = (2, 14)  # what `ffmpeg -f flv` sends by default: re-encoded to AAC on ingest
 
 
 class FlvError(ValueError):
@@ -57,6 +58,11 @@ class AacFrame:
 
 
 @dataclass(slots=True)
+class Mp3Frame:
+    data: bytes  # an MP3 frame
+
+
+@dataclass(slots=True)
 class UnsupportedCodec:
     kind: str  # "video" or "audio"
     name: str
@@ -68,7 +74,7 @@ class Ignored:
 
 
 VideoTag = AvcConfig | AvcFrame | UnsupportedCodec | Ignored
-AudioTag = AacConfig | AacFrame | UnsupportedCodec | Ignored
+AudioTag = AacConfig | AacFrame | Mp3Frame | UnsupportedCodec | Ignored
 
 
 def parse_video(body: bytes) -> VideoTag:
@@ -100,6 +106,8 @@ def parse_audio(body: bytes) -> AudioTag:
     if not body:
         return Ignored("empty audio message")
     fmt = body[0] >> 4
+    if fmt in SOUND_MP3:
+        return Mp3Frame(bytes(body[1:]))
     if fmt != SOUND_AAC:
         return UnsupportedCodec("audio", AUDIO_FORMATS.get(fmt, f"sound format {fmt}"))
     if len(body) < 2:

@@ -93,6 +93,7 @@ class IngestTimeline:
         self._origin: int | None = None
         self.stats = IngestStats()
         self.metadata: dict[str, Any] = {}
+        self._mp3: Any = None  # AudioToAac once the publisher sends MP3
 
     def _unwrap(self, raw: int) -> int:
         """32-bit wrapping RTMP ms timestamps -> ms since the stream's first message."""
@@ -143,8 +144,15 @@ class IngestTimeline:
     def _audio(self, ts: int, payload: bytes, out: list[MediaEvent]) -> None:
         tag = flv.parse_audio(payload)
         if isinstance(tag, flv.UnsupportedCodec):
-            raise UnsupportedMedia(f"unsupported audio codec {tag.name}; publish AAC")
-        if isinstance(tag, flv.AacConfig):
+            raise UnsupportedMedia(f"unsupported audio codec {tag.name}; publish AAC (or MP3)")
+        if isinstance(tag, flv.Mp3Frame):
+            if self._mp3 is None:
+                from .transcode import AudioToAac  # PyAV only for streams that need it
+
+                self._mp3 = AudioToAac("mp3")
+            self.stats.audio_frames += 1
+            out.extend(self._mp3.push(self._unwrap(ts), tag.data))
+        elif isinstance(tag, flv.AacConfig):
             out.append(AudioConfig(tag.audio_specific_config))
         elif isinstance(tag, flv.AacFrame):
             self.stats.audio_frames += 1
