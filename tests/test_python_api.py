@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pytest
 import websockets
+from ray import cloudpickle
 
 import raylive as raylive_api
 from raylive.api import Client
