@@ -68,15 +68,20 @@ def test_killed_stream_actor_restarts_and_the_stream_continues(raylive: RayliveP
     assert restart_to_segment < 12
 
 
+def kill_the_gateway(raylive: RayliveProcess) -> None:
+    """SIGKILL the (single) RTMP gateway actor's process of this raylive."""
+    gateways = [p for p in psutil.Process(raylive.proc.pid).children(recursive=True) if "ray::RtmpGateway" in " ".join(p.cmdline())]
+    assert len(gateways) == 1
+    gateways[0].send_signal(signal.SIGKILL)
+
+
 def test_a_killed_gateway_restarts_and_publishers_reconnect_into_their_playlists(raylive: RayliveProcess) -> None:
     key = raylive.create_key("fo2")
     base = f"{raylive.base_url}/live/fo2"
     ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
         wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "fo2 to go live")
-        gateways = [p for p in psutil.Process(raylive.proc.pid).children(recursive=True) if "ray::RtmpGateway" in " ".join(p.cmdline())]
-        assert len(gateways) == 1
-        gateways[0].send_signal(signal.SIGKILL)
+        kill_the_gateway(raylive)
         assert ff.wait(30) != 0  # its connection went with the gateway
         killed = time.monotonic()
 
@@ -118,8 +123,7 @@ def test_a_stream_whose_gateway_died_ends_when_its_publisher_stays_away(raylive:
     ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
         wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "fo4 to go live")
-        gateway = next(p for p in psutil.Process(raylive.proc.pid).children(recursive=True) if "ray::RtmpGateway" in " ".join(p.cmdline()))
-        gateway.send_signal(signal.SIGKILL)
+        kill_the_gateway(raylive)
         assert ff.wait(30) != 0
     finally:
         ff.kill()

@@ -85,6 +85,7 @@ class ProcessorHost:
             "dropped": self.dropped + self.dropped_upstream,
             "errors": self.errors,
             "decoded": self.sampler.decoded,
+            "undecodable": self.sampler.undecodable,
             "detached": self.detached,
         }
 

@@ -29,7 +29,7 @@ class FrameSampler:
         self._graph_key: tuple[int, int] | None = None
         self._next_ms: float | None = None
         self.decoded = 0
-        self.undecodable = 0
+        self.undecodable = 0  # frames the decoder refused (after a gap, say): skipped
 
     def push(self, items: list[LadderInput]) -> list[tuple[float, np.ndarray]]:
         """(media time in s, HxWx3 uint8 RGB) for each frame kept."""

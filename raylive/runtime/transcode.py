@@ -174,7 +174,6 @@ class LadderTranscoder:
         self.renditions = renditions
         self.preset = preset
         self.codec = choose_encoder(encoder, gpu_visible)
-        self._fell_back = False
         self.epoch = ""
         self.rungs: list[_Rung] = []
         self.dropped: list[str] = []  # rungs given up for lack of CPU, in order
@@ -258,7 +257,7 @@ class LadderTranscoder:
                 raise
             # Said once: every later rung and stream on this actor uses libx264.
             log.warning("%s failed to open (%s); falling back to libx264", self.codec, exc)
-            self.codec, self._fell_back = ENCODERS["x264"], True
+            self.codec = ENCODERS["x264"]
             return open_encoder(self.codec, plan, frame_rate, self.preset)
 
     def _decode(self, f: LadderFrame, out: list[RungOutput]) -> None:
