@@ -66,7 +66,12 @@ class AnalyticsSettings:
 @dataclass
 class HttpSettings:
     port: int = 8000
-    replicas: int = 1
+    replicas: int = 1  # playback replicas, unless `autoscaling` is set
+    # Serve autoscaling of the playback replicas, e.g. {min_replicas: 1, max_replicas: 8,
+    # target_ongoing_requests: 64}; empty: a fixed `replicas`.
+    autoscaling: dict[str, Any] = field(default_factory=dict)
+    max_replicas_per_node: int = 0  # e.g. 1 spreads playback replicas over the nodes (0: no limit)
+    proxy_location: str = "EveryNode"  # Serve's HTTP ingress: EveryNode | HeadOnly | Disabled
     max_ongoing_requests: int = 1000
     segment_cache_mb: int = 256
 

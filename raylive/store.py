@@ -22,6 +22,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STREAMS = PREFIX + "streams"
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as str (redis-py types replies as bytes | str; raylive's clients return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def stream_key(name: str) -> str:
     return f"{PREFIX}stream:{name}"
 
@@ -41,6 +46,36 @@ def snapshot_key(name: str) -> str:
 
 def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
+
+
+# Hash: "<kind>:<id>" -> JSON {kind, node_id, ts, ...} of every running gateway and playback
+# replica, refreshed every few seconds by each; /api/v1/cluster reads it.
+PRESENCE = PREFIX + "presence"
+PRESENCE_FRESH_S = 12.0
+
+
+def presence_field(kind: str, ident: str) -> str:
+    return f"{kind}:{ident}"
+
+
+def presence_value(kind: str, node_id: str, **fields: Any) -> str:
+    return json.dumps({"kind": kind, "node_id": node_id, "ts": time.time(), **fields})
+
+
+def read_presence(r: redis.Redis, now: float | None = None) -> list[dict[str, Any]]:
+    """Fresh entries; stale ones (a process that died without saying goodbye) are removed."""
+    now = time.time() if now is None else now
+    fresh: list[dict[str, Any]] = []
+    stale: list[bytes | str] = []
+    for field, raw in r.hgetall(PRESENCE).items():
+        entry = json.loads(raw)
+        if now - entry["ts"] < PRESENCE_FRESH_S:
+            fresh.append(entry)
+        else:
+            stale.append(field)
+    if stale:
+        r.hdel(PRESENCE, *stale)
+    return fresh
 
 
 EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: {"event": "publish"|"unpublish", "name": ...}
@@ -104,7 +139,7 @@ def revoke_stream(r: redis.Redis, name: str) -> None:
     if digest is None:
         raise NoSuchStream(name)
     with r.pipeline() as p:
-        p.delete(keyhash_key(digest.decode()))
+        p.delete(keyhash_key(text(digest)))
         p.hset(stream_key(name), mapping={"revoked": 1, "key_hash": ""})
         p.execute()
 
@@ -118,7 +153,7 @@ def rotate_key(r: redis.Redis, name: str) -> str:
     new = hash_stream_key(key)
     with r.pipeline() as p:
         if digest:
-            p.delete(keyhash_key(digest.decode()))
+            p.delete(keyhash_key(text(digest)))
         p.set(keyhash_key(new), name)
         p.hset(stream_key(name), mapping={"key_hash": new, "revoked": 0})
         p.execute()
@@ -197,7 +232,7 @@ def viewer_details(r: redis.Redis, name: str, renditions: list[str], now: float 
 
 def list_streams(r: redis.Redis) -> list[dict[str, Any]]:
     now = time.time()
-    return [s for raw in sorted(r.smembers(STREAMS)) if (s := get_stream(r, raw.decode(), now)) is not None]
+    return [s for raw in sorted(r.smembers(STREAMS)) if (s := get_stream(r, text(raw), now)) is not None]
 
 
 def check_stream_key(name: str | None, stored_digest: bytes | None, key: str) -> bool:

@@ -81,7 +81,7 @@ class Raylive:
         self.data_dir = settings.data_path
         self.redis: EmbeddedRedis | None = None
         self.redis_url = settings.redis_url
-        self.gateways: list[Any] = []
+        self.gateways: dict[str, Any] = {}  # Ray node id -> that node's RtmpGateway
         self.analytics: Any = None
         self.processors: Any = None
         self.ray_address = ""
@@ -107,7 +107,6 @@ class Raylive:
         from ray import serve
 
         from .actors.analytics import WRITER_NAME, AnalyticsWriterActor
-        from .actors.gateway import RtmpGatewayActor
         from .actors.processor import REGISTRY_NAME, ProcessorRegistryActor
         from .serve_apps.control import ControlDeployment
         from .serve_apps.playback import PlaybackDeployment
@@ -132,8 +131,6 @@ class Raylive:
             logging_level=logging.WARNING,
         )
         self.ray_started = True
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         # The analytics writer first: it creates the tables and the buffer's consumer group.
         self.analytics = AnalyticsWriterActor.options(
             name=WRITER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
@@ -143,19 +140,15 @@ class Raylive:
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.redis_url, s.transcode.renditions)
 
-        for node in ray.nodes():
-            if not node["Alive"]:
-                continue
-            gw = RtmpGatewayActor.options(
-                name=f"gateway:{node['NodeID'][:12]}",
-                namespace=NAMESPACE,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-            ).remote(s, self.redis_url)
-            self.gateways.append(gw)
-        ray.get([gw.start.remote() for gw in self.gateways])
-        serve.start(http_options={"host": s.host, "port": s.http.port})
+        self._reconcile_gateways()
+        ray.get([gw.start.remote() for gw in self.gateways.values()])
+        serve.start(proxy_location=s.http.proxy_location, http_options={"host": s.host, "port": s.http.port})
+        spread: dict[str, Any] = {"max_replicas_per_node": s.http.max_replicas_per_node} if s.http.max_replicas_per_node else {}
         app = PlaybackDeployment.options(
-            num_replicas=s.http.replicas,
+            # Serve refuses a fixed replica count next to an autoscaling config.
+            num_replicas=None if s.http.autoscaling else s.http.replicas,
+            autoscaling_config=s.http.autoscaling or None,
+            **spread,
             max_ongoing_requests=s.http.max_ongoing_requests,
             ray_actor_options={"num_cpus": 0},
         ).bind(self.redis_url, s.http.segment_cache_mb)
@@ -176,17 +169,39 @@ class Raylive:
         }
         runtime_path(self.data_dir).write_text(json.dumps(info))
 
+    def _reconcile_gateways(self) -> None:
+        """One gateway per alive node: nodes that joined get one; those of lost nodes are dropped.
+        A gateway is pinned to its node (it listens on that host); the streams it fed fail over."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .actors.gateway import RtmpGatewayActor
+
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        for node_id in set(self.gateways) - alive:
+            log.warning("node %s is gone, and its RTMP gateway with it", node_id[:12])
+            with contextlib.suppress(Exception):
+                ray.kill(self.gateways.pop(node_id))
+        for node_id in alive - set(self.gateways):
+            self.gateways[node_id] = RtmpGatewayActor.options(
+                name=f"gateway:{node_id[:12]}",
+                namespace=NAMESPACE,
+                get_if_exists=True,  # `raylive gateway` may have started it already
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self.settings, self.redis_url)
+
     def supervise(self) -> None:
-        """A gateway Ray restarted (its process died) listens again: `start` is idempotent. And a
-        live stream whose publisher vanished with a dead gateway is ended (stream actors have no
-        timers of their own)."""
+        """Gateways follow the nodes, and one that Ray restarted (its process died) listens again:
+        `start` is idempotent. And a live stream whose publisher vanished with a dead gateway is
+        ended (stream actors have no timers of their own)."""
         import ray
 
         from . import store
         from .actors.stream import actor_name
 
         try:
-            ray.get([gw.start.remote() for gw in self.gateways], timeout=5)
+            self._reconcile_gateways()
+            ray.get([gw.start.remote() for gw in self.gateways.values()], timeout=5)
         except Exception as exc:  # noqa: BLE001 - still restarting; next round
             log.warning("RTMP gateway not listening yet: %s", exc)
         self._ticks += 1
@@ -206,7 +221,7 @@ class Raylive:
 
         if self.ray_started:
             try:
-                ray.get([gw.stop.remote() for gw in self.gateways], timeout=10)
+                ray.get([gw.stop.remote() for gw in self.gateways.values()], timeout=10)
             except Exception:  # noqa: BLE001 - keep shutting down whatever failed
                 log.exception("stopping RTMP gateways")
             try:
@@ -257,7 +272,7 @@ def start_gateway_here(settings: Settings) -> int:
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
     ).remote(settings, settings.redis_url)
     port = int(ray.get(gw.start.remote(), timeout=60))
     print(f"raylive gateway on node {node[:12]}: rtmp://{settings.host}:{port}/{settings.rtmp.app}/<stream-key>", flush=True)

@@ -191,7 +191,7 @@ def test_listed_segments_survive_a_playback_replica_restart(raylive: RayliveProc
         if r.status_code == 404:
             rd = redis.Redis.from_url(json.loads((raylive.data_dir / "raylive.json").read_text())["redis_url"])
             path = url.split("/live/cam3/")[1]
-            bodies.append(f"{path} at +{time.monotonic() - killed:.2f}s, Redis TTL {rd.ttl(store.file_key('cam3', path))}")
+            bodies.append(f"{path} at +{time.monotonic() - killed:.2f}s: {r.text[:90]!r}, Redis TTL {rd.ttl(store.file_key('cam3', path))}")
         return r.status_code
 
     def all_served() -> bool:

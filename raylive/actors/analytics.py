@@ -59,7 +59,7 @@ class AnalyticsWriter:
         while not self._stop.is_set():
             try:
                 cursor = "0" if pending else ">"
-                reply = self.redis.xreadgroup(
+                reply: Any = self.redis.xreadgroup(
                     analytics.CONSUMER_GROUP,
                     self.consumer,
                     {analytics.EVENTS_STREAM: cursor},

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 import redis.asyncio as aioredis
 from ray.actor import ActorHandle
+from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import metrics, store
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "raylive"
 METRICS_INTERVAL_S = 5.0
 RECLAIM_TIMEOUT_S = 15.0  # how long a publisher waits for its restarted stream actor
+# A node started with this label listens for RTMP on that port instead of rtmp.port (several
+# Ray nodes on one host, or a host where 1935 is taken): `ray start --labels '{"raylive.io/rtmp-port": "1936"}'`.
+RTMP_PORT_LABEL = "raylive.io/rtmp-port"
 
 
 class _StreamSink:
@@ -77,6 +81,23 @@ class _StreamSink:
             log.exception("stream %s: ending after the reconnect grace failed", self.name)
 
 
+async def _claim(actor: ActorHandle, token: str, peer: str) -> dict[str, Any]:
+    """Claim a stream for a publisher, waiting while Ray restarts its actor (the actor's process
+    or node died: a reconnecting publisher must not be turned away meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECLAIM_TIMEOUT_S
+    while True:
+        try:
+            result: dict[str, Any] = await actor.claim.remote(token, peer)
+            return result
+        except ActorUnavailableError:
+            if loop.time() > deadline:
+                raise PublishRefused("NetStream.Publish.Rejected", "the stream's actor is restarting; try again") from None
+            await asyncio.sleep(0.25)
+        except RayActorError as exc:
+            raise PublishRefused("NetStream.Publish.Rejected", f"the stream's actor failed: {type(exc).__name__}") from None
+
+
 class _Authorizer:
     def __init__(self, gateway: RtmpGateway) -> None:
         self.gw = gateway
@@ -91,13 +112,14 @@ class _Authorizer:
         if limit and sum(1 for c in gw.server.connections.values() if c.stream_name) >= limit:
             raise PublishRefused("NetStream.Publish.Rejected", f"this node carries its limit of {limit} streams (rtmp.max_streams)")
         name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
-        name = name_raw.decode() if name_raw else None
+        name = store.text(name_raw) if name_raw else None
         digest = await gw.redis.hget(store.stream_key(name), "key_hash") if name else None
+        digest = digest.encode() if isinstance(digest, str) else digest
         if name is None or not store.check_stream_key(name, digest, stream_key):
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
         actor = gw.stream_actor(name)
         token = secrets.token_hex(8)
-        claim = await actor.claim.remote(token, str(conn.peer))
+        claim = await _claim(actor, token, str(conn.peer))
         if not claim["ok"]:
             raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
         conn.stream_name = name
@@ -127,7 +149,9 @@ class RtmpGateway:
         """Listen (idempotent: `raylive up` calls it again after Ray restarted this actor)."""
         if self.port or self.stopping:
             return self.port
-        self.port = await self.server.start(self.settings.host, self.settings.rtmp.port)
+        ctx = ray.get_runtime_context()
+        port = int(str(ctx.get_node_labels().get(RTMP_PORT_LABEL, self.settings.rtmp.port)))
+        self.port = await self.server.start(self.settings.host, port)
         self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
         log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
         return self.port
@@ -135,13 +159,25 @@ class RtmpGateway:
     async def stop(self) -> None:
         self.stopping = True
         await self.server.stop("Server shutting down.")
+        await self.redis.hdel(store.PRESENCE, self._presence_field)
+
+    @property
+    def _presence_field(self) -> str:
+        return store.presence_field("gateway", ray.get_runtime_context().get_node_id())
 
     async def _report_metrics(self) -> None:
         reported: collections.Counter[str] = collections.Counter()
         while True:
             conns = list(self.server.connections.values())
+            streams = sum(1 for c in conns if c.stream_name)
             metrics.set_gauge("raylive_rtmp_connections", len(conns))
-            metrics.set_gauge("raylive_live_streams", sum(1 for c in conns if c.stream_name))
+            metrics.set_gauge("raylive_live_streams", streams)
+            node_id = ray.get_runtime_context().get_node_id()
+            presence = store.presence_value("gateway", node_id, port=self.port, connections=len(conns), streams=streams)
+            try:
+                await self.redis.hset(store.PRESENCE, self._presence_field, presence)
+            except Exception:  # noqa: BLE001 - Redis away for a moment: next round
+                log.warning("gateway: could not record its presence in Redis")
             for reason, n in self.server.ended.items():
                 metrics.inc("raylive_rtmp_connections_ended_total", n - reported[reason], reason=reason)
                 reported[reason] = n
@@ -154,7 +190,8 @@ class RtmpGateway:
             namespace=NAMESPACE,
             get_if_exists=True,
             lifetime="detached",
-            # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely.
+            # Soft: prefer the gateway's node (no cross-node packet hop) but fail over freely:
+            # after a node loss Ray restarts the stream actor on another node.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
         ).remote(
             name,

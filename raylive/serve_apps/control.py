@@ -83,12 +83,30 @@ class StreamInfo(BaseModel):
     renditions: dict[str, dict[str, int]] = Field(default_factory=dict, description="bits/s out per rendition")
     viewers_by_rendition: dict[str, int] = Field(default_factory=dict)
     watch_time_s: float = 0.0
-    node: str | None = None
+    node: str | None = Field(default=None, description="host name of the node whose stream actor runs this stream")
+    node_id: str | None = Field(default=None, description="that node's Ray node id")
     actor: str | None = None
     ladder: list[str] | None = Field(default=None, description="this stream's own ladder; null: the configured default")
     encoder: str | None = Field(default=None, description="encoder of the ladder rungs (libx264, h264_nvenc)")
     transcode_lag_s: float | None = None
     transcode_realtime_factor: dict[str, float] = Field(default_factory=dict, description="media s encoded per wall s, per rung")
+
+
+class NodeInfo(BaseModel):
+    node_id: str
+    address: str
+    alive: bool
+    cpus: float
+    gpus: float
+    rtmp_port: int | None = Field(description="port its RTMP gateway listens on; null: no gateway is listening")
+    rtmp_connections: int = 0
+    playback_replicas: int = 0
+    streams: list[str] = Field(default_factory=list, description="live streams whose actor runs on this node")
+
+
+class ClusterInfo(BaseModel):
+    nodes: list[NodeInfo]
+    playback_replicas: int
 
 
 class ErrorBody(BaseModel):
@@ -173,6 +191,36 @@ async def prometheus_metrics(_: Authorized) -> PlainTextResponse:
 @app.get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, bool]:
     return {"ok": True}
+
+
+def _cluster(r: redis.Redis) -> dict[str, Any]:
+    presence = store.read_presence(r)
+    gateways = {p["node_id"]: p for p in presence if p["kind"] == "gateway"}
+    replicas = [p["node_id"] for p in presence if p["kind"] == "playback"]
+    live = [s for s in store.list_streams(r) if s.get("state") in ("live", "reconnecting")]
+    nodes = []
+    for n in ray.nodes():
+        node_id, gw = n["NodeID"], gateways.get(n["NodeID"], {})
+        nodes.append(
+            {
+                "node_id": node_id,
+                "address": n["NodeManagerAddress"],
+                "alive": n["Alive"],
+                "cpus": n["Resources"].get("CPU", 0.0),
+                "gpus": n["Resources"].get("GPU", 0.0),
+                "rtmp_port": gw.get("port"),
+                "rtmp_connections": gw.get("connections", 0),
+                "playback_replicas": replicas.count(node_id),
+                "streams": sorted(s["name"] for s in live if s.get("node_id") == node_id),
+            }
+        )
+    return {"nodes": nodes, "playback_replicas": len(replicas)}
+
+
+@app.get("/api/v1/cluster", response_model=ClusterInfo, responses=ERRORS)
+async def cluster(_: Authorized) -> dict[str, Any]:
+    """The Ray nodes and what runs on each: RTMP gateway, playback replicas, stream actors."""
+    return await _call(_cluster)  # type: ignore[no-any-return]
 
 
 def _check_ladder(ladder: list[str] | None) -> None:
@@ -267,7 +315,7 @@ async def _push(ws: WebSocket, name: str | None) -> None:
         while True:
             now = time.monotonic()
             if now >= next_status:
-                names = [name] if name else [n.decode() for n in sorted(await r.smembers(store.STREAMS))]
+                names = [name] if name else [store.text(n) for n in sorted(await r.smembers(store.STREAMS))]
                 for n in names:
                     info = await _call(_stream_details, n)
                     await ws.send_json(_snapshot(info) if info else {"type": "status", "name": n, "state": "deleted"})

@@ -12,6 +12,7 @@ import collections
 import re
 from collections import OrderedDict
 
+import ray
 import redis.asyncio as aioredis
 from ray import serve
 from starlette.requests import Request
@@ -68,28 +69,38 @@ class PlaybackApp:
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
-        self._metrics_task: asyncio.Task[None] | None = None
+        # Which node answered: ops (and the multi-node test) can tell replicas apart.
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.presence = store.presence_field("playback", serve.get_replica_context().replica_id.unique_id)
+        # Serve runs the constructor on the replica's event loop.
+        self._report_task = asyncio.get_running_loop().create_task(self._report())
 
     async def __del__(self) -> None:
         """Serve calls this when the replica stops (drain, shutdown): keep the last second's counts."""
+        self._report_task.cancel()
+        await self.redis.hdel(store.PRESENCE, self.presence)
         await self.viewers.flush(final=True)
 
     async def __call__(self, request: Request) -> Response:
         response = await self._handle(request)
+        response.headers["X-Served-By"] = self.node_id[:12]
         path = request.url.path
         kinds = ((".m3u8", "playlist"), (".m4s", "segment"), (".mp4", "init"), (".jpg", "thumbnail"))
         kind = next((k for ext, k in kinds if path.endswith(ext)), "other")
         self.requests[(kind, str(response.status_code))] += 1  # counted here, reported once a second
-        if self._metrics_task is None:
-            self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
         return response
 
-    async def _report_metrics(self) -> None:
+    async def _report(self) -> None:
+        """Once a second: request counts to Ray metrics, this replica's presence to Redis."""
         while True:
             await asyncio.sleep(1.0)
             counts, self.requests = self.requests, collections.Counter()
             for (kind, status), n in counts.items():
                 metrics.inc("raylive_playback_requests_total", n, kind=kind, status=status)
+            try:
+                await self.redis.hset(store.PRESENCE, self.presence, store.presence_value("playback", self.node_id))
+            except Exception:  # noqa: BLE001 - Redis away for a moment: next round
+                continue
 
     async def _handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -117,9 +128,10 @@ class PlaybackApp:
         key = store.file_key(name, rel)
         data = self.cache.get(key)
         if data is None:
-            data = await self.redis.get(key)
-            if data is None:
+            raw = await self.redis.get(key)
+            if raw is None:
                 return _error(404, "segment not found (expired or never produced)")
+            data = raw.encode() if isinstance(raw, str) else raw
             self.cache.put(key, data)
         if sid:
             self.viewers.record(name, m["rendition"], sid, len(data), request.headers.get("user-agent", ""))
@@ -138,7 +150,7 @@ class PlaybackApp:
         max_age = 30 if b"#EXT-X-ENDLIST" in data else (2 if master else 1)
         if sid is None:
             return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"public, max-age={max_age}"})
-        text = tag_playlist(data.decode(), sid)  # per-viewer URLs: not for shared caches
+        text = tag_playlist(store.text(data), sid)  # per-viewer URLs: not for shared caches
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
 
