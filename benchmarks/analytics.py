@@ -28,7 +28,7 @@ from raylive import analytics  # noqa: E402
 from raylive.actors.analytics import AnalyticsWriter  # noqa: E402
 from raylive.redis_server import EmbeddedRedis  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "latest"  # scratch; python -m benchmarks keeps dated reports
 
 
 def pipeline_rate(writer: AnalyticsWriter, r: redis.Redis, events: int) -> dict[str, float]:
@@ -105,7 +105,7 @@ def main() -> None:
             print("query", results["query"], flush=True)
         finally:
             rs.stop()
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "analytics.json").write_text(json.dumps(results, indent=2))
     p, q = results["pipeline"], results["query"]
     table = (

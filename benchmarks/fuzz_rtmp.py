@@ -30,7 +30,7 @@ from raylive.runtime.rtmp.chunk import ChunkError  # noqa: E402
 from raylive.runtime.rtmp.session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "latest"  # scratch; python -m benchmarks keeps dated reports
 HANDSHAKE = 1 + 2 * 1536
 EXPECTED = (ChunkError, RtmpProtocolError, amf0.Amf0Error, UnsupportedMedia, flv.FlvError)
 PREFIX = 8192  # bytes after the handshake: covers connect..publish and the first media
@@ -109,7 +109,7 @@ def main() -> None:
         "max_rss_mb_per_worker": round(max(int(p["max_rss_kb"]) for p in parts) / 1024, 1),  # type: ignore[call-overload]
         "seeds": len(seeds),
     }
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fuzz_rtmp.json").write_text(json.dumps({**result, "crash_samples": crashes[:20]}, indent=2))
     print(json.dumps(result))
     cells = [result[k] for k in ("inputs", "seconds", "inputs_per_s", "crashes", "max_rss_mb_per_worker")]

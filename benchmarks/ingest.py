@@ -35,14 +35,14 @@ from raylive.redis_server import free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-RESULTS = HERE / "results"
+RESULTS = HERE / "results" / "latest"  # scratch; python -m benchmarks keeps dated reports
 
 
 def source_file() -> Path:
     """20 s of 1280x720p30 H.264 at 2.5 Mb/s (2 s GOP) + AAC, encoded once and cached."""
     path = CACHE / "src_720p30_2500k.flv"
     if not path.exists():
-        CACHE.mkdir(exist_ok=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
              "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -122,13 +122,16 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("raylive did not start; see " + str(work / "raylive.log"))
         time.sleep(0.2)
+    token = (data / "admin_token").read_text().strip()
     keys = []
     for i in range(n_max):  # passthrough only: nginx-rtmp does not transcode either
-        out = subprocess.run(
-            [sys.executable, "-m", "raylive.cli", "keys", "create", f"bench{i}", "--ladder", "source", "--data-dir", str(data)],
-            capture_output=True, text=True, check=True, env=env,
-        )  # fmt: skip
-        keys.append(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("key:")))
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{http}/api/v1/streams",
+            data=json.dumps({"name": f"bench{i}", "ladder": ["source"]}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            keys.append(json.loads(r.read())["key"])
 
     return Server(
         "raylive",
@@ -280,7 +283,7 @@ def main() -> None:
                 server.stop()
             results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "runs": rows}  # type: ignore[index]
             print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
     table = render(results)
     (RESULTS / "ingest.md").write_text(table)

@@ -155,7 +155,7 @@ def main() -> None:
         rows.append(measure_nginx(playlist, segment, Path(tmp) / "nginx", args))
         print(rows[-1], flush=True)
     result = {"connections": args.connections, "duration_s": args.duration, "cores": os.cpu_count(), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "playback.json").write_text(json.dumps(result, indent=2))
     ref = rows[-1]
     lines = [

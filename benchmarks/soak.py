@@ -130,8 +130,9 @@ def main() -> None:
         "total_growth_pct": round((total_last - total_first) / total_first * 100, 1),
         "median_process_growth_pct": statistics.median(r["growth_pct"] for r in rows) if rows else 0.0,
         "processes": rows,
+        "timeline": [(round(t - samples[0][0], 1), round(sum(s.values()), 1)) for t, s in samples],  # (s, total RSS MB)
     }
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2))
     lines = [
         f"Soak: {args.streams} streams x {args.viewers} viewers, {args.minutes} min after {args.warmup_s:.0f} s warm-up; "

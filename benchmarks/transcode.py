@@ -39,7 +39,7 @@ from raylive.settings import Settings  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-RESULTS = HERE / "results"
+RESULTS = HERE / "results" / "latest"  # scratch; python -m benchmarks keeps dated reports
 CATALOGUE = Settings().transcode.renditions
 CASES = {
     "720p->480p+360p": ("1280x720", 3000, ["source", "480p", "360p"]),
@@ -52,7 +52,7 @@ BATCH_MS = 250
 def source(size: str, kbps: int, seconds: int) -> Path:
     path = CACHE / f"ladder_src_{size}_{kbps}k_{seconds}s.flv"
     if not path.exists():
-        CACHE.mkdir(exist_ok=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
              "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -220,7 +220,7 @@ def main() -> None:
         print(case, json.dumps(row), flush=True)
     if not args.no_ray:
         results["raw_720p_frame_to_another_actor"] = raw_frame_hop()
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "transcode.json").write_text(json.dumps(results, indent=2))
     table = render(results)
     (RESULTS / "transcode.md").write_text(table)

@@ -51,6 +51,8 @@ class RtmpServerConfig:
 
 
 _conn_ids = itertools.count(1)
+REFUSED_LOG_INTERVAL_S = 10.0
+LISTEN_BACKLOG = 1024
 
 
 class RtmpConnection:
@@ -211,20 +213,33 @@ class RtmpServer:
         self._cfg = config or RtmpServerConfig()
         self._server: asyncio.AbstractServer | None = None
         self.connections: dict[int, RtmpConnection] = {}
+        self._refused_unlogged = 0
+        self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
         # Connections ended, by reason ("publish refused", "protocol error", "timeout", ...,
         # "connection limit"): the gateway exports these as metrics.
         self.ended: collections.Counter[str] = collections.Counter()
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._handle, host, port)
+        # asyncio's default backlog (100) overflows when many encoders reconnect at once (after a
+        # network blip): the kernel then drops their SYNs and each waits 1 s to retry. nginx: 511.
+        self._server = await asyncio.start_server(self._handle, host, port, backlog=LISTEN_BACKLOG)
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self._cfg.max_connections:
-            log.warning("rtmp: connection limit %d reached, refusing %s", self._cfg.max_connections, writer.get_extra_info("peername"))
             writer.close()
             self.ended["connection limit"] += 1
+            # One line per 10 s, not per connection: a flood must not turn into a log flood.
+            self._refused_unlogged += 1
+            if time.monotonic() - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
+                log.warning(
+                    "rtmp: connection limit %d reached: refused %d connection(s), the latest from %s",
+                    self._cfg.max_connections,
+                    self._refused_unlogged,
+                    writer.get_extra_info("peername"),
+                )
+                self._refused_unlogged, self._refused_logged_at = 0, time.monotonic()
             return
         conn = RtmpConnection(reader, writer, self._auth, self._cfg)
         self.connections[conn.id] = conn
