@@ -99,10 +99,14 @@ class Raylive:
         if "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ and haproxy_available():
             # Ray's HAProxy ingress serves segments ~6x faster here (benchmarks/playback.py).
             os.environ.update(HAPROXY_ENV)
-            # Its metrics and stats listeners default to fixed ports (9101, 8404): take free ones
-            # so that two raylives (or anything else on those ports) can share a machine.
-            os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
-            os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+            # Its metrics and stats listeners and the fallback proxy it sends requests to while an
+            # app has no replica default to fixed ports (9101, 8404, 8500, 9500): take free ones so
+            # that two raylives (or anything else on those ports) can share a machine. A shared
+            # fallback port sent one raylive's viewers to another's proxy during a replica restart.
+            for var in ("METRICS_PORT", "STATS_PORT"):
+                os.environ.setdefault(f"RAY_SERVE_HAPROXY_{var}", str(free_port()))
+            for var in ("HTTP_PORT", "GRPC_PORT"):
+                os.environ.setdefault(f"RAY_SERVE_FALLBACK_PROXY_{var}", str(free_port()))
         import ray
         from ray import serve
 
