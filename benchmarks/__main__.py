@@ -17,6 +17,7 @@ started if it overruns), and writes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -28,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -84,19 +87,34 @@ def commit() -> str:
     return out.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def stop_tree(root: psutil.Process) -> None:
+    """The script and every process under it: the servers it starts run in sessions of their own."""
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=20)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
 def run_one(name: str, args: list[str]) -> dict[str, Any]:
-    """One script in its own session: on overrun, it and everything it started are killed."""
+    """One script; on overrun (or if this runner is stopped) it and everything it started are stopped."""
     (LATEST / f"{name}.json").unlink(missing_ok=True)
     started = time.monotonic()
     load = os.getloadavg()[0]
-    proc = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *args], cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *args], cwd=ROOT)
     try:
         rc = proc.wait(TIMEOUT_S.get(name, 1200))
     except subprocess.TimeoutExpired:
         rc = -1
     finally:
-        if proc.poll() is None or rc:
-            with_group(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            stop_tree(psutil.Process(proc.pid))
     entry: dict[str, Any] = {"rc": rc, "wall_s": round(time.monotonic() - started, 1), "load_1min_at_start": round(load, 2), "args": args}
     path = LATEST / f"{name}.json"
     if rc == 0 and path.exists():
@@ -106,19 +124,14 @@ def run_one(name: str, args: list[str]) -> dict[str, Any]:
     return entry
 
 
-def with_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs of every benchmark")
     ap.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get the references")
     args = ap.parse_args()
+    # Stopped from outside: unwind through run_one's `finally`, which stops the running script's tree.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     try:
         import matplotlib  # noqa: F401
     except ImportError:

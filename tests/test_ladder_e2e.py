@@ -4,8 +4,11 @@ back by ffprobe from the Serve URLs, rungs produced by the per-stream transcoder
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -77,3 +80,36 @@ def test_720p_publish_is_served_as_an_aligned_abr_ladder(raylive: RayliveProcess
         rung = listing(playlists[rendition])
         assert [seg for _, seg in rung] == [seg for _, seg in source]
         assert all(abs(float(a) - float(b)) <= 1 / 30 + 0.001 for (a, _), (b, _) in zip(rung, source, strict=True)), (rung, source)
+
+
+def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: RayliveProcess) -> None:
+    """SIGKILL of the transcoder's process: a new one takes over at the next keyframe, the rung's
+    playlist continues after an EXT-X-DISCONTINUITY, the source and the master are untouched."""
+    created = raylive.api("POST", "/api/v1/streams", json={"name": "txkill", "ladder": ["source", "240p"]})
+    assert created.status_code == 201, created.text
+    base = f"{raylive.base_url}/live/txkill"
+    ff = publish(raylive.rtmp_url(created.json()["key"]), seconds=None)
+    try:
+        wait_for(lambda: len(re.findall(r"\.m4s", get(f"{base}/240p/index.m3u8").text)) >= 2, 60, "two 240p segments")
+        info = raylive.api("GET", "/api/v1/streams/txkill").json()
+        before = re.findall(r"^\S+\.m4s$", get(f"{base}/240p/index.m3u8").text, re.M)
+        os.kill(info["transcoder_pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        masters: set[int] = set()
+
+        def rung_continues() -> bool:
+            masters.add(get(f"{base}/index.m3u8").status_code)
+            text = get(f"{base}/240p/index.m3u8").text
+            return "#EXT-X-DISCONTINUITY" in text and bool(re.search(r"#EXT-X-DISCONTINUITY\n(?:#.*\n)*#EXTINF:[\d.]+,\n\S+\.m4s", text))
+
+        rung = f"{base}/240p/index.m3u8"
+        wait_for(rung_continues, 30, "the 240p playlist to continue after a discontinuity", detail=lambda: get(rung).text)
+        print(f"transcoder killed -> next 240p segment listed in {time.monotonic() - killed:.1f}s")
+        after = raylive.api("GET", "/api/v1/streams/txkill").json()
+        assert after["transcoder_restarts"] == 1 and after["transcoder_pid"] != info["transcoder_pid"], after
+        assert masters == {200} and "240p/index.m3u8" in get(f"{base}/index.m3u8").text
+        assert "#EXT-X-DISCONTINUITY" not in get(f"{base}/source/index.m3u8").text  # the source went on
+        assert all(get(f"{base}/240p/{seg}").status_code == 200 for seg in before)
+        assert ff.poll() is None
+    finally:
+        ff.kill()

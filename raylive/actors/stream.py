@@ -42,6 +42,7 @@ CLEAN_END_REASONS = ("unpublished", "stopped")
 # its connection is dead even if TCP has not noticed yet.
 STALE_PUBLISHER_S = 3.0
 NOT_CURRENT_PUBLISHER = "not the current publisher"
+MAX_TRANSCODER_RESTARTS = 3  # per publish
 # How long the end of a publish waits for the transcoder to flush its last segments.
 LADDER_DRAIN_TIMEOUT_S = 10.0
 # A processor with this many batches (≈ 2 s) unanswered is behind: skip to the next keyframe.
@@ -85,6 +86,8 @@ class StreamIngest:
         self._tx_calls: deque[Any] = deque()  # outstanding `push` refs, oldest first
         self._tx_status: dict[str, Any] = {}
         self._ladder_off = False  # no room or a failure: this publish serves the source only
+        self._tx_restarts = 0  # transcoders lost during this publish (died, or failed a batch)
+        self._tx_resume = False  # start a new transcoder at the next keyframe
         self._health_second = 0  # wall second of the last ingest-health event
         self.subscribers: dict[str, _Subscriber] = {}  # processor name -> its host
         self._last_config: LadderConfig | None = None
@@ -134,7 +137,7 @@ class StreamIngest:
         else:
             self._stop_transcoder()
             self.ladder = self._stream_ladder()
-            self._ladder_off = False
+            self._ladder_off, self._tx_restarts, self._tx_resume = False, 0, False
             self.presentation = LiveHlsPresentation(
                 epoch,
                 int(self.hls.target_duration_s * 1000),
@@ -314,9 +317,20 @@ class StreamIngest:
             return
         if self.transcoder is None:
             configs = [i for i, item in enumerate(items) if isinstance(item, LadderConfig)]
-            if not configs or not self._start_transcoder(items[configs[-1]]):  # type: ignore[arg-type]
+            key = next((i for i, item in enumerate(items) if isinstance(item, LadderFrame) and item.keyframe), None)
+            if configs:
+                if not self._start_transcoder(items[configs[-1]]):  # type: ignore[arg-type]
+                    return
+                items = [LadderPeriod(self.presentation.epoch), *items[configs[-1] :]]
+            elif self._tx_resume and key is not None and self._last_config is not None:
+                # The rungs continue from this keyframe in a period of their own: new segment names,
+                # an EXT-X-DISCONTINUITY in their playlists; the source is not interrupted.
+                if not self._start_transcoder(self._last_config):
+                    return
+                items = [LadderPeriod(secrets.token_hex(4)), self._last_config, *items[key:]]
+            else:
                 return
-            items = [LadderPeriod(self.presentation.epoch), *items[configs[-1] :]]
+            self._tx_resume = False
         self._tx_calls.append(self.transcoder.push.remote(items, time.time()))
 
     def _start_transcoder(self, config: LadderConfig) -> bool:
@@ -333,7 +347,12 @@ class StreamIngest:
         nvenc = self.transcode.encoder in ("auto", "nvenc") and ENCODERS["nvenc"] in av.codecs_available
         if nvenc and ray.cluster_resources().get("GPU", 0) > 0:
             options["num_gpus"] = self.transcode.gpus_per_stream
-        self.transcoder = StreamTranscoderActor.options(**options).remote(self.name, self.ladder, self.transcode)
+        try:
+            self.transcoder = StreamTranscoderActor.options(**options).remote(self.name, self.ladder, self.transcode)
+        except ValueError as exc:  # the name of a transcoder being killed is not free yet: next keyframe
+            log.warning("stream %s: transcoder not started yet: %s", self.name, exc)
+            self._tx_resume = True
+            return False
         self._tx_ready = self.transcoder.ready.remote()
         self._tx_created = time.monotonic()
         self.presentation.expected = {r.name for r in plan}
@@ -360,13 +379,16 @@ class StreamIngest:
         assert self.presentation is not None
         try:
             result = ray.get(ref, timeout=timeout)
-        except (RayError, GetTimeoutError) as exc:
-            self._ladder_failed(f"transcoder failed: {exc}")
+        except GetTimeoutError:
+            self._ladder_failed("the transcoder did not finish in time")
+            return []
+        except RayError as exc:
+            self._transcoder_lost(exc)
             return []
         files = self.presentation.add_rung_outputs(result["outputs"])
         for name in result["dropped"]:
             files += self.presentation.end_rendition(name)
-        self._tx_status = {k: result[k] for k in ("encoder", "lag_s", "realtime_factor")}
+        self._tx_status = {k: result[k] for k in ("encoder", "lag_s", "realtime_factor", "pid")}
         metrics.set_gauge("raylive_transcode_lag_seconds", result["lag_s"], stream=self.name)
         for rung, factor in result["realtime_factor"].items():
             metrics.set_gauge("raylive_transcode_realtime_factor", factor, stream=self.name, rendition=rung)
@@ -441,6 +463,17 @@ class StreamIngest:
             return
         self.redis.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self.hls.segment_ttl_s)
 
+    def _transcoder_lost(self, exc: RayError) -> None:
+        """The transcoder died (its process or node) or failed a batch: a new one takes over at the
+        next keyframe, a few times per publish; after that the source is served alone."""
+        if self._tx_restarts >= MAX_TRANSCODER_RESTARTS:
+            self._ladder_failed(f"transcoder failed {self._tx_restarts + 1} times, the last: {type(exc).__name__}: {exc}")
+            return
+        self._tx_restarts += 1
+        log.warning("stream %s: transcoder lost (%s); a new one starts at the next keyframe", self.name, type(exc).__name__)
+        self._stop_transcoder()
+        self._tx_resume = True
+
     def _ladder_failed(self, why: str) -> None:
         log.warning("stream %s: %s; serving the source rendition only", self.name, why)
         self._stop_transcoder()
@@ -492,6 +525,8 @@ class StreamIngest:
                 encoder=self._tx_status["encoder"],
                 transcode_lag_s=self._tx_status["lag_s"],
                 transcode_realtime_factor=json.dumps(self._tx_status["realtime_factor"]),
+                transcoder_pid=self._tx_status["pid"],
+                transcoder_restarts=self._tx_restarts,
             )
         fields["renditions"] = json.dumps(
             {r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in self.presentation.renditions.values()}

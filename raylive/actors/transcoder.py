@@ -9,6 +9,7 @@ not raw ones (a 720p frame is 1.4 MB raw, ≈ 10 KB compressed), and ingest neve
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -60,6 +61,7 @@ class StreamTranscoder:
             "lag_s": round(lag_s, 3),
             "realtime_factor": self.ladder.realtime_factors(),
             "encoder": self.ladder.codec,
+            "pid": os.getpid(),
         }
 
 

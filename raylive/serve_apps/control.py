@@ -90,6 +90,7 @@ class StreamInfo(BaseModel):
     encoder: str | None = Field(default=None, description="encoder of the ladder rungs (libx264, h264_nvenc)")
     transcode_lag_s: float | None = None
     transcode_realtime_factor: dict[str, float] = Field(default_factory=dict, description="media s encoded per wall s, per rung")
+    transcoder_restarts: int | None = Field(default=None, description="transcoders lost (and replaced) during this publish")
 
 
 class NodeInfo(BaseModel):
