@@ -107,6 +107,7 @@ def run_one(name: str, args: list[str]) -> dict[str, Any]:
     (LATEST / f"{name}.json").unlink(missing_ok=True)
     started = time.monotonic()
     load = os.getloadavg()[0]
+    at_commit = commit()
     proc = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *args], cwd=ROOT)
     try:
         rc = proc.wait(TIMEOUT_S.get(name, 1200))
@@ -115,7 +116,13 @@ def run_one(name: str, args: list[str]) -> dict[str, Any]:
     finally:
         if proc.poll() is None:
             stop_tree(psutil.Process(proc.pid))
-    entry: dict[str, Any] = {"rc": rc, "wall_s": round(time.monotonic() - started, 1), "load_1min_at_start": round(load, 2), "args": args}
+    entry: dict[str, Any] = {
+        "rc": rc,
+        "wall_s": round(time.monotonic() - started, 1),
+        "load_1min_at_start": round(load, 2),
+        "args": args,
+        "commit": at_commit,
+    }
     path = LATEST / f"{name}.json"
     if rc == 0 and path.exists():
         entry["results"] = json.loads(path.read_text())

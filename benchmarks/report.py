@@ -165,7 +165,8 @@ def write_report(report: dict[str, Any], plots_dir: Path, out: Path, description
         lines += ["", f"## {name}: {what}", ""]
         args = " ".join(entry.get("args") or [])
         command = f"python benchmarks/{name}.py {args}".strip()
-        lines.append(f"`{command}` — {entry['wall_s']} s, load {entry['load_1min_at_start']} at start.")
+        at = f" at `{entry['commit']}`" if entry.get("commit") and entry["commit"] != report["commit"] else ""
+        lines.append(f"`{command}`{at} — {entry['wall_s']} s, load {entry['load_1min_at_start']} at start.")
         if entry["rc"] != 0:
             lines += ["", f"**Failed** (exit {entry['rc']}); see the run's output."]
             continue

@@ -112,6 +112,7 @@ class Raylive:
 
         from .actors.analytics import WRITER_NAME, AnalyticsWriterActor
         from .actors.processor import REGISTRY_NAME, ProcessorRegistryActor
+        from .actors.processor import SPECS_KEY as PROCESSOR_SPECS_KEY
         from .serve_apps.control import ControlDeployment
         from .serve_apps.playback import PlaybackDeployment
 
@@ -140,6 +141,8 @@ class Raylive:
             name=WRITER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(s.clickhouse_dsn, self.redis_url)
         ray.get(self.analytics.stats.remote(), timeout=120)
+        if self.ray_head is not None:  # a new cluster: processors attached to an earlier one are gone
+            self._redis.delete(PROCESSOR_SPECS_KEY)
         self.processors = ProcessorRegistryActor.options(
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.redis_url, s.transcode.renditions)

@@ -9,6 +9,7 @@ import pytest
 
 from raylive.runtime.rtmp.chunk import RtmpMessage
 from raylive.runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
+from raylive.runtime.rtmp.session import PublishRequested, RtmpServerSession
 from tests.helpers import ffmpeg_publish_bytes
 
 
@@ -116,6 +117,47 @@ def test_connection_limit_and_wrong_key() -> None:
             answer += chunk
         assert b"NetStream.Publish.BadName" in answer and b"invalid or revoked stream key" in answer
         assert auth.sinks == []
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def _end_of_publish_command(data: bytes) -> int:
+    """Where the capture's publish command ends: the server can accept the publish there."""
+    session = RtmpServerSession()
+    for end in range(8, len(data), 8):
+        events = session.feed(data[end - 8 : end])
+        session.data_to_send()
+        if any(isinstance(e, PublishRequested) for e in events):
+            return end
+    raise AssertionError("no publish command in the capture")
+
+
+class SlowAuthorizer(KeyAuthorizer):
+    """A busy cluster: starting the stream's actor takes longer than the idle timeout."""
+
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> RecordingSink:
+        await asyncio.sleep(1.5)
+        return await super().open(conn, app, stream_key)
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_publish_authorization_does_not_count_as_client_idleness() -> None:
+    async def scenario() -> None:
+        auth = SlowAuthorizer()
+        server = RtmpServer(auth, RtmpServerConfig(idle_timeout_s=0.5))
+        port = await server.start("127.0.0.1", 0)
+        data = ffmpeg_publish_bytes()
+        split = _end_of_publish_command(data)  # up to the publish command; its media a moment later
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data[:split])
+        await asyncio.sleep(0.2)
+        writer.write(data[split:])
+        await writer.drain()
+        writer.write_eof()
+        await _closed_within(reader, 10)
+        [sink] = auth.sinks
+        assert sink.closed == "unpublished" and len(sink.messages) > 50, (sink.closed, len(sink.messages))
         await server.stop()
 
     asyncio.run(scenario())

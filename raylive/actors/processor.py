@@ -13,6 +13,7 @@ them when it ends or on `detach`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -32,6 +33,9 @@ from ..runtime.transcode import LadderInput
 log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "processors"
+# name -> the attached ProcessorSpec (pickled, without its hosts), so that a registry Ray restarted
+# knows them again: it starts their hosts on the live streams, and on streams that start later.
+SPECS_KEY = store.PREFIX + "processors"
 QUEUE_FRAMES = 2
 
 
@@ -150,6 +154,12 @@ class ProcessorRegistry:
         self.redis = redis.Redis.from_url(redis_url)
         self.renditions = renditions
         self.specs: dict[str, ProcessorSpec] = {}
+        for raw in self.redis.hvals(SPECS_KEY):  # a restart: the hosts died with the old registry
+            assert isinstance(raw, bytes)
+            spec = ray.cloudpickle.loads(raw)
+            self.specs[spec.name] = spec
+            started = self._start_on_live_streams(spec)
+            log.warning("processor registry restarted: %s attached again on %s", spec.name, started or "no live stream")
 
     def get_redis_url(self) -> str:
         return self.redis_url
@@ -161,11 +171,22 @@ class ProcessorRegistry:
         if spec.rendition != "source" and spec.rendition not in self.renditions:
             raise ValueError(f"unknown rendition {spec.rendition!r}")
         self.specs[spec.name] = spec
+        self._save(spec)
+        return self._start_on_live_streams(spec)
+
+    def _save(self, spec: ProcessorSpec) -> None:
+        self.redis.hset(SPECS_KEY, spec.name, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={})))
+
+    def _start_on_live_streams(self, spec: ProcessorSpec) -> list[str]:
         live = [s["name"] for s in store.list_streams(self.redis) if s.get("state") == "live"]
         started = []
         for stream in live:
-            if spec.streams is None or stream in spec.streams:
-                host = self._start(spec, stream)
+            if (spec.streams is None or stream in spec.streams) and stream not in spec.detached:
+                try:
+                    host = self._start(spec, stream)
+                except ValueError as exc:  # the name of the host that died with us is not free yet
+                    log.warning("processor %s not started on %s: %s", spec.name, stream, exc)
+                    continue
                 ingest = self._ingest(stream)
                 if ingest is not None:
                     ingest.subscribe.remote(spec.name, host)
@@ -202,6 +223,9 @@ class ProcessorRegistry:
             spec.detached[s] = reason
         if stream is None:
             del self.specs[name]
+            self.redis.hdel(SPECS_KEY, name)
+        else:
+            self._save(spec)
         return True
 
     def stats(self, name: str) -> list[dict[str, Any]]:

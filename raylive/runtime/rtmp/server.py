@@ -116,6 +116,9 @@ class RtmpConnection:
                             self._urgent.set()  # a keyframe may close a segment: deliver it now
                     elif isinstance(ev, PublishRequested):
                         queue.extend(await self._on_publish(ev))
+                        # Our own wait (a busy cluster starting the stream's actor can take longer
+                        # than the idle timeout) is not the client's idleness.
+                        deadline = max(deadline, time.monotonic() + self._cfg.idle_timeout_s)
                         if self._sink is not None and pump is None:
                             pump = asyncio.create_task(self._pump())
                     elif isinstance(ev, Unpublished):
@@ -126,6 +129,7 @@ class RtmpConnection:
                     if self._pending_bytes > self._cfg.max_pending_bytes:
                         self._drained.clear()
                         await self._drained.wait()  # backpressure: stop reading until the sink catches up
+                        deadline = max(deadline, time.monotonic() + self._cfg.idle_timeout_s)
         except (RtmpProtocolError, ChunkError) as exc:
             reason = "protocol error"
             log.warning("rtmp conn %s %s: protocol error, closing: %s", self.id, self.peer, exc)
