@@ -165,6 +165,8 @@ def main() -> None:
     out = HERE / "results" / f"{date}.json"
     if args.only and out.exists():  # a partial run adds to (or replaces parts of) the day's report
         previous = json.loads(out.read_text())
+        for entry in previous.get("benchmarks", {}).values():
+            entry.setdefault("commit", previous.get("commit", "?"))
         report["benchmarks"] = {**previous.get("benchmarks", {}), **report["benchmarks"]}
     out.write_text(json.dumps(report, indent=2))
     from .report import write_report
