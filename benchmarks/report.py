@@ -24,7 +24,9 @@ def _get(d: Any, *path: Any) -> Any:
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "-"
+    if a is None or not b:
+        return "-"
+    return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.3f}x"
 
 
 def headline(b: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
