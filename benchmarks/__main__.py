@@ -41,7 +41,7 @@ REPORT = HERE / "report.md"
 BENCHMARKS: dict[str, tuple[list[str], list[str], str]] = {
     "ingest": ([], ["--streams", "1", "10", "--measure-s", "10", "--idle-s", "5"], "CPU per passthrough stream vs nginx-rtmp"),
     "latency": ([], ["--repeats", "2", "--seconds", "12"], "publish → first playable, frame → playlist vs nginx-rtmp"),
-    "capacity": ([], ["--steps", "10", "20", "40", "--window-s", "10"], "streams held in real time vs nginx-rtmp"),
+    "capacity": ([], ["--steps", "10", "20", "40", "--window-s", "16"], "streams held in real time vs nginx-rtmp"),
     "transcode": ([], ["--seconds", "10", "--repeats", "1"], "ABR ladder CPU-seconds vs the ffmpeg CLI"),
     "playback": ([], ["--duration", "5"], "playlist and segment requests/s through Serve vs nginx static"),
     "analytics": ([], ["--events", "100000", "--rows", "1000000", "--repeats", "3"], "analytics pipeline and 24 h report query"),

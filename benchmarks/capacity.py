@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import RESULTS, Server, http_get, source_file, start_nginx, start_raylive, tree_cpu  # noqa: E402
+from benchmarks.ingest import Server, http_get, loop_publisher, save_results, source_file, start_nginx, start_raylive, tree_cpu  # noqa: E402
 
 SEGMENT_RE = re.compile(r"#EXTINF:([\d.]+),[^\n]*\n(?:#[^\n]*\n)*([^#\s][^\n]*)")
 HELD = 0.8
@@ -41,29 +41,7 @@ def run_steps(server: Server, src: Path, steps: list[int], window_s: float) -> l
     try:
         for n in steps:
             while len(pubs) < n:
-                pubs.append(
-                    subprocess.Popen(
-                        [
-                            "ffmpeg",
-                            "-hide_banner",
-                            "-loglevel",
-                            "error",
-                            "-re",
-                            "-stream_loop",
-                            "-1",
-                            "-i",
-                            str(src),
-                            "-c",
-                            "copy",
-                            "-f",
-                            "flv",
-                            server.publish_url(len(pubs)),
-                        ],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
-                )
+                pubs.append(loop_publisher(src, server.publish_url(len(pubs))))
             deadline = time.monotonic() + 60 + n
             while time.monotonic() < deadline and not all(listed(server, i) for i in range(n)):
                 time.sleep(0.5)
@@ -122,11 +100,7 @@ def main() -> None:
                 "all_steps_held": len(held) == len(args.steps),
                 "steps": rows,
             }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "capacity.json").write_text(json.dumps(results, indent=2))
-    table = render(results)
-    (RESULTS / "capacity.md").write_text(table)
-    print(table)
+    save_results("capacity", results, render(results))
 
 
 def render(results: dict) -> str:  # type: ignore[type-arg]

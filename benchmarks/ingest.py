@@ -61,6 +61,23 @@ def http_get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+def loop_publisher(src: Path, url: str) -> subprocess.Popen[bytes]:
+    """`ffmpeg -re -stream_loop -1 -c copy`: a real-time publisher that costs little, the same for every server."""
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(src), "-c", "copy",
+         "-f", "flv", url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def save_results(name: str, results: object, table: str) -> None:
+    """results/latest/<name>.json and .md (what `python -m benchmarks` collects), and the table on stdout."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
+
+
 def tree_cpu(root: int) -> dict[int, float]:
     out = {}
     try:
@@ -206,29 +223,7 @@ def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, floa
     pubs = []
     for i in range(n):
         started.append(time.monotonic())
-        pubs.append(
-            subprocess.Popen(
-                [
-                    "ffmpeg",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-stream_loop",
-                    "-1",
-                    "-i",
-                    str(src),
-                    "-c",
-                    "copy",
-                    "-f",
-                    "flv",
-                    server.publish_url(i),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        )
+        pubs.append(loop_publisher(src, server.publish_url(i)))
     ready: dict[int, float] = {}
     deadline = time.monotonic() + 60 + n
     while len(ready) < n and time.monotonic() < deadline:
@@ -283,11 +278,7 @@ def main() -> None:
                 server.stop()
             results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "runs": rows}  # type: ignore[index]
             print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
-    table = render(results)
-    (RESULTS / "ingest.md").write_text(table)
-    print(table)
+    save_results("ingest", results, render(results))
 
 
 def render(results: dict) -> str:  # type: ignore[type-arg]

@@ -29,7 +29,7 @@ from pathlib import Path
 import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import RESULTS, Server, http_get, source_file, start_nginx, start_raylive  # noqa: E402
+from benchmarks.ingest import Server, http_get, save_results, source_file, start_nginx, start_raylive  # noqa: E402
 
 POLL_S = 0.05
 SEGMENT_RE = re.compile(r"#EXTINF:([\d.]+),[^\n]*\n(?:#[^\n]*\n)*([^#\s][^\n]*)")
@@ -121,11 +121,7 @@ def main() -> None:
             }
             results["servers"][name] = row  # type: ignore[index]
             print(name, json.dumps(row), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(results, indent=2))
-    table = render(results)
-    (RESULTS / "latency.md").write_text(table)
-    print(table)
+    save_results("latency", results, render(results))
 
 
 def render(results: dict) -> str:  # type: ignore[type-arg]

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import RESULTS, source_file, start_raylive  # noqa: E402
+from ingest import RESULTS, loop_publisher, source_file, start_raylive  # noqa: E402
 
 
 def viewer(base: str, stop: threading.Event, errors: list[str]) -> None:
@@ -83,10 +83,7 @@ def main() -> None:
         pubs, viewers = [], []
         try:
             for i in range(args.streams):
-                pubs.append(subprocess.Popen(
-                    ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(src), "-c", "copy",
-                     "-f", "flv", server.publish_url(i)], stdin=subprocess.DEVNULL,
-                ))  # fmt: skip
+                pubs.append(loop_publisher(src, server.publish_url(i)))
             time.sleep(10)
             for i in range(args.streams):
                 base = server.playlist_url(i).rsplit("/source/", 1)[0]
