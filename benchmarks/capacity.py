@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import Server, http_get, loop_publisher, save_results, source_file, start_nginx, start_raylive, tree_cpu  # noqa: E402
+from benchmarks.ingest import SKIPPED, Server, each_server, http_get, loop_publisher, save_results, source_file, tree_cpu  # noqa: E402
 
 SEGMENT_RE = re.compile(r"#EXTINF:([\d.]+),[^\n]*\n(?:#[^\n]*\n)*([^#\s][^\n]*)")
 HELD = 0.8
@@ -83,17 +83,11 @@ def main() -> None:
     src = source_file()
     results: dict[str, object] = {"machine_cores": os.cpu_count(), "window_s": args.window_s, "servers": {}}
     with tempfile.TemporaryDirectory(prefix="raylive-capacity-") as tmp:
-        for name, starter in (("raylive", lambda w: start_raylive(w, max(args.steps))), ("nginx-rtmp", start_nginx)):
-            work = Path(tmp) / name
-            work.mkdir()
-            server = starter(work)
+        for name, server in each_server(Path(tmp), max(args.steps)):
             if server is None:
-                results["servers"][name] = {"skipped": "nginx with libnginx-mod-rtmp not installed"}  # type: ignore[index]
+                results["servers"][name] = SKIPPED  # type: ignore[index]
                 continue
-            try:
-                rows = run_steps(server, src, args.steps, args.window_s)
-            finally:
-                server.stop()
+            rows = run_steps(server, src, args.steps, args.window_s)
             held = [r["streams"] for r in rows if r["held"]]
             results["servers"][name] = {  # type: ignore[index]
                 "max_streams_held": max(held) if held else 0,

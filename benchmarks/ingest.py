@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +160,23 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
     )
 
 
+SKIPPED = {"skipped": "nginx with libnginx-mod-rtmp not installed"}
+
+
+def each_server(tmp: Path, streams: int) -> Iterator[tuple[str, Server | None]]:
+    """raylive (with `streams` stream keys), then nginx-rtmp (None when it is not installed), each
+    stopped after its turn: the two never run at the same time."""
+    for name, starter in (("raylive", lambda w: start_raylive(w, streams)), ("nginx-rtmp", start_nginx)):
+        work = tmp / name
+        work.mkdir()
+        server = starter(work)
+        try:
+            yield name, server
+        finally:
+            if server is not None:
+                server.stop()
+
+
 NGINX_CONF = """
 load_module {module};
 daemon off;
@@ -264,18 +281,12 @@ def main() -> None:
         "servers": {},
     }
     with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
-        for name, starter in (("raylive", lambda w: start_raylive(w, max(args.streams))), ("nginx-rtmp", start_nginx)):
-            work = Path(tmp) / name
-            work.mkdir()
-            server = starter(work)
+        for name, server in each_server(Path(tmp), max(args.streams)):
             if server is None:
-                results["servers"][name] = {"skipped": "nginx with libnginx-mod-rtmp not installed"}  # type: ignore[index]
+                results["servers"][name] = SKIPPED  # type: ignore[index]
                 continue
-            try:
-                idle = cpu_over(server.root_pid, args.idle_s)
-                rows = [run_n(server, src, n, args.measure_s) for n in args.streams]
-            finally:
-                server.stop()
+            idle = cpu_over(server.root_pid, args.idle_s)
+            rows = [run_n(server, src, n, args.measure_s) for n in args.streams]
             results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "runs": rows}  # type: ignore[index]
             print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
     save_results("ingest", results, render(results))

@@ -29,7 +29,7 @@ from pathlib import Path
 import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import Server, http_get, save_results, source_file, start_nginx, start_raylive  # noqa: E402
+from benchmarks.ingest import SKIPPED, Server, each_server, http_get, save_results, source_file  # noqa: E402
 
 POLL_S = 0.05
 SEGMENT_RE = re.compile(r"#EXTINF:([\d.]+),[^\n]*\n(?:#[^\n]*\n)*([^#\s][^\n]*)")
@@ -99,17 +99,11 @@ def main() -> None:
     src = source_file()
     results: dict[str, object] = {"machine_cores": os.cpu_count(), "repeats": args.repeats, "servers": {}}
     with tempfile.TemporaryDirectory(prefix="raylive-latency-") as tmp:
-        for name, starter in (("raylive", lambda w: start_raylive(w, args.repeats)), ("nginx-rtmp", start_nginx)):
-            work = Path(tmp) / name
-            work.mkdir()
-            server = starter(work)
+        for name, server in each_server(Path(tmp), args.repeats):
             if server is None:
-                results["servers"][name] = {"skipped": "nginx with libnginx-mod-rtmp not installed"}  # type: ignore[index]
+                results["servers"][name] = SKIPPED  # type: ignore[index]
                 continue
-            try:
-                runs = [one_publish(server, i, src, args.seconds) for i in range(args.repeats)]
-            finally:
-                server.stop()
+            runs = [one_publish(server, i, src, args.seconds) for i in range(args.repeats)]
             firsts = [r["first_playable_s"] for r in runs if r["first_playable_s"] is not None]
             lats = sorted(x for r in runs for x in r["segment_latency_s"])  # type: ignore[attr-defined]
             row = {
