@@ -142,6 +142,7 @@ class RtmpGateway:
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0
+        self.node_id = ""
         self.stopping = False
         self._metrics_task: asyncio.Task[None] | None = None
 
@@ -150,6 +151,7 @@ class RtmpGateway:
         if self.port or self.stopping:
             return self.port
         ctx = ray.get_runtime_context()
+        self.node_id = ctx.get_node_id()  # pinned to this node for good
         port = int(str(ctx.get_node_labels().get(RTMP_PORT_LABEL, self.settings.rtmp.port)))
         self.port = await self.server.start(self.settings.host, port)
         self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
@@ -159,11 +161,7 @@ class RtmpGateway:
     async def stop(self) -> None:
         self.stopping = True
         await self.server.stop("Server shutting down.")
-        await self.redis.hdel(store.PRESENCE, self._presence_field)
-
-    @property
-    def _presence_field(self) -> str:
-        return store.presence_field("gateway", ray.get_runtime_context().get_node_id())
+        await self.redis.hdel(store.PRESENCE, store.presence_field("gateway", self.node_id))
 
     async def _report_metrics(self) -> None:
         reported: collections.Counter[str] = collections.Counter()
@@ -172,10 +170,9 @@ class RtmpGateway:
             streams = sum(1 for c in conns if c.stream_name)
             metrics.set_gauge("raylive_rtmp_connections", len(conns))
             metrics.set_gauge("raylive_live_streams", streams)
-            node_id = ray.get_runtime_context().get_node_id()
-            presence = store.presence_value("gateway", node_id, port=self.port, connections=len(conns), streams=streams)
+            presence = store.presence_value("gateway", self.node_id, port=self.port, connections=len(conns), streams=streams)
             try:
-                await self.redis.hset(store.PRESENCE, self._presence_field, presence)
+                await self.redis.hset(store.PRESENCE, store.presence_field("gateway", self.node_id), presence)
             except Exception:  # noqa: BLE001 - Redis away for a moment: next round
                 log.warning("gateway: could not record its presence in Redis")
             for reason, n in self.server.ended.items():
