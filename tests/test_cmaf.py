@@ -102,6 +102,8 @@ def test_playlists_of_real_capture() -> None:
     assert "RESOLUTION=160x96" in master and 'AUDIO="audio"' in master and "FRAME-RATE=15.000" in master
     assert "audio/index.m3u8" in master
     assert set(pres.retained_paths()) <= set(files)
+    # What is written once per period and must outlive the segment TTL while a playlist names it.
+    assert set(pres.long_lived_paths()) == {"index.m3u8", "source/init-ab12.mp4", "audio/init-ab12.mp4"}
 
 
 def test_reconnect_continues_playlists_after_a_discontinuity() -> None:

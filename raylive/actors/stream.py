@@ -496,6 +496,8 @@ class StreamIngest:
                 p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
             if self.presentation is not None and any(f.path.endswith("index.m3u8") for f in files):
                 p.set(store.snapshot_key(self.name), json.dumps(self.presentation.snapshot()), ex=ttl)
+                for path in self.presentation.long_lived_paths():
+                    p.expire(store.file_key(self.name, path), ttl)
             p.execute()
         now = time.time()
         for f in files:

@@ -301,12 +301,22 @@ class LiveHlsPresentation:
             )
         return render_multivariant(videos, audio)
 
-    def retained_paths(self) -> list[str]:
-        """Every stored path still referenced by a playlist (for TTL extension at the end)."""
+    def long_lived_paths(self) -> list[str]:
+        """Files written once that live as long as the playlists naming them, not for a segment's
+        TTL: the multivariant playlist (rewritten only when it changes) and every init segment a
+        media playlist still names. Their TTL is refreshed with each playlist write, so a viewer who
+        joins a stream live for hours still finds them (they used to expire after `segment_ttl_s`)."""
         paths = ["index.m3u8"]
         for r in self.renditions.values():
             inits = {r.init_uri, *(seg.init_uri for seg in r.playlist.segments)}
-            paths += [f"{r.name}/index.m3u8", *(f"{r.name}/{i}" for i in sorted(inits)), *r.paths]
+            paths += [f"{r.name}/{i}" for i in sorted(inits)]
+        return paths
+
+    def retained_paths(self) -> list[str]:
+        """Every stored path still referenced by a playlist (for TTL extension at the end)."""
+        paths = self.long_lived_paths()
+        for r in self.renditions.values():
+            paths += [f"{r.name}/index.m3u8", *r.paths]
         return paths
 
 

@@ -1,0 +1,89 @@
+"""A viewer who joins a stream that has been live for longer than every TTL still plays it.
+
+Init segments and the multivariant playlist are written once per period; they used to expire with
+the segment TTL, after which every rendition's init was 404 for a new viewer. This raylive runs
+with a 20 s segment TTL so that "live for longer than the TTL" takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import RayliveProcess, start_raylive, stop_raylive
+from .helpers import get, publish, wait_for
+from .test_hlsjs import player, player_origin  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.e2e
+
+SEGMENT_TTL_S = 20
+
+
+@pytest.fixture(scope="module")
+def short_ttl_raylive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayliveProcess]:
+    root = tmp_path_factory.mktemp("short-ttl")
+    config = root / "raylive.yaml"
+    config.write_text(f"hls:\n  segment_ttl_s: {SEGMENT_TTL_S}\n")
+    rl = start_raylive(root / "data", args=("--config", str(config)))
+    yield rl
+    stop_raylive(rl)
+
+
+def _ffprobe_frames(url: str) -> int:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip().splitlines()[0])
+
+
+def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_raylive: RayliveProcess, player_origin: str) -> None:  # noqa: F811
+    rl = short_ttl_raylive
+    created = rl.api("POST", "/api/v1/streams", json={"name": "longlive", "ladder": ["source", "240p"]}).json()
+    master = f"{rl.base_url}/live/longlive/index.m3u8"
+    ff = publish(rl.rtmp_url(created["key"]), seconds=None)
+    try:
+        wait_for(lambda: get(master).text.count("#EXT-X-STREAM-INF") == 2, 60, "the source and its 240p rung")
+        live_since = time.monotonic()
+        source = get(f"{rl.base_url}/live/longlive/source/index.m3u8").text
+        first_segment = next(line for line in source.splitlines() if line.endswith(".m4s"))
+        # Nobody watches until the stream has been live for well over the TTL: no replica has the
+        # init segments cached, so they must still be in Redis.
+        while time.monotonic() - live_since < 2.5 * SEGMENT_TTL_S:
+            assert ff.poll() is None, ff.stderr.read() if ff.stderr else ""
+            time.sleep(1)
+        for rendition in ("source", "240p", "audio"):
+            playlist = get(f"{rl.base_url}/live/longlive/{rendition}/index.m3u8")
+            assert playlist.status_code == 200
+            init = next(line.split('"')[1] for line in playlist.text.splitlines() if line.startswith("#EXT-X-MAP"))
+            assert get(f"{rl.base_url}/live/longlive/{rendition}/{init}").status_code == 200, f"{rendition}/{init}"
+            assert _ffprobe_frames(f"{rl.base_url}/live/longlive/{rendition}/index.m3u8") > 0
+        assert get(master).status_code == 200
+        # The TTL was in force: the first segment, long out of the window, is gone.
+        assert get(f"{rl.base_url}/live/longlive/source/{first_segment}").status_code == 404
+        with player(f"{player_origin}/index.html?src={master}") as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+            state = page.evaluate("() => ({t: document.getElementById('v').currentTime, errors: window.errors})")
+    finally:
+        ff.terminate()
+        ff.wait(10)
+    assert state["errors"] == []
+    assert state["t"] > 3
