@@ -143,26 +143,169 @@ def to_rows(entries: Iterable[tuple[str, dict[str, str]]], after: dict[str, int]
 
 # -- queries ----------------------------------------------------------------------------
 _SPAN = "ts >= fromUnixTimestamp64Milli(toInt64({a:Float64} * 1000)) AND ts < fromUnixTimestamp64Milli(toInt64({b:Float64} * 1000))"
-_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b", re.I)
-READ_ONLY_SETTINGS = {"readonly": 1}
+# Researchers' SQL runs with these limits (ClickHouse settings), so that one query cannot take the
+# writer's memory or time; inserts use another connection and never wait for it.
+QUERY_LIMITS: dict[str, Any] = {
+    # 2, not 1: reads only, and settings may still change, which clickhouse-connect needs to restore
+    # them after a SHOW/DESCRIBE (with 1 the connection stayed read-only for good). The statement's
+    # own SETTINGS are refused by check_query_ast.
+    "readonly": 2,
+    "max_execution_time": 10,
+    "timeout_overflow_mode": "throw",
+    "max_memory_usage": 512 << 20,
+    "max_result_rows": 100_000,
+    "max_result_bytes": 64 << 20,
+    "result_overflow_mode": "throw",
+}
 
 
-# `readonly=1` stops writes to tables, but not INTO OUTFILE or table functions that reach the
-# server's files, network or processes.
-_ESCAPES = re.compile(
-    r"\binto\s+outfile\b|\b(file|url|s3|s3cluster|gcs|hdfs|remote|remotesecure|cluster|mysql|postgresql|mongodb|redis|"
-    r"executable|jdbc|odbc|sqlite|azureblobstorage|deltalake|iceberg|hudi|input|python)\s*\(",
-    re.I,
+class QueryRefused(ValueError):
+    """A researcher's SQL that raylive will not run, with the reason."""
+
+
+# What a researcher's statement may be made of, decided on ClickHouse's own parse of it (EXPLAIN AST)
+# rather than on its text: node kinds, functions and tables outside these lists are refused.
+# (Embedded chdb is clickhouse-local, which never confines file() paths to user_files_path, so
+# the parse is the guard there; see docs/deployment.md for a ClickHouse server's read-only user.)
+_STATEMENTS = {"SelectWithUnionQuery", "ShowTables", "DescribeQuery"}
+_NODES = _STATEMENTS | {
+    "SelectQuery", "SelectIntersectExceptQuery", "ExpressionList", "Literal", "Identifier", "Function",
+    "Asterisk", "QualifiedAsterisk", "ColumnsRegexpMatcher", "ColumnsListMatcher", "QualifiedColumnsRegexpMatcher",
+    "QualifiedColumnsListMatcher", "ColumnsTransformerList", "ColumnsExceptTransformer", "ColumnsReplaceTransformer",
+    "ColumnsReplaceTransformerReplacement", "TablesInSelectQuery", "TablesInSelectQueryElement", "TableExpression",
+    "TableIdentifier", "TableJoin", "ArrayJoin", "Subquery", "WithElement", "OrderByElement", "WindowDefinition",
+    "WindowListElement", "SampleRatio",
+}  # fmt: skip
+_FUNCTIONS = set(
+    """count sum avg min max any anyLast argMin argMax uniq uniqExact uniqCombined uniqHLL12 median quantile quantiles
+    quantileExact quantilesExact quantileTDigest quantileTiming groupArray groupUniqArray groupArraySorted topK
+    stddevPop stddevSamp varPop varSamp corr covarPop covarSamp sumWithOverflow histogram simpleLinearRegression
+    row_number rank dense_rank percent_rank cume_dist ntile first_value last_value nth_value lagInFrame leadInFrame
+    plus minus multiply divide intDiv intDivOrZero modulo negate abs round roundDown floor ceil trunc sqrt cbrt exp
+    log log2 log10 ln pow power greatest least sign
+    equals notEquals less greater lessOrEquals greaterOrEquals and or not xor in notIn globalIn globalNotIn
+    like notLike ilike notILike match if multiIf isNull isNotNull coalesce ifNull nullIf assumeNotNull toNullable
+    now now64 today yesterday toDate toDate32 toDateTime toDateTime64 toStartOfInterval toStartOfSecond
+    toStartOfMinute toStartOfFiveMinutes toStartOfTenMinutes toStartOfFifteenMinutes toStartOfHour toStartOfDay
+    toStartOfWeek toStartOfMonth toMonday toYear toMonth toDayOfMonth toDayOfWeek toHour toMinute toSecond
+    toUnixTimestamp toUnixTimestamp64Milli fromUnixTimestamp fromUnixTimestamp64Milli dateDiff date_diff dateAdd
+    dateSub addSeconds addMinutes addHours addDays subtractSeconds subtractMinutes subtractHours subtractDays
+    toIntervalSecond toIntervalMinute toIntervalHour toIntervalDay toIntervalWeek toIntervalMonth formatDateTime
+    toYYYYMM toYYYYMMDD toTimeZone timeSlot
+    CAST _CAST accurateCast toString toFixedString toInt8 toInt16 toInt32 toInt64 toUInt8 toUInt16 toUInt32 toUInt64 toFloat32
+    toFloat64 toDecimal64 toInt64OrZero toFloat64OrZero toUInt32OrZero toTypeName reinterpretAsString
+    length lengthUTF8 empty notEmpty lower upper lowerUTF8 upperUTF8 concat substring substringUTF8 position
+    positionCaseInsensitive startsWith endsWith replaceAll replaceOne replaceRegexpAll replaceRegexpOne trim
+    trimBoth trimLeft trimRight splitByChar splitByString extract extractAll format leftPad rightPad repeat
+    reverse base64Encode hex unhex
+    JSONHas JSONLength JSONType JSONExtract JSONExtractString JSONExtractInt JSONExtractUInt JSONExtractFloat
+    JSONExtractBool JSONExtractRaw JSONExtractKeys JSONExtractKeysAndValues JSONExtractArrayRaw
+    visitParamExtractString visitParamExtractFloat visitParamExtractInt
+    array tuple arrayElement tupleElement has hasAll hasAny indexOf arrayJoin arrayMap arrayFilter arrayCount
+    arraySum arrayAvg arrayMin arrayMax arraySort arrayReverseSort arrayDistinct arraySlice arrayConcat
+    arrayEnumerate arrayStringConcat arrayZip arrayExists arrayAll range emptyArrayString lambda
+    map mapKeys mapValues mapContains
+    bar formatReadableSize formatReadableQuantity formatReadableTimeDelta getSetting
+    """.split()
 )
+_AGGREGATE_SUFFIXES = ("If", "Array", "Distinct", "OrNull", "OrDefault", "State", "Merge", "ForEach")
+_OTHER_DATABASES = ("system.", "information_schema.")
 
 
-def check_read_only(sql: str) -> str:
-    """A first guard for researchers' SQL; the query also runs with `readonly=1`."""
-    if not _READ_ONLY.match(sql) or ";" in sql.strip().rstrip(";"):
-        raise ValueError("only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed")
-    if _ESCAPES.search(sql):
-        raise ValueError("INTO OUTFILE and table functions that reach files, network or processes are not allowed")
-    return sql
+@dataclass
+class _Node:
+    kind: str
+    name: str  # a function's or a table's name, else the rest of the line
+    children: list[_Node]
+
+
+def _parse_ast(lines: list[str]) -> _Node:
+    """`EXPLAIN AST` output (one node a line, one space of indent per level) as a tree."""
+    root = _Node("", "", [])
+    stack: list[tuple[int, _Node]] = [(-1, root)]
+    for line in lines:
+        depth = len(line) - len(line.lstrip(" "))
+        kind, _, rest = line.strip().partition(" ")
+        name = re.sub(r"( \((alias [^)]*|children \d+)\))+$", "", rest)
+        node = _Node(kind, name, [])
+        while stack[-1][0] >= depth:
+            stack.pop()
+        stack[-1][1].children.append(node)
+        stack.append((depth, node))
+    if len(root.children) != 1:
+        raise QueryRefused("one statement only")
+    return root.children[0]
+
+
+def _base_function(name: str) -> str:
+    """`countIf`, `uniqExactArrayIf`... -> the function the combinators apply to."""
+    while name not in _FUNCTIONS and (suffix := next((s for s in _AGGREGATE_SUFFIXES if name.endswith(s) and name != s), None)):
+        name = name[: -len(suffix)]
+    return name
+
+
+def check_query_ast(lines: list[str], tables: set[str]) -> None:
+    """Refuse (QueryRefused) a parsed statement that is not a read of raylive's own tables.
+
+    Allowed: SELECT (with WITH, JOIN, UNION, subqueries, window functions), SHOW TABLES, DESCRIBE of
+    a table; functions from an allowlist; tables by plain name (raylive's tables or the query's own
+    CTEs, which is all an unqualified name can reach). Refused: table functions (file, url, s3...),
+    other databases (system...), SETTINGS, INTO OUTFILE, FORMAT, and any node kind not listed.
+    """
+    statement = _parse_ast(lines)
+    if statement.kind not in _STATEMENTS:
+        raise QueryRefused(f"only SELECT, SHOW TABLES and DESCRIBE are allowed, not {statement.kind}")
+    # clickhouse-connect appends its own `FORMAT Native`; anything else beside the statement's body
+    # (INTO OUTFILE's path, the user's own FORMAT or SETTINGS) is refused.
+    *body, last = statement.children or [_Node("", "", [])]
+    if last.kind == "Identifier" and last.name == "Native":
+        statement.children = body
+    if statement.kind == "SelectWithUnionQuery" and len(statement.children) != 1:
+        raise QueryRefused("INTO OUTFILE, FORMAT and SETTINGS are not allowed")
+
+    def visit(node: _Node, parent: _Node) -> None:
+        if node.kind not in _NODES:
+            raise QueryRefused(f"{node.kind} is not allowed" if node.kind != "Set" else "SETTINGS are not allowed")
+        if node.kind in _STATEMENTS and node is not statement and len(node.children) != 1:
+            raise QueryRefused("INTO OUTFILE, FORMAT and SETTINGS are not allowed")
+        if node.kind == "Function":
+            if parent.kind == "TableExpression":
+                raise QueryRefused(f"table function {node.name}() is not allowed; read raylive's tables ({', '.join(sorted(tables))})")
+            if _base_function(node.name) not in _FUNCTIONS:
+                raise QueryRefused(f"function {node.name}() is not allowed")
+        elif node.kind == "TableIdentifier":
+            name = node.name.removeprefix("default.")
+            if "." in name:
+                raise QueryRefused(f"table {node.name} is not allowed; read raylive's tables ({', '.join(sorted(tables))})")
+        elif node.kind == "Identifier" and node.name.lower().startswith(_OTHER_DATABASES):
+            raise QueryRefused(f"{node.name} is not allowed")
+        for child in node.children:
+            visit(child, node)
+
+    for child in statement.children:
+        visit(child, statement)
+
+
+def read_only_query(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    """Run a researcher's SQL: ClickHouse parses it, the parse is checked (`check_query_ast`),
+    and what runs is the parser's own rendering of it (comments gone, one statement), with
+    QUERY_LIMITS."""
+    try:
+        formatted = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}).result_rows[0][0]
+        lines = [row[0] for row in client.query(f"EXPLAIN AST {formatted}", parameters=parameters).result_rows]
+    except Exception as exc:  # noqa: BLE001 - a syntax error or a missing parameter: the parser's own words
+        raise QueryRefused(_first_line(exc)) from None
+    check_query_ast(lines, {table for table, _ in TABLES.values()})
+    result = client.query(formatted, parameters=parameters, settings=QUERY_LIMITS)
+    # ClickHouse checks max_result_rows between blocks, so one large block passes it.
+    if len(result.result_rows) > QUERY_LIMITS["max_result_rows"]:
+        raise QueryRefused(f"the result has more than {QUERY_LIMITS['max_result_rows']} rows; add a LIMIT or aggregate")
+    return result
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:500]
 
 
 def stream_report(client: Client, stream: str, start: float, end: float, step: int) -> dict[str, Any]:

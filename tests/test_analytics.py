@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +16,14 @@ from raylive.actors.analytics import open_client
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     # chdb allows one data path per process: every test of this module shares this one.
-    c = open_client(f"chdb://{tmp_path_factory.mktemp('chdb') / 'analytics'}")
+    return f"chdb://{tmp_path_factory.mktemp('chdb') / 'analytics'}"
+
+
+@pytest.fixture(scope="module")
+def client(dsn: str) -> Iterator[Any]:
+    c = open_client(dsn)
     assert analytics.migrate(c) == analytics.MIGRATIONS[-1][0]
     yield c
 
@@ -86,19 +94,80 @@ def test_stream_report_counts_viewers_watch_time_mix_and_ingest(client: Any) -> 
     assert analytics.top_streams(client, t0, t0 + 60)[0] == {"stream": "rep", "watch_time_s": 35.0, "sessions": 3}
 
 
-def test_only_read_only_sql_is_accepted(client: Any) -> None:
-    assert analytics.check_read_only("SELECT 1")
-    assert analytics.check_read_only("with x as (select 1) select * from x;")
-    for sql in ("DROP TABLE viewer_events", "SELECT 1; DROP TABLE viewer_events", "INSERT INTO viewer_events SELECT * FROM viewer_events"):
-        with pytest.raises(ValueError, match="only one SELECT"):
-            analytics.check_read_only(sql)
-    # readonly=1 lets these through, so the guard refuses them.
-    for sql in ("SELECT * FROM viewer_events INTO OUTFILE '/tmp/x'", "SELECT * FROM file('/etc/passwd', 'LineAsString')"):
-        with pytest.raises(ValueError, match="not allowed"):
-            analytics.check_read_only(sql)
-    # And ClickHouse itself refuses writes in a read-only query.
+ALLOWED = [
+    "SELECT 1",
+    "with x as (select 1 AS one) select * from x;",
+    "SELECT stream, countIf(event = 'heartbeat') AS n FROM viewer_events GROUP BY stream HAVING n >= 0 ORDER BY n DESC LIMIT 5",
+    "SELECT v.stream, row_number() OVER (PARTITION BY v.stream ORDER BY v.ts) FROM viewer_events AS v "
+    "JOIN ingest_health AS i ON v.stream = i.stream WHERE v.stream IN (SELECT stream FROM stream_sessions)",
+    "SELECT toStartOfInterval(ts, INTERVAL 5 SECOND) AS t, avg(JSONExtractFloat(payload, 'mean')) FROM processor_events GROUP BY t",
+    "/* a comment */ SELECT quantile(0.9)(bitrate_kbps), arrayMap(x -> x * 2, [1, 2]) FROM ingest_health -- and another",
+    "SHOW TABLES",
+    "DESCRIBE TABLE viewer_events",
+]
+# Each of these ran under the old keyword guard (readonly=1 does not stop them), or is another way
+# out of raylive's tables: the file functions, a file written, other databases, settings.
+REFUSED = {
+    "SELECT file/**/('/etc/hostname')": "function file",
+    "SELECT `file`('/etc/hostname')": "function file",
+    "SELECT * FROM file('/etc/hostname', 'LineAsString')": "table function file",
+    "SELECT * FROM (SELECT * FROM url('http://127.0.0.1:1/', 'CSV', 'x String'))": "table function url",
+    "DESCRIBE TABLE file('/etc/passwd')": "table function file",
+    "SELECT * FROM viewer_events INTO/**/OUTFILE '/tmp/raylive-escape.txt'": "OUTFILE",
+    "SELECT 1 SETTINGS readonly = 0": "SETTINGS",
+    "SELECT * FROM system.users": "system.users",
+    "SELECT stream FROM viewer_events WHERE stream IN system.users": "system.users",
+    "SELECT dictGet('d', 'x', 1)": "function dictGet",
+    "SELECT * FROM executable('id', 'TSV', 'x String')": "table function executable",
+    "DROP TABLE viewer_events": "only SELECT",
+    "INSERT INTO viewer_events SELECT * FROM viewer_events": "only SELECT",
+    "SELECT 1; DROP TABLE viewer_events": "Multi-statements",
+    "SELEC 1": "Syntax error",
+}
+
+
+def test_researcher_sql_is_checked_on_clickhouses_own_parse(client: Any) -> None:
+    for sql in ALLOWED:
+        analytics.read_only_query(client, sql)  # runs
+    for sql, why in REFUSED.items():
+        with pytest.raises(analytics.QueryRefused, match=why):
+            analytics.read_only_query(client, sql)
+    assert not Path("/tmp/raylive-escape.txt").exists()
+    tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
+    assert {"viewer_events", "ingest_health"} <= tables  # DROP did not run
+
+
+def test_researcher_sql_runs_with_limits_even_behind_a_comment(client: Any) -> None:
+    # clickhouse-connect adds the limits as a SETTINGS clause; the parser's rendering of the query
+    # (comments gone) is what runs, so a trailing comment cannot swallow them.
+    limits = "SELECT getSetting('readonly'), getSetting('max_execution_time'), getSetting('max_memory_usage') -- "
+    assert analytics.read_only_query(client, limits).result_rows == [(2, 10, 512 << 20)]
+    with pytest.raises(analytics.QueryRefused, match="more than 100000 rows"):
+        analytics.read_only_query(client, "SELECT arrayJoin(range(200000)) -- one block")
     with pytest.raises(Exception, match="READONLY|readonly"):
-        client.query("CREATE TABLE sneaky (x UInt8) ENGINE = Memory", settings=analytics.READ_ONLY_SETTINGS)
+        client.query("CREATE TABLE sneaky (x UInt8) ENGINE = Memory", settings=analytics.QUERY_LIMITS)
+    result = analytics.read_only_query(client, "SELECT {a:UInt8} + 1", {"a": 1})
+    assert result.result_rows == [(2,)]
+
+
+def test_a_slow_researcher_query_does_not_hold_up_inserts(client: Any, dsn: str) -> None:
+    reader = open_client(dsn)  # as in AnalyticsWriter: queries on a connection of their own
+    # ≈ 2.4 s here: 3.6 billion rows of arithmetic.
+    slow = (
+        "SELECT sum(intDiv(a * b, 7) % 5) FROM (SELECT arrayJoin(range(60000)) AS a) AS x "
+        "CROSS JOIN (SELECT arrayJoin(range(60000)) AS b) AS y"
+    )
+    done: list[float] = []
+    thread = threading.Thread(target=lambda: (analytics.read_only_query(reader, slow), done.append(time.monotonic())))
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.2)
+    insert(client, [entry(900, "viewer", ts=1_700_000_000, stream="concurrent", sid="s", event="start")])
+    inserted = time.monotonic()
+    thread.join(30)
+    assert done, "the slow query did not finish"
+    assert done[0] - started > 0.5, "the query was not slow enough to show anything"
+    assert inserted < done[0], f"the insert waited for the query ({inserted - started:.2f}s vs {done[0] - started:.2f}s)"
 
 
 def test_event_ids_keep_the_buffer_order() -> None:

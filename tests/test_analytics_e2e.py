@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -100,9 +101,19 @@ def test_viewers_watch_time_and_ingest_health_reach_the_analytics_api(raylive: R
 
 def test_sql_endpoint_is_read_only(raylive: RayliveProcess) -> None:
     assert sql(raylive, "SELECT 1 + {x:UInt8}", x=1) == [[2]]
-    for bad in ("DROP TABLE viewer_events", "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT nope FROM nowhere"):
+    hostname = Path("/etc/hostname").read_text().strip()
+    for bad in (
+        "DROP TABLE viewer_events",
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+        "SELECT file/**/('/etc/hostname')",
+        "SELECT `file`('/etc/hostname')",
+        "SELECT 1 INTO/**/OUTFILE '/tmp/raylive-e2e-escape'",
+        "SELECT nope FROM nowhere",
+    ):
         r = raylive.api("POST", "/api/v1/analytics/sql", json={"sql": bad})
         assert r.status_code == 422 and r.json()["error"].startswith("query refused"), r.text
+        assert hostname not in r.text
+    assert not Path("/tmp/raylive-e2e-escape").exists()
     assert raylive.api("POST", "/api/v1/analytics/sql", json={"sql": "SELECT 1"}, token="wrong").status_code == 401
 
 
