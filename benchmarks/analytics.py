@@ -26,7 +26,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from raylive import analytics  # noqa: E402
 from raylive.actors.analytics import AnalyticsWriter  # noqa: E402
-from raylive.redis_server import EmbeddedRedis  # noqa: E402
+from raylive.launcher.redis_server import EmbeddedRedis  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest"  # scratch; python -m benchmarks keeps dated reports
 

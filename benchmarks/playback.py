@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.ingest import RESULTS, http_get, source_file, start_raylive, stop_process  # noqa: E402
-from raylive.redis_server import free_port  # noqa: E402
-from raylive.up import haproxy_available  # noqa: E402
+from raylive.launcher.redis_server import free_port  # noqa: E402
+from raylive.launcher.up import haproxy_available  # noqa: E402
 
 NGINX_STATIC = """
 daemon off;

@@ -27,7 +27,8 @@ import numpy as np
 from . import store
 from .actors.analytics import WRITER_NAME
 from .actors.processor import REGISTRY_NAME, ProcessorSpec
-from .up import NAMESPACE, read_runtime
+from .launcher.instance import read_runtime
+from .names import NAMESPACE
 
 
 class Processor:

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from . import store
-from .redis_server import EmbeddedRedis
+from .launcher.redis_server import EmbeddedRedis
 from .settings import Settings, load_settings, validate_ladder
 
 
@@ -53,14 +53,39 @@ class ApiClient:
         return json.loads(raw) if raw else None
 
 
+START_WAIT_S = 300.0  # how long a command waits for a raylive that is still starting
+
+
 def _api(args: argparse.Namespace) -> ApiClient | None:
-    from .up import ADMIN_TOKEN_ENV, read_runtime
+    """The API of the raylive running on this data dir, waiting for it if it is still starting;
+    None when none runs: then this command holds the data dir's lock (`_redis`), so that an `up`
+    starting meanwhile waits for it rather than start a second Redis on the same data dir."""
+    from .launcher.instance import STARTING, InstanceLock, read_runtime, wait_until_up
+    from .launcher.up import ADMIN_TOKEN_ENV
 
     if args.redis_url:
         return None
-    info = read_runtime(_data_dir(args))
-    if not info:
-        return None
+    data_dir = _data_dir(args)
+    deadline = time.monotonic() + START_WAIT_S
+    said = False
+    while True:
+        info = read_runtime(data_dir)
+        if info is not None and info.get("state") == STARTING:
+            if not said:
+                print(f"raylive: waiting for the raylive starting on {data_dir}...", file=sys.stderr, flush=True)
+                said = True
+            info = wait_until_up(data_dir, max(0.0, deadline - time.monotonic()))
+            if info is None and read_runtime(data_dir) is not None:
+                raise SystemExit(f"raylive: the raylive on {data_dir} did not finish starting within {START_WAIT_S:.0f}s")
+        if info is not None:
+            break
+        lock = InstanceLock(data_dir)
+        if lock.acquire(timeout_s=0.5):
+            args.instance_lock = lock  # released when this process exits
+            return None
+        # Held by an `up` that has not written its record yet, or by another command.
+        if time.monotonic() > deadline:
+            raise SystemExit(f"raylive: {data_dir} stayed locked for {START_WAIT_S:.0f}s ({lock.path})")
     token = os.environ.get(ADMIN_TOKEN_ENV) or (Path(info["admin_token_file"]).read_text().strip() if info.get("admin_token_file") else "")
     host = "127.0.0.1" if info["host"] in ("0.0.0.0", "::", "") else info["host"]
     return ApiClient(f"http://{host}:{info['http_port']}", token)
@@ -72,7 +97,8 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 @contextlib.contextmanager
 def _redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
-    """The Redis given, or the data dir's (started just for this command)."""
+    """The Redis given, or the data dir's, started just for this command (under the data dir's
+    lock, which `_api` took)."""
     data_dir = _data_dir(args)
     url = args.redis_url
     embedded = None
@@ -110,7 +136,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from .up import start_gateway_here
+    from .launcher.up import start_gateway_here
 
     settings = _settings(args)
     if not settings.redis_url:
@@ -121,7 +147,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .up import run_up
+    from .launcher.up import run_up
 
     return run_up(_settings(args))
 
@@ -140,7 +166,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
             except store.StreamExists:
                 print(f"raylive: stream {args.name!r} already exists", file=sys.stderr)
                 return 1
-            _print_key(args.name, key)
+            from .launcher.instance import read_record
+
+            last = read_record(_data_dir(args)) or {}  # the port this data dir's raylive used last
+            port = last.get("rtmp_port") or load_settings(getattr(args, "config", None)).rtmp.port
+            _print_key(args.name, key, f"rtmp://HOST:{port}/live/<key>")
         elif args.action == "list":
             for info in store.list_streams(r):
                 _print_key_line(info)
@@ -170,7 +200,7 @@ def _keys_via_api(api: ApiClient, args: argparse.Namespace) -> int:
         if args.action == "create":
             store.validate_name(args.name)
             created = api.call("POST", "/api/v1/streams", {"name": args.name, "ladder": _ladder_arg(args)})
-            _print_key(created["name"], created["key"])
+            _print_key(created["name"], created["key"], created["publish_url"].replace(created["key"], "<key>"))
         elif args.action == "list":
             for info in api.call("GET", "/api/v1/streams"):
                 _print_key_line(info)
@@ -190,10 +220,10 @@ def _print_key_line(info: dict[str, Any]) -> None:
     print(f"{info['name']}\t{'revoked' if info['revoked'] else 'active'}\t{info['state']}")
 
 
-def _print_key(name: str, key: str) -> None:
+def _print_key(name: str, key: str, publish_url: str) -> None:
     print(f"stream: {name}")
     print(f"key:    {key}")
-    print("Keep the key secret; it is shown only this once. Publish to rtmp://HOST:1935/live/<key>", file=sys.stderr)
+    print(f"Keep the key secret; it is shown only this once. Publish to {publish_url}", file=sys.stderr)
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
@@ -218,7 +248,7 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the raylive running on this data dir, as SIGTERM would, and wait for it."""
-    from .up import read_runtime
+    from .launcher.instance import read_runtime
 
     info = read_runtime(_data_dir(args))
     if not info:

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from raylive.redis_server import free_port
+from .helpers import listen_port
 
 # Loopback-only test cluster: token auth adds nothing here (see the developers' guide).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -62,7 +62,7 @@ class RayliveProcess:
 
 
 def start_raylive(data_dir: Path, timeout_s: float = 180, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> RayliveProcess:
-    rtmp_port, http_port = free_port(), free_port()
+    rtmp_port, http_port = listen_port(), listen_port()
     log_path = data_dir.parent / f"{data_dir.name}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:

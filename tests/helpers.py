@@ -64,3 +64,20 @@ def playlist_ready(url: str) -> Callable[[], str | None]:
         return r.text if r.status_code == 200 else None
 
     return check
+
+
+def listen_port() -> int:
+    """A free port for a server of ours, below the kernel's ephemeral range (32768+) and above Ray's
+    worker ports (10002-19999): Ray binds port 0 for many of its own listeners, and one of those
+    once took a port a test had picked with bind(0) before raylive could listen on it."""
+    import random
+    import socket
+
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue

@@ -17,7 +17,7 @@ import redis
 
 from raylive import store
 from raylive.actors.stream import STALE_PUBLISHER_S
-from raylive.redis_server import EmbeddedRedis
+from raylive.launcher.redis_server import EmbeddedRedis
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
 from .helpers import get, playlist_ready, publish, wait_for

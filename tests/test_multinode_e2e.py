@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from raylive.actors.gateway import RTMP_PORT_LABEL
-from raylive.redis_server import free_port
+from raylive.launcher.redis_server import free_port
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
 from .helpers import get, playlist_ready, publish, wait_for

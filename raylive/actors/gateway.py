@@ -19,13 +19,13 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import metrics, store
+from ..names import NAMESPACE
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
 from .stream import NOT_CURRENT_PUBLISHER, StreamIngestActor, actor_name
 
 log = logging.getLogger(__name__)
-NAMESPACE = "raylive"
 METRICS_INTERVAL_S = 5.0
 RECLAIM_TIMEOUT_S = 15.0  # how long a publisher waits for its restarted stream actor
 # A node started with this label listens for RTMP on that port instead of rtmp.port (several

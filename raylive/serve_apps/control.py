@@ -28,8 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import metrics, store
 from ..actors.analytics import WRITER_NAME
 from ..actors.stream import actor_name
+from ..names import NAMESPACE
 
-NAMESPACE = "raylive"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 PUSH_INTERVAL_S = 1.0
 
@@ -192,6 +192,23 @@ async def prometheus_metrics(_: Authorized) -> PlainTextResponse:
 @app.get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, bool]:
     return {"ok": True}
+
+
+@app.get("/readyz", include_in_schema=False)
+async def readyz() -> JSONResponse:
+    """200 only when publishing, playback and this API all work (for container health checks and
+    scripts; no token needed, nothing secret in it): Redis answers, a gateway is listening and a
+    playback replica is serving, by their fresh presence records. 503 names what is missing."""
+    checks = {"api": True, "redis": False, "rtmp": False, "playback": False}
+    try:
+        presence = await asyncio.to_thread(store.read_presence, STATE.sync_redis)
+        checks["redis"] = True
+        checks["rtmp"] = any(p["kind"] == "gateway" and p.get("port") for p in presence)
+        checks["playback"] = any(p["kind"] == "playback" for p in presence)
+    except redis.RedisError:
+        pass
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
 def _cluster(r: redis.Redis) -> dict[str, Any]:

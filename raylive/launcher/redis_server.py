@@ -10,9 +10,12 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from .signals import spawning
 
 
 def find_redis_binary() -> str:
@@ -49,7 +52,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 15.0) -> str:
+    def start(self, timeout_s: float = 15.0, on_spawn: Callable[[int], None] = lambda pid: None) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             find_redis_binary(),
@@ -63,9 +66,11 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        with spawning():
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+            on_spawn(self.proc.pid)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:

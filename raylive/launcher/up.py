@@ -5,28 +5,41 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import secrets
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..names import NAMESPACE
+from ..settings import Settings
+from .instance import (
+    STARTING,
+    UP,
+    InstanceLock,
+    process_identity,
+    read_record,
+    read_runtime,
+    runtime_path,
+    stop_leftovers,
+    write_runtime,
+)
 from .ray_head import LocalRayHead
 from .redis_server import EmbeddedRedis, free_port
-from .settings import Settings
+from .signals import StartupInterrupted, interrupt_startup
 
 log = logging.getLogger("raylive")
-RUNTIME_FILE = "raylive.json"
-NAMESPACE = "raylive"
 SERVE_SHUTDOWN_TIMEOUT_S = 6.0
 SUPERVISE_INTERVAL_S = 2.0
 STALE_CHECK_EVERY = 3  # supervise rounds between checks for vanished publishers
+READY_TIMEOUT_S = 120.0
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -36,20 +49,8 @@ HAPROXY_ENV = {
 }
 
 
-def runtime_path(data_dir: Path) -> Path:
-    return data_dir / RUNTIME_FILE
-
-
-def read_runtime(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        info: dict[str, Any] = json.loads(runtime_path(data_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return None  # left behind by a raylive that is no longer running
-    return info
+class AlreadyRunning(RuntimeError):
+    pass
 
 
 ADMIN_TOKEN_ENV = "RAYLIVE_ADMIN_TOKEN"
@@ -90,8 +91,32 @@ class Raylive:
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
         self.admin_token, self.admin_token_file = admin_token(self.data_dir)
+        self.lock = InstanceLock(self.data_dir)
+        self.record: dict[str, Any] = {}
+        self.after_ray_init: Callable[[], None] = lambda: None
+
+    def claim_data_dir(self) -> None:
+        """Before anything starts: this data dir's lock, and what a killed raylive left stopped."""
+        running = read_runtime(self.data_dir)
+        if running is not None and running.get("pid") != os.getpid():
+            raise AlreadyRunning(f"another raylive (pid {running['pid']}, {running.get('state')}) uses {self.data_dir}; stop it first")
+        if not self.lock.acquire(timeout_s=30):  # a CLI command may hold it while it runs Redis
+            raise AlreadyRunning(f"{self.data_dir} is locked by another raylive process ({self.lock.path})")
+        stale = read_record(self.data_dir)
+        self.record = {**process_identity(os.getpid()), "state": STARTING, "children": {}}
+        write_runtime(self.data_dir, self.record)  # first: who waits or refuses, sees this instance
+        if stale is not None:
+            stopped = stop_leftovers(stale)
+            if stopped:
+                log.warning("stopped what an earlier raylive on %s left running: %s", self.data_dir, ", ".join(stopped))
+
+    def _child(self, what: str, pid: int) -> None:
+        """Record a process started in its own session, for the next `up` if this one is killed."""
+        self.record["children"][what] = process_identity(pid)
+        write_runtime(self.data_dir, self.record)
 
     def start(self) -> None:
+        self.claim_data_dir()
         # Ray 2.60 defaults to token auth for new clusters, but a driver joining one uses the token
         # only when told to, and reads the mode when ray is first imported: say it explicitly,
         # before that import (RAY_AUTH_MODE=disabled still opts out).
@@ -110,24 +135,24 @@ class Raylive:
         import ray
         from ray import serve
 
-        from .actors.analytics import WRITER_NAME, AnalyticsWriterActor
-        from .actors.processor import REGISTRY_NAME, ProcessorRegistryActor
-        from .actors.processor import SPECS_KEY as PROCESSOR_SPECS_KEY
-        from .serve_apps.control import ControlDeployment
-        from .serve_apps.playback import PlaybackDeployment
+        from ..actors.analytics import WRITER_NAME, AnalyticsWriterActor
+        from ..actors.processor import REGISTRY_NAME, ProcessorRegistryActor
+        from ..actors.processor import SPECS_KEY as PROCESSOR_SPECS_KEY
+        from ..serve_apps.control import ControlDeployment
+        from ..serve_apps.playback import PlaybackDeployment
 
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
             self.redis = EmbeddedRedis(self.data_dir / "redis")
-            self.redis_url = self.redis.start()
+            self.redis_url = self.redis.start(on_spawn=lambda pid: self._child("redis", pid))
         import redis
 
         self._redis = redis.Redis.from_url(self.redis_url)
         address = s.ray_address
         if not address:
             self.ray_head = LocalRayHead(self.data_dir / "logs", s.dashboard)
-            address = self.ray_head.start()
+            address = self.ray_head.start(on_spawn=lambda pid: self._child("ray_head", pid))
         self.ray_address = address
         ray.init(
             address=address,
@@ -136,6 +161,7 @@ class Raylive:
             logging_level=logging.WARNING,
         )
         self.ray_started = True
+        self.after_ray_init()
         # The analytics writer first: it creates the tables and the buffer's consumer group.
         self.analytics = AnalyticsWriterActor.options(
             name=WRITER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
@@ -165,16 +191,41 @@ class Raylive:
             self.redis_url, token_hash, s.rtmp.port, list(s.transcode.renditions)
         )
         serve.run(control, name="control", route_prefix="/", blocking=False)
-        info = {
-            "pid": os.getpid(),
-            "redis_url": self.redis_url,
-            "ray_address": self.ray_address,
-            "rtmp_port": s.rtmp.port,
-            "http_port": s.http.port,
-            "host": s.host,
-            "admin_token_file": str(self.admin_token_file) if self.admin_token_file else None,
-        }
-        runtime_path(self.data_dir).write_text(json.dumps(info))
+        self._wait_until_ready()
+        self.record.update(
+            state=UP,
+            redis_url=self.redis_url,
+            ray_address=self.ray_address,
+            rtmp_port=s.rtmp.port,
+            http_port=s.http.port,
+            host=s.host,
+            dashboard_url=self.ray_head.dashboard_url if self.ray_head else None,
+            admin_token_file=str(self.admin_token_file) if self.admin_token_file else None,
+        )
+        write_runtime(self.data_dir, self.record)
+
+    def _wait_until_ready(self) -> None:
+        """`/readyz` through our own HTTP port: the ingress routes to the API, a playback replica
+        and a listening gateway are there. Only then is raylive up (a script acting on
+        "raylive is up" must find everything working)."""
+        import urllib.error
+        import urllib.request
+
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        url = f"http://{host}:{self.settings.http.port}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                last = f"{exc.code} {exc.read()[:300].decode(errors='replace')}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"raylive did not become ready within {READY_TIMEOUT_S:.0f}s: {url} said {last}")
 
     def _reconcile_gateways(self) -> None:
         """One gateway per alive node: nodes that joined get one; those of lost nodes are dropped.
@@ -182,7 +233,7 @@ class Raylive:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from .actors.gateway import RtmpGatewayActor
+        from ..actors.gateway import RtmpGatewayActor
 
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         for node_id in set(self.gateways) - alive:
@@ -203,8 +254,8 @@ class Raylive:
         ended (stream actors have no timers of their own)."""
         import ray
 
-        from . import store
-        from .actors.stream import actor_name
+        from .. import store
+        from ..actors.stream import actor_name
 
         try:
             self._reconcile_gateways()
@@ -260,7 +311,9 @@ class Raylive:
             self.ray_head.stop()
         if self.redis is not None:
             self.redis.stop()
-        runtime_path(self.data_dir).unlink(missing_ok=True)
+        if self.record:  # ours (not another instance's, when this one never got the lock)
+            runtime_path(self.data_dir).unlink(missing_ok=True)
+        self.lock.release()
 
 
 def start_gateway_here(settings: Settings) -> int:
@@ -270,7 +323,7 @@ def start_gateway_here(settings: Settings) -> int:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .actors.gateway import RtmpGatewayActor
+    from ..actors.gateway import RtmpGatewayActor
 
     ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, logging_level=logging.WARNING)
     node = ray.get_runtime_context().get_node_id()
@@ -292,23 +345,34 @@ def run_up(settings: Settings) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def handle(handler: Any) -> None:
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    handle(interrupt_startup)
     rl = Raylive(settings)
+    rl.after_ray_init = lambda: handle(interrupt_startup)  # Ray installs its own handlers in init
     try:
         rl.start()
-    except BaseException:
+    except BaseException as exc:
+        handle(on_signal)  # a second signal must not cut the cleanup short
         rl.stop()
+        if isinstance(exc, StartupInterrupted):
+            print(f"raylive: {exc} during startup; stopped what had started", flush=True)
+            return 0
+        if isinstance(exc, AlreadyRunning):
+            print(f"raylive: {exc}", file=sys.stderr, flush=True)
+            return 1
         raise
-    # Ray installs its own handlers during init; ours must win so shutdown is orderly.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    handle(on_signal)
     host = settings.host if settings.host not in ("0.0.0.0", "::") else socket.gethostname()
     print("raylive is up", flush=True)
     print(f"  publish:  rtmp://{host}:{settings.rtmp.port}/{settings.rtmp.app}/<stream-key>   (raylive keys create NAME)")
     print(f"  playback: http://{host}:{settings.http.port}/live/<name>/index.m3u8")
     token_from = rl.admin_token_file or f"${ADMIN_TOKEN_ENV}"
     print(f"  api:      http://{host}:{settings.http.port}/api/v1 (docs at /docs; Bearer token from {token_from})")
+    if rl.ray_head is not None and rl.ray_head.dashboard_url:
+        print(f"  ray:      {rl.ray_head.dashboard_url} (Ray dashboard)")
     print(f"  redis:    {rl.redis_url}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
     while not stop.wait(SUPERVISE_INTERVAL_S):
         rl.supervise()

@@ -15,9 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from .instance import kill_session
 from .redis_server import free_port
+from .signals import spawning
+
+DASHBOARD_PORT = 8265  # Ray's default, taken when it is free
 
 
 class LocalRayHead:
@@ -25,12 +30,18 @@ class LocalRayHead:
         self.log_dir = log_dir
         self.dashboard = dashboard
         self.port = free_port()
+        self.dashboard_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60.0) -> str:
+    @property
+    def dashboard_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.dashboard_port}" if self.dashboard else None
+
+    def start(self, timeout_s: float = 60.0, on_spawn: Callable[[int], None] = lambda pid: None) -> str:
         import ray
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.dashboard_port = DASHBOARD_PORT if _port_free(DASHBOARD_PORT) else free_port()
         ray_cli = str(Path(sys.executable).with_name("ray"))
         ray_cli = ray_cli if os.path.exists(ray_cli) else "ray"
         self._ensure_auth_token()
@@ -40,9 +51,16 @@ class LocalRayHead:
             "--port", str(self.port),
             f"--include-dashboard={'true' if self.dashboard else 'false'}",
             "--dashboard-host", "127.0.0.1",
+            # Ray's fixed default ports (dashboard 8265, client server 10001, dashboard agent
+            # 52365) belong to whichever Ray on the host took them first; another Ray's would make
+            # this head hang for a minute and die "GCS unavailable". Take free ones.
+            "--dashboard-port", str(self.dashboard_port),
+            "--ray-client-server-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()),
         ]  # fmt: skip
-        with open(self.log_dir / "ray-head.log", "ab") as out:
+        with open(self.log_dir / "ray-head.log", "ab") as out, spawning():
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            on_spawn(self.proc.pid)
         address = f"{ray.util.get_node_ip_address()}:{self.port}"
         deadline = time.monotonic() + timeout_s
         while True:
@@ -78,10 +96,7 @@ class LocalRayHead:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in Ray's session
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_session(self.proc.pid)  # whatever is left in Ray's session
         self.proc.wait()
         self.proc = None
         # `ray start` recorded our address for later plain `ray.init()` calls; it is gone now.
@@ -91,3 +106,12 @@ class LocalRayHead:
                 current.unlink()
         except OSError:
             pass
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
