@@ -33,24 +33,13 @@ def short_ttl_raylive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rayl
 
 
 def _ffprobe_frames(url: str) -> int:
+    """Frames ffprobe decodes from the first 3 s it reads of a live playlist (a live playlist never
+    ends, so an unbounded -count_frames would read forever)."""
     out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        ["ffprobe", "-v", "error", "-read_intervals", "%+3", "-select_streams", "0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return int(out.stdout.strip().splitlines()[0])
 

@@ -14,6 +14,8 @@ them when it ends or on `detach`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 REGISTRY_NAME = "processors"
 # name -> the attached ProcessorSpec (pickled, without its hosts), so that a registry Ray restarted
 # knows them again: it starts their hosts on the live streams, and on streams that start later.
+# Each value is HMAC-SHA256(cluster secret, pickle) + pickle: unpickling runs code, and Redis is not
+# trusted to run code on the cluster (whoever can write there could otherwise).
 SPECS_KEY = store.PREFIX + "processors"
 QUEUE_FRAMES = 2
 
@@ -148,15 +152,29 @@ class ProcessorSpec:
     detached: dict[str, str] = field(default_factory=dict)  # stream -> why
 
 
+def seal(secret: bytes, blob: bytes) -> bytes:
+    return hmac.new(secret, blob, hashlib.sha256).digest() + blob
+
+
+def open_sealed(secret: bytes, sealed: bytes) -> bytes | None:
+    """The blob if its signature is the secret's (constant-time compare), else None."""
+    mac, blob = sealed[:32], sealed[32:]
+    return blob if hmac.compare_digest(mac, hmac.new(secret, blob, hashlib.sha256).digest()) else None
+
+
 class ProcessorRegistry:
-    def __init__(self, redis_url: str, renditions: dict[str, dict[str, int]]) -> None:
+    def __init__(self, redis_url: str, renditions: dict[str, dict[str, int]], secret: bytes) -> None:
         self.redis_url = redis_url
         self.redis = redis.Redis.from_url(redis_url)
         self.renditions = renditions
+        self.secret = secret
         self.specs: dict[str, ProcessorSpec] = {}
-        for raw in self.redis.hvals(SPECS_KEY):  # a restart: the hosts died with the old registry
-            assert isinstance(raw, bytes)
-            spec = ray.cloudpickle.loads(raw)
+        for field_name, raw in self.redis.hgetall(SPECS_KEY).items():  # a restart: the hosts died with the old registry
+            blob = open_sealed(secret, raw) if isinstance(raw, bytes) else None
+            if blob is None:
+                log.warning("processor spec %r in Redis is not signed with the cluster secret: ignored", store.text(field_name))
+                continue
+            spec = ray.cloudpickle.loads(blob)
             self.specs[spec.name] = spec
             started = self._start_on_live_streams(spec)
             log.warning("processor registry restarted: %s attached again on %s", spec.name, started or "no live stream")
@@ -175,7 +193,7 @@ class ProcessorRegistry:
         return self._start_on_live_streams(spec)
 
     def _save(self, spec: ProcessorSpec) -> None:
-        self.redis.hset(SPECS_KEY, spec.name, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={})))
+        self.redis.hset(SPECS_KEY, spec.name, seal(self.secret, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={}))))
 
     def _start_on_live_streams(self, spec: ProcessorSpec) -> list[str]:
         live = [s["name"] for s in store.list_streams(self.redis) if s.get("state") == "live"]

@@ -61,12 +61,16 @@ def admin_token(data_dir: Path) -> tuple[str, Path | None]:
     if os.environ.get(ADMIN_TOKEN_ENV):
         return os.environ[ADMIN_TOKEN_ENV], None
     path = data_dir / "admin_token"
+    return kept_secret(path), path
+
+
+def kept_secret(path: Path) -> str:
+    """A random secret made once and kept in `path` (mode 0600)."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip(), path
+    return path.read_text().strip()
 
 
 def haproxy_available() -> bool:
@@ -171,7 +175,7 @@ class Raylive:
             self._redis.delete(PROCESSOR_SPECS_KEY)
         self.processors = ProcessorRegistryActor.options(
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-        ).remote(self.redis_url, s.transcode.renditions)
+        ).remote(self.redis_url, s.transcode.renditions, kept_secret(self.data_dir / "cluster_secret").encode())
 
         self._reconcile_gateways()
         ray.get([gw.start.remote() for gw in self.gateways.values()])
@@ -274,46 +278,53 @@ class Raylive:
             log.warning("checking for vanished publishers: %s", exc)
 
     def stop(self) -> None:
-        """Publishers are told and disconnected, playlists get ENDLIST, then everything exits."""
+        """Publishers are told and disconnected, playlists get ENDLIST, then everything exits.
+        The Ray head and Redis stop whatever happened before (a startup interrupted inside
+        `import ray` leaves a half-imported module behind)."""
+        try:
+            if self.ray_started:
+                self._stop_ray_side()
+        finally:
+            if self.ray_head is not None:
+                self.ray_head.stop()
+            if self.redis is not None:
+                self.redis.stop()
+            if self.record:  # ours (not another instance's, when this one never got the lock)
+                runtime_path(self.data_dir).unlink(missing_ok=True)
+            self.lock.release()
+
+    def _stop_ray_side(self) -> None:
         import ray
 
-        if self.ray_started:
-            try:
-                ray.get([gw.stop.remote() for gw in self.gateways.values()], timeout=10)
-            except Exception:  # noqa: BLE001 - keep shutting down whatever failed
-                log.exception("stopping RTMP gateways")
-            try:
-                for actor in ray.util.list_named_actors(all_namespaces=True):
-                    if actor["namespace"] == NAMESPACE and actor["name"].startswith(("stream:", "gateway:")):
-                        ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
+        try:
+            ray.get([gw.stop.remote() for gw in self.gateways.values()], timeout=10)
+        except Exception:  # noqa: BLE001 - keep shutting down whatever failed
+            log.exception("stopping RTMP gateways")
+        try:
+            for actor in ray.util.list_named_actors(all_namespaces=True):
+                if actor["namespace"] == NAMESPACE and actor["name"].startswith(("stream:", "gateway:")):
+                    ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE))
+        except Exception:  # noqa: BLE001
+            log.exception("stopping actors")
+        if self.processors is not None:
+            ray.kill(self.processors)
+        if self.analytics is not None:
+            try:  # the streams' last events into ClickHouse; anything left stays in Redis for next time
+                ray.get(self.analytics.drain.remote(5.0), timeout=10)
+                ray.kill(self.analytics)
             except Exception:  # noqa: BLE001
-                log.exception("stopping actors")
-            if self.processors is not None:
-                ray.kill(self.processors)
-            if self.analytics is not None:
-                try:  # the streams' last events into ClickHouse; anything left stays in Redis for next time
-                    ray.get(self.analytics.drain.remote(5.0), timeout=10)
-                    ray.kill(self.analytics)
-                except Exception:  # noqa: BLE001
-                    log.exception("stopping the analytics writer")
-            # Serve's graceful shutdown (replicas flush their counters) can take the full default
-            # 30 s with the HAProxy ingress: bound it; stopping Ray below ends whatever is left.
-            try:
-                from ray.serve.context import _get_global_client
+                log.exception("stopping the analytics writer")
+        # Serve's graceful shutdown (replicas flush their counters) can take the full default
+        # 30 s with the HAProxy ingress: bound it; stopping Ray below ends whatever is left.
+        try:
+            from ray.serve.context import _get_global_client
 
-                client = _get_global_client()
-                if client is not None:
-                    client.shutdown(timeout_s=SERVE_SHUTDOWN_TIMEOUT_S)
-            except Exception:  # noqa: BLE001
-                log.exception("stopping Serve")
-            ray.shutdown()
-        if self.ray_head is not None:
-            self.ray_head.stop()
-        if self.redis is not None:
-            self.redis.stop()
-        if self.record:  # ours (not another instance's, when this one never got the lock)
-            runtime_path(self.data_dir).unlink(missing_ok=True)
-        self.lock.release()
+            client = _get_global_client()
+            if client is not None:
+                client.shutdown(timeout_s=SERVE_SHUTDOWN_TIMEOUT_S)
+        except Exception:  # noqa: BLE001
+            log.exception("stopping Serve")
+        ray.shutdown()
 
 
 def start_gateway_here(settings: Settings) -> int:
