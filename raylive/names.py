@@ -3,3 +3,8 @@
 from __future__ import annotations
 
 NAMESPACE = "raylive"
+
+
+def gateway_name(node_id: str) -> str:
+    """The RTMP gateway of a node (one per node)."""
+    return f"gateway:{node_id[:12]}"

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from raylive import store
-from raylive.actors.stream import STALE_PUBLISHER_S
 from raylive.launcher.redis_server import EmbeddedRedis
+from raylive.runtime.lifecycle import STALE_PUBLISHER_S
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
 from .helpers import get, playlist_ready, publish, wait_for

@@ -123,12 +123,20 @@ def test_a_stream_whose_gateway_died_ends_when_its_publisher_stays_away(raylive:
     ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
         wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "fo4 to go live")
+        # Nobody will tell the stream actor: its gateway dies, and `raylive up` (the supervisor) is
+        # stopped too. The actor's own clock must end the stream after the reconnect grace.
+        os.kill(raylive.proc.pid, signal.SIGSTOP)
+        killed = time.monotonic()
         kill_the_gateway(raylive)
         assert ff.wait(30) != 0
+        text = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(f"{base}/source/index.m3u8").text) else None, 40, "ENDLIST")
+        ended_after = time.monotonic() - killed
     finally:
+        os.kill(raylive.proc.pid, signal.SIGCONT)
         ff.kill()
-    # Nobody tells the stream actor; raylive up's supervisor ends it after the reconnect grace.
-    text = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(f"{base}/source/index.m3u8").text) else None, 40, "ENDLIST")
     assert isinstance(text, str)
     info = raylive.api("GET", "/api/v1/streams/fo4").json()
     assert info["state"] == "ended" and "vanished" in info["end_reason"], info
+    # reconnect grace (10 s) + the 3 s a holder may be silent + one tick and the last writes
+    print(f"gateway killed -> ENDLIST in {ended_after:.1f}s")
+    assert ended_after < 10 + 3 + 4

@@ -19,11 +19,12 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import metrics, store
-from ..names import NAMESPACE
+from ..names import NAMESPACE, gateway_name
+from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
-from .stream import NOT_CURRENT_PUBLISHER, StreamIngestActor, actor_name
+from .stream import StreamIngestActor, actor_name
 
 log = logging.getLogger(__name__)
 METRICS_INTERVAL_S = 5.0
@@ -36,11 +37,12 @@ RTMP_PORT_LABEL = "raylive.io/rtmp-port"
 class _StreamSink:
     """Forwards one connection's media to its stream actor."""
 
-    def __init__(self, conn: RtmpConnection, actor: ActorHandle, token: str, name: str) -> None:
+    def __init__(self, conn: RtmpConnection, actor: ActorHandle, token: str, name: str, gateway: RtmpGateway) -> None:
         self.conn = conn
         self.actor = actor
         self.token = token
         self.name = name
+        self.gateway = gateway
 
     async def send(self, messages: list[RtmpMessage]) -> None:
         batch = [(m.type_id, m.timestamp, m.payload) for m in messages]
@@ -60,7 +62,7 @@ class _StreamSink:
         deadline = asyncio.get_running_loop().time() + RECLAIM_TIMEOUT_S
         while asyncio.get_running_loop().time() < deadline:
             try:
-                claim = await self.actor.claim.remote(self.token, str(self.conn.peer))
+                claim = await self.actor.claim.remote(self.token, str(self.conn.peer), self.gateway.name)
                 if not claim["ok"]:
                     return None  # someone else holds the stream now
                 result: dict[str, Any] = await self.actor.push.remote(self.token, batch)
@@ -70,25 +72,19 @@ class _StreamSink:
         return None
 
     async def close(self, reason: str) -> None:
-        result = await self.actor.release.remote(self.token, reason)
-        if result["grace_s"] > 0:  # a dropped publisher may come back; end the stream if it does not
-            asyncio.get_running_loop().call_later(result["grace_s"], lambda: asyncio.ensure_future(self._expire()))
-
-    async def _expire(self) -> None:
-        try:
-            await self.actor.expire.remote(self.token)
-        except Exception:  # noqa: BLE001 - the actor is gone; so is its stream
-            log.exception("stream %s: ending after the reconnect grace failed", self.name)
+        """The connection ended: say so; the stream actor decides (and keeps the reconnect grace)."""
+        self.gateway.sinks.pop(self.token, None)
+        await self.actor.release.remote(self.token, reason)
 
 
-async def _claim(actor: ActorHandle, token: str, peer: str) -> dict[str, Any]:
+async def _claim(actor: ActorHandle, token: str, peer: str, gateway: str) -> dict[str, Any]:
     """Claim a stream for a publisher, waiting while Ray restarts its actor (the actor's process
     or node died: a reconnecting publisher must not be turned away meanwhile)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RECLAIM_TIMEOUT_S
     while True:
         try:
-            result: dict[str, Any] = await actor.claim.remote(token, peer)
+            result: dict[str, Any] = await actor.claim.remote(token, peer, gateway)
             return result
         except ActorUnavailableError:
             if loop.time() > deadline:
@@ -119,12 +115,13 @@ class _Authorizer:
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
         actor = gw.stream_actor(name)
         token = secrets.token_hex(8)
-        claim = await _claim(actor, token, str(conn.peer))
+        claim = await _claim(actor, token, str(conn.peer), gw.name)
         if not claim["ok"]:
             raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
         conn.stream_name = name
         log.info("rtmp conn %s: publishing stream %s", conn.id, name)
-        return _StreamSink(conn, actor, token, name)
+        sink = gw.sinks[token] = _StreamSink(conn, actor, token, name, gw)
+        return sink
 
 
 class RtmpGateway:
@@ -143,6 +140,8 @@ class RtmpGateway:
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0
         self.node_id = ""
+        self.name = ""  # gateway_name(node_id), what stream actors ask `holds` of
+        self.sinks: dict[str, _StreamSink] = {}  # connection token -> its publisher's sink
         self.stopping = False
         self._metrics_task: asyncio.Task[None] | None = None
 
@@ -152,11 +151,17 @@ class RtmpGateway:
             return self.port
         ctx = ray.get_runtime_context()
         self.node_id = ctx.get_node_id()  # pinned to this node for good
+        self.name = gateway_name(self.node_id)
         port = int(str(ctx.get_node_labels().get(RTMP_PORT_LABEL, self.settings.rtmp.port)))
         self.port = await self.server.start(self.settings.host, port)
         self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
         log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
         return self.port
+
+    async def holds(self, token: str) -> bool:
+        """Whether this gateway still has the publisher connection `token` (a stream actor asks
+        before it refuses a publisher that reconnected through another gateway)."""
+        return token in self.sinks
 
     async def stop(self) -> None:
         self.stopping = True

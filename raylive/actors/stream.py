@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .. import analytics, metrics, store
 from ..runtime.avc import sps_from_avcc
 from ..runtime.frames import keyframe_jpeg
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
+from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER, AskHolder, End, PublisherLifecycle, Refuse
 from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
 from ..runtime.rtmp.chunk import VIDEO
 from ..runtime.transcode import ENCODERS, LadderConfig, LadderFrame, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
@@ -36,12 +38,8 @@ from .transcoder import StreamTranscoderActor, transcoder_name
 log = logging.getLogger(__name__)
 
 
-# Why a connection ended (RtmpConnection): these mean the publisher is done on purpose.
-CLEAN_END_REASONS = ("unpublished", "stopped")
-# A publisher delivers a batch at least every 250 ms while media flows; this much silence means
-# its connection is dead even if TCP has not noticed yet.
-STALE_PUBLISHER_S = 3.0
-NOT_CURRENT_PUBLISHER = "not the current publisher"
+CLOCK_S = 1.0  # the actor's clock: a tick when nothing else ran for this long (`PublisherLifecycle.tick`)
+HOLDER_CHECK_TIMEOUT_S = 2.0  # asking another gateway whether it still has the stream's publisher
 MAX_TRANSCODER_RESTARTS = 3  # per publish
 # How long the end of a publish waits for the transcoder to flush its last segments.
 LADDER_DRAIN_TIMEOUT_S = 10.0
@@ -93,33 +91,53 @@ class StreamIngest:
         self._last_config: LadderConfig | None = None
         self._thumbnail_at = 0.0
         self._late_reported = 0
-        self.reconnect_grace_s = reconnect_grace_s
-        self.suspended: str | None = None  # token of a dropped publisher we are waiting for
         self.redis = redis.Redis.from_url(redis_url)
-        self.owner: str | None = None  # connection token of the current publisher
+        self.lifecycle = PublisherLifecycle(name, reconnect_grace_s)
         self.timeline: IngestTimeline | None = None
         self.presentation: LiveHlsPresentation | None = None
         self.started_at = 0.0
-        self.error: str | None = None
-        self.kicked: str | None = None  # set by the control plane: the publisher must go
-        self.last_push = 0.0  # monotonic time of the owner's last batch
-        self._dropped_at = 0.0  # monotonic time the publisher dropped (suspended)
+        if self.redis.hget(store.live_key(name), "state") in (b"live", b"reconnecting"):
+            # Ray restarted this actor mid-publish: the publisher may reclaim the stream (its
+            # gateway retries); if nobody does within the grace, the clock ends it.
+            self.lifecycle.suspended_after_restart(time.monotonic())
+        self._last_call = time.monotonic()
+        threading.Thread(target=self._clock, name="stream-clock", daemon=True).start()
 
-    # -- publisher lifecycle -----------------------------------------------------------
-    def claim(self, token: str, peer: str) -> dict[str, Any]:
-        if self.owner is not None and self.owner != token:
-            silent = time.monotonic() - self.last_push
-            if silent < STALE_PUBLISHER_S:
-                return {"ok": False, "reason": f"stream {self.name} is already being published"}
-            # The holder sent nothing for a while: a half-open connection (e.g. the encoder's
-            # network dropped and it reconnected first). Treat it as dropped and let the new
-            # publisher continue instead of locking it out until the old socket times out.
-            log.warning("stream %s: replacing a publisher silent for %.1fs", self.name, silent)
-            self.release(self.owner, "replaced by a new publisher")
-        self.owner = token
-        self.last_push = time.monotonic()
-        self.error = None
-        self.kicked = None
+    # -- publisher lifecycle (the rules: raylive/runtime/lifecycle.py) --------------------
+    def _clock(self) -> None:
+        """The stream's own time: ask for a `tick` when nothing else ran for CLOCK_S while the
+        lifecycle has a deadline. Only submits a call, so state is touched by Ray's one thread."""
+        me = ray.get_runtime_context().current_actor
+        while True:
+            time.sleep(CLOCK_S)
+            if self.lifecycle.watching and time.monotonic() - self._last_call >= CLOCK_S:
+                me.tick.remote()
+
+    def tick(self) -> None:
+        self._last_call = time.monotonic()
+        decision = self.lifecycle.tick(self._last_call)
+        if decision is None:
+            return
+        if self.presentation is None:  # restarted, and the publisher never came back
+            restored = self._restore(secrets.token_hex(4))
+            if restored is None:
+                return
+            self.presentation = restored[0]
+        self._finalize(decision.reason)
+
+    def claim(self, token: str, peer: str, gateway: str = "") -> dict[str, Any]:
+        now = self._last_call = time.monotonic()
+        decision = self.lifecycle.claim(token, gateway, now)
+        if isinstance(decision, AskHolder):
+            decision = self.lifecycle.claim(token, gateway, now, holder_present=self._holder_present(decision))
+            assert not isinstance(decision, AskHolder)  # answered
+        if isinstance(decision, Refuse):
+            return {"ok": False, "reason": decision.reason}
+        if decision.replaced is not None:
+            # A half-open connection (the encoder reconnected first) or one whose gateway is gone:
+            # treat it as dropped and let the new publisher continue its playlists.
+            log.warning("stream %s: replacing a publisher that is not there any more", self.name)
+            self._suspend_output("replaced by a new publisher")
         self.timeline = IngestTimeline()
         self._late_reported = 0
         epoch = secrets.token_hex(4)
@@ -130,8 +148,7 @@ class StreamIngest:
             self.started_at = float(self.redis.hget(store.live_key(self.name), "started_at") or time.time())
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
             self._subscribe_processors()
-        elif self.suspended is not None and self.presentation is not None:
-            self.suspended = None
+        elif decision.resume and self.presentation is not None:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
             log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
         else:
@@ -164,12 +181,22 @@ class StreamIngest:
         self._event("publish")
         return {"ok": True, "epoch": epoch}
 
+    def _holder_present(self, ask: AskHolder) -> bool:
+        """Whether the gateway of the stream's holder still has its connection (False when that
+        gateway, or its node, is gone or does not answer in time)."""
+        try:
+            gateway = ray.get_actor(ask.gateway, namespace=ray.get_runtime_context().namespace)
+            return bool(ray.get(gateway.holds.remote(ask.token), timeout=HOLDER_CHECK_TIMEOUT_S))
+        except (ValueError, RayError, GetTimeoutError):
+            return False
+
     def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
-        if token != self.owner or self.timeline is None or self.presentation is None:
-            return {"ok": False, "reason": NOT_CURRENT_PUBLISHER}
-        if self.kicked:
-            return {"ok": False, "reason": self.kicked}
-        self.last_push = time.monotonic()
+        self._last_call = time.monotonic()
+        refused = NOT_CURRENT_PUBLISHER if self.timeline is None or self.presentation is None else None
+        refused = refused or self.lifecycle.push(token, self._last_call)
+        if refused:
+            return {"ok": False, "reason": refused}
+        assert self.timeline is not None and self.presentation is not None
         metrics.inc("raylive_ingest_bytes_total", sum(len(m[2]) for m in batch), stream=self.name)
         metrics.inc("raylive_ingest_frames_total", sum(1 for m in batch if m[0] == VIDEO), stream=self.name)
         try:
@@ -179,18 +206,14 @@ class StreamIngest:
         except (UnsupportedMedia, ValueError) as exc:
             # Media we cannot package (a codec, a malformed or changed configuration): refuse the
             # publisher with the reason rather than fail the actor; other streams are unaffected.
-            self.error = str(exc) if isinstance(exc, UnsupportedMedia) else f"bad media from publisher: {exc}"
-            log.warning("stream %s: %s", self.name, self.error)
-            return {"ok": False, "reason": self.error}
+            return self._fail(str(exc) if isinstance(exc, UnsupportedMedia) else f"bad media from publisher: {exc}")
         if files:
             self._write(files, self.hls.segment_ttl_s)
             self._update_status()
         if self.max_bitrate_kbps and self.timeline.stats.window_s() >= BITRATE_WINDOW_S:
             kbps = self.timeline.stats.rates()[0]
             if kbps > self.max_bitrate_kbps:
-                self.error = f"ingest bitrate {kbps:.0f} kb/s is above this server's limit of {self.max_bitrate_kbps:.0f} kb/s"
-                log.warning("stream %s: %s", self.name, self.error)
-                return {"ok": False, "reason": self.error}
+                return self._fail(f"ingest bitrate {kbps:.0f} kb/s is above this server's limit of {self.max_bitrate_kbps:.0f} kb/s")
         second = int(time.time())
         if second != self._health_second:  # one ingest-health row per second per stream
             self._health_second = second
@@ -215,45 +238,34 @@ class StreamIngest:
             realtime_factor=self._tx_status.get("realtime_factor", {}),
         )
 
-    def release(self, token: str, reason: str) -> dict[str, float]:
+    def _fail(self, reason: str) -> dict[str, Any]:
+        """Media we cannot package or a limit broken: the publisher is refused with the reason and
+        the stream ends when it goes (no reconnect grace); other streams are unaffected."""
+        log.warning("stream %s: %s", self.name, reason)
+        self.lifecycle.fail(reason)
+        return {"ok": False, "reason": reason}
+
+    def release(self, token: str, reason: str) -> None:
         """The publisher is gone. A clean end (unpublish, server stop, kick, bad media) ends the
-        playlists now; a dropped connection keeps them open for `reconnect_grace_s` so that a
-        publisher reconnecting with the key continues them. Returns the grace the caller must
-        follow with `expire()`."""
-        if token != self.owner or self.presentation is None:
-            return {"grace_s": 0.0}
-        self.owner = None
-        if self.kicked or self.error or reason in CLEAN_END_REASONS or self.reconnect_grace_s <= 0:
-            self._finalize(self.kicked or self.error or reason)
-            return {"grace_s": 0.0}
+        playlists now; a dropped connection keeps them open for the reconnect grace, after which
+        this actor's own clock ends them unless the publisher came back."""
+        self._last_call = time.monotonic()
+        if self.presentation is None:
+            return
+        decision = self.lifecycle.release(token, reason, self._last_call)
+        if isinstance(decision, End):
+            self._finalize(decision.reason)
+        elif decision is not None:
+            self._suspend_output(reason)
+            log.info("stream %s: publisher dropped (%s); waiting %.0fs for it to reconnect", self.name, reason, decision.grace_s)
+
+    def _suspend_output(self, reason: str) -> None:
+        assert self.presentation is not None
         self._write(self._drain_ladder() + self.presentation.suspend(), self.hls.segment_ttl_s)
-        self.suspended = token
-        self._dropped_at = time.monotonic()
         self._set_state("reconnecting", dropped_at=time.time())
-        log.info("stream %s: publisher dropped (%s); waiting %.0fs for it to reconnect", self.name, reason, self.reconnect_grace_s)
-        return {"grace_s": self.reconnect_grace_s}
-
-    def expire(self, token: str) -> None:
-        """The grace after a dropped publisher is over: end the playlists unless it came back."""
-        if self.owner is None and self.suspended == token:
-            self._finalize("publisher did not reconnect")
-
-    def check_stale(self) -> bool:
-        """Called every few seconds by `raylive up`: ends a stream whose gateway died (so nobody
-        will call `release` or `expire`) once its publisher stayed away past the reconnect grace."""
-        limit = self.reconnect_grace_s + STALE_PUBLISHER_S
-        if self.owner is not None and time.monotonic() - self.last_push > limit:
-            self.owner = None
-            self._finalize("publisher vanished (its connection and gateway are gone)")
-            return True
-        if self.owner is None and self.suspended is not None and time.monotonic() - self._dropped_at > limit:
-            self._finalize("publisher did not reconnect")
-            return True
-        return False
 
     def _finalize(self, reason: str) -> None:
         assert self.presentation is not None
-        self.suspended = None
         files = self._drain_ladder()
         self._stop_transcoder()
         self._unsubscribe_processors()
@@ -290,10 +302,7 @@ class StreamIngest:
 
     def kick(self, reason: str) -> bool:
         """Disconnect the current publisher (revoked key, API stop); the gateway sees it on its next push."""
-        if self.owner is None:
-            return False
-        self.kicked = reason
-        return True
+        return self.lifecycle.kick(reason)
 
     # -- ABR ladder ----------------------------------------------------------------------
     def _restore(self, epoch: str) -> tuple[LiveHlsPresentation, list[Any]] | None:

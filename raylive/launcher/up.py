@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..names import NAMESPACE
+from ..names import NAMESPACE, gateway_name
 from ..settings import Settings
 from .instance import (
     STARTING,
@@ -38,7 +38,6 @@ from .signals import StartupInterrupted, interrupt_startup
 log = logging.getLogger("raylive")
 SERVE_SHUTDOWN_TIMEOUT_S = 6.0
 SUPERVISE_INTERVAL_S = 2.0
-STALE_CHECK_EVERY = 3  # supervise rounds between checks for vanished publishers
 READY_TIMEOUT_S = 120.0
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -90,7 +89,6 @@ class Raylive:
         self.analytics: Any = None
         self.processors: Any = None
         self.ray_address = ""
-        self._ticks = 0
         self._redis: Any = None
         self.ray_started = False
         self.ray_head: LocalRayHead | None = None
@@ -246,7 +244,7 @@ class Raylive:
                 ray.kill(self.gateways.pop(node_id))
         for node_id in alive - set(self.gateways):
             self.gateways[node_id] = RtmpGatewayActor.options(
-                name=f"gateway:{node_id[:12]}",
+                name=gateway_name(node_id),
                 namespace=NAMESPACE,
                 get_if_exists=True,  # `raylive gateway` may have started it already
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
@@ -254,28 +252,14 @@ class Raylive:
 
     def supervise(self) -> None:
         """Gateways follow the nodes, and one that Ray restarted (its process died) listens again:
-        `start` is idempotent. And a live stream whose publisher vanished with a dead gateway is
-        ended (stream actors have no timers of their own)."""
+        `start` is idempotent. (Nothing per stream: each stream actor keeps its own time.)"""
         import ray
-
-        from .. import store
-        from ..actors.stream import actor_name
 
         try:
             self._reconcile_gateways()
             ray.get([gw.start.remote() for gw in self.gateways.values()], timeout=5)
         except Exception as exc:  # noqa: BLE001 - still restarting; next round
             log.warning("RTMP gateway not listening yet: %s", exc)
-        self._ticks += 1
-        if self._ticks % STALE_CHECK_EVERY or self._redis is None:
-            return
-        try:
-            for name in [n.decode() for n in self._redis.smembers(store.STREAMS)]:
-                if self._redis.hget(store.live_key(name), "state") in (b"live", b"reconnecting"):
-                    with contextlib.suppress(ValueError):
-                        ray.get_actor(actor_name(name), namespace=NAMESPACE).check_stale.remote()
-        except Exception as exc:  # noqa: BLE001 - next round
-            log.warning("checking for vanished publishers: %s", exc)
 
     def stop(self) -> None:
         """Publishers are told and disconnected, playlists get ENDLIST, then everything exits.
@@ -339,7 +323,7 @@ def start_gateway_here(settings: Settings) -> int:
     ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, logging_level=logging.WARNING)
     node = ray.get_runtime_context().get_node_id()
     gw = RtmpGatewayActor.options(
-        name=f"gateway:{node[:12]}",
+        name=gateway_name(node),
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
