@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 
 from . import store
-from .actors.analytics import WRITER_NAME
-from .actors.processor import REGISTRY_NAME, ProcessorSpec
+from .actors.processor import ProcessorSpec
 from .launcher.instance import read_runtime
-from .names import NAMESPACE
+from .names import NAMESPACE, REGISTRY_NAME, WRITER_NAME
 
 
 class Processor:

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 NAMESPACE = "raylive"
+WRITER_NAME = "analytics:writer"  # the one AnalyticsWriter
+REGISTRY_NAME = "processors"  # the ProcessorRegistry
+
+
+def actor_name(stream: str) -> str:
+    """A stream's StreamIngest (the owner of the live stream)."""
+    return f"stream:{stream}:ingest"
+
+
+def transcoder_name(stream: str) -> str:
+    return f"stream:{stream}:transcoder"
+
+
+def processor_host_name(stream: str, processor: str) -> str:
+    return f"stream:{stream}:processor:{processor}"
 
 
 def gateway_name(node_id: str) -> str:

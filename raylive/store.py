@@ -17,8 +17,10 @@ from typing import Any
 
 import redis
 
+from .runtime.media import STREAM_NAME
+
 PREFIX = "rl:"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(f"^{STREAM_NAME}$")
 STREAMS = PREFIX + "streams"
 
 

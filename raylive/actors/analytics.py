@@ -20,7 +20,6 @@ from .. import analytics, metrics
 
 log = logging.getLogger(__name__)
 
-WRITER_NAME = "analytics:writer"
 BATCH = 5000
 BLOCK_MS = 1000
 

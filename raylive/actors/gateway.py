@@ -15,16 +15,16 @@ from typing import Any
 import ray
 import redis.asyncio as aioredis
 from ray.actor import ActorHandle
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import metrics, store
-from ..names import NAMESPACE, gateway_name
+from ..names import NAMESPACE, actor_name, gateway_name
 from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
-from .stream import StreamIngestActor, actor_name
+from .stream import StreamIngestActor
 
 log = logging.getLogger(__name__)
 METRICS_INTERVAL_S = 5.0
@@ -77,21 +77,21 @@ class _StreamSink:
         await self.actor.release.remote(self.token, reason)
 
 
-async def _claim(actor: ActorHandle, token: str, peer: str, gateway: str) -> dict[str, Any]:
+async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[ActorHandle, dict[str, Any]]:
     """Claim a stream for a publisher, waiting while Ray restarts its actor (the actor's process
-    or node died: a reconnecting publisher must not be turned away meanwhile)."""
+    or node died, also in the middle of this call: a reconnecting publisher must not be turned
+    away meanwhile). The actor is looked up again on each try."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RECLAIM_TIMEOUT_S
     while True:
+        actor = gw.stream_actor(name)
         try:
-            result: dict[str, Any] = await actor.claim.remote(token, peer, gateway)
-            return result
-        except ActorUnavailableError:
+            result: dict[str, Any] = await actor.claim.remote(token, peer, gw.name)
+            return actor, result
+        except RayActorError as exc:  # ActorUnavailableError (restarting) or ActorDiedError (mid-call)
             if loop.time() > deadline:
-                raise PublishRefused("NetStream.Publish.Rejected", "the stream's actor is restarting; try again") from None
+                raise PublishRefused("NetStream.Publish.Rejected", f"the stream's actor failed: {type(exc).__name__}; try again") from None
             await asyncio.sleep(0.25)
-        except RayActorError as exc:
-            raise PublishRefused("NetStream.Publish.Rejected", f"the stream's actor failed: {type(exc).__name__}") from None
 
 
 class _Authorizer:
@@ -113,9 +113,8 @@ class _Authorizer:
         digest = digest.encode() if isinstance(digest, str) else digest
         if name is None or not store.check_stream_key(name, digest, stream_key):
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
-        actor = gw.stream_actor(name)
         token = secrets.token_hex(8)
-        claim = await _claim(actor, token, str(conn.peer), gw.name)
+        actor, claim = await _claim(gw, name, token, str(conn.peer))
         if not claim["ok"]:
             raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
         conn.stream_name = name

@@ -29,12 +29,12 @@ import ray
 import redis
 
 from .. import analytics, store
+from ..names import REGISTRY_NAME, actor_name, processor_host_name
 from ..runtime.frames import FrameSampler
 from ..runtime.transcode import LadderInput
 
 log = logging.getLogger(__name__)
 
-REGISTRY_NAME = "processors"
 # name -> the attached ProcessorSpec (pickled, without its hosts), so that a registry Ray restarted
 # knows them again: it starts their hosts on the live streams, and on streams that start later.
 # Each value is HMAC-SHA256(cluster secret, pickle) + pickle: unpickling runs code, and Redis is not
@@ -256,7 +256,7 @@ class ProcessorRegistry:
     def _start(self, spec: ProcessorSpec, stream: str) -> Any:
         height = None if spec.rendition == "source" else self.renditions[spec.rendition]["height"]
         host = ProcessorHostActor.options(
-            name=f"stream:{stream}:processor:{spec.name}",
+            name=processor_host_name(stream, spec.name),
             namespace=ray.get_runtime_context().namespace,
             num_cpus=spec.num_cpus,
             num_gpus=spec.num_gpus,
@@ -265,7 +265,6 @@ class ProcessorRegistry:
         return host
 
     def _ingest(self, stream: str) -> Any:
-        from .stream import actor_name
 
         try:
             return ray.get_actor(actor_name(stream), namespace=ray.get_runtime_context().namespace)

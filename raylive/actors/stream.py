@@ -24,6 +24,7 @@ import redis
 from ray.exceptions import GetTimeoutError, RayError
 
 from .. import analytics, metrics, store
+from ..names import REGISTRY_NAME, actor_name, transcoder_name
 from ..runtime.avc import sps_from_avcc
 from ..runtime.frames import keyframe_jpeg
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
@@ -32,8 +33,7 @@ from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, Stored
 from ..runtime.rtmp.chunk import VIDEO
 from ..runtime.transcode import ENCODERS, LadderConfig, LadderFrame, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
 from ..settings import HlsSettings, TranscodeSettings
-from .processor import REGISTRY_NAME
-from .transcoder import StreamTranscoderActor, transcoder_name
+from .transcoder import StreamTranscoderActor
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ class _Subscriber:
     calls: deque[Any] = field(default_factory=deque)
     resync: bool = True  # must restart from a configuration and a keyframe
     dropped: int = 0  # frames skipped since the last batch it got
-
-
-def actor_name(stream: str) -> str:
-    return f"stream:{stream}:ingest"
 
 
 class StreamIngest:

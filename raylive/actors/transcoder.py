@@ -21,10 +21,6 @@ from ..settings import TranscodeSettings
 log = logging.getLogger(__name__)
 
 
-def transcoder_name(stream: str) -> str:
-    return f"stream:{stream}:transcoder"
-
-
 class StreamTranscoder:
     def __init__(self, stream: str, ladder: list[str], settings: TranscodeSettings) -> None:
         self.stream = stream

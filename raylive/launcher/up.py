@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..names import NAMESPACE, gateway_name
+from ..names import NAMESPACE, REGISTRY_NAME, WRITER_NAME, gateway_name
 from ..settings import Settings
 from .instance import (
     STARTING,
@@ -137,9 +137,9 @@ class Raylive:
         import ray
         from ray import serve
 
-        from ..actors.analytics import WRITER_NAME, AnalyticsWriterActor
-        from ..actors.processor import REGISTRY_NAME, ProcessorRegistryActor
+        from ..actors.analytics import AnalyticsWriterActor
         from ..actors.processor import SPECS_KEY as PROCESSOR_SPECS_KEY
+        from ..actors.processor import ProcessorRegistryActor
         from ..serve_apps.control import ControlDeployment
         from ..serve_apps.playback import PlaybackDeployment
 

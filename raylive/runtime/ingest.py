@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import flv
+from .media import AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame
 from .rtmp import amf0
 from .rtmp.chunk import AUDIO, DATA_AMF0, VIDEO
 
@@ -19,37 +20,6 @@ from .rtmp.chunk import AUDIO, DATA_AMF0, VIDEO
 class UnsupportedMedia(ValueError):
     """The publisher sends something this server cannot package (e.g. a codec)."""
 
-
-@dataclass(slots=True)
-class VideoConfig:
-    avcc: bytes
-
-
-@dataclass(slots=True)
-class VideoFrame:
-    dts_ms: int
-    cts_ms: int
-    keyframe: bool
-    data: bytes
-
-
-@dataclass(slots=True)
-class AudioConfig:
-    audio_specific_config: bytes
-
-
-@dataclass(slots=True)
-class AudioFrame:
-    dts_ms: int
-    data: bytes
-
-
-@dataclass(slots=True)
-class Metadata:
-    values: dict[str, Any]
-
-
-MediaEvent = VideoConfig | VideoFrame | AudioConfig | AudioFrame | Metadata
 
 RawMessage = tuple[int, int, bytes]  # (RTMP type id, 32-bit ms timestamp, payload)
 
@@ -147,7 +117,7 @@ class IngestTimeline:
             raise UnsupportedMedia(f"unsupported audio codec {tag.name}; publish AAC (or MP3)")
         if isinstance(tag, flv.Mp3Frame):
             if self._mp3 is None:
-                from .transcode import AudioToAac  # PyAV only for streams that need it
+                from .audio import AudioToAac  # PyAV only for streams that need it
 
                 self._mp3 = AudioToAac("mp3")
             self.stats.audio_frames += 1

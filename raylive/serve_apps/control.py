@@ -26,11 +26,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics, store
-from ..actors.analytics import WRITER_NAME
-from ..actors.stream import actor_name
-from ..names import NAMESPACE
+from ..names import NAMESPACE, WRITER_NAME, actor_name
+from ..runtime.media import STREAM_NAME
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NAME_PATTERN = f"^{STREAM_NAME}$"
 PUSH_INTERVAL_S = 1.0
 
 # Per-replica state, set by ControlApp.__init__. Module-level because Serve serves a copy of `app`.

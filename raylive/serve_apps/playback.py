@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import metrics, store
+from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from .viewers import ViewerTracker, new_sid, tag_playlist, valid_sid
 
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -30,7 +30,7 @@ CORS = {
     "Access-Control-Expose-Headers": "Content-Length, Content-Type",
 }
 PATH_RE = re.compile(
-    r"^/live/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/"
+    rf"^/live/(?P<name>{STREAM_NAME})/"
     r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
 )
 
@@ -135,7 +135,7 @@ class PlaybackApp:
             self.cache.put(key, data)
         if sid:
             self.viewers.record(name, m["rendition"], sid, len(data), request.headers.get("user-agent", ""))
-        ctype = "audio/mp4" if m["rendition"] == "audio" else "video/mp4"
+        ctype = mp4_type(m["rendition"])
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
 

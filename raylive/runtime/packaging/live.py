@@ -13,12 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ingest import AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame
+from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame, mp4_type
 from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from .cmaf import CmafPackager, InitSegment, MediaSegment, PackagerOutput
 from .hls import AudioRendition, MediaPlaylist, PlaylistSegment, VideoVariant, render_multivariant
 
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
 MASTER_WAIT_SEGMENTS = 3
@@ -238,14 +237,14 @@ class LiveHlsPresentation:
                     self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl)
                 else:  # a reconnected publisher: same playlist, new init segment
                     known.init, known.init_uri = out, init_uri
-                files.append(StoredFile(f"{name}/{init_uri}", out.data, _mp4_type(out.rendition), True))
+                files.append(StoredFile(f"{name}/{init_uri}", out.data, mp4_type(out.rendition), True))
             elif isinstance(out, MediaSegment):
                 r = self.renditions[out.rendition]
                 if r.dropped:
                     continue
                 seg_name = f"{epoch}-{out.index}.m4s"
                 media_end = self.wall_start + out.start_s + out.duration_s
-                files.append(StoredFile(f"{r.name}/{seg_name}", out.data, _mp4_type(out.rendition), True, media_end))
+                files.append(StoredFile(f"{r.name}/{seg_name}", out.data, mp4_type(out.rendition), True, media_end))
                 bits = len(out.data) * 8
                 if out.duration_s > 0:
                     r.peak_bps = max(r.peak_bps, int(bits / out.duration_s))
@@ -327,7 +326,3 @@ def nominal_frame_rate(measured: float) -> float:
     """Millisecond timestamps blur the rate (30 fps arrives as 33/33/34 ms); snap to the usual ones."""
     best = min(COMMON_RATES, key=lambda r: abs(r - measured))
     return best if abs(best - measured) <= 0.01 * best else round(measured, 3)
-
-
-def _mp4_type(rendition: str) -> str:
-    return "audio/mp4" if rendition == "audio" else "video/mp4"
