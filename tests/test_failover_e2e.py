@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -134,9 +135,20 @@ def test_a_stream_whose_gateway_died_ends_when_its_publisher_stays_away(raylive:
     finally:
         os.kill(raylive.proc.pid, signal.SIGCONT)
         ff.kill()
+        # Leave the shared raylive as we found it: the restarted gateway listens again once the
+        # supervisor runs (every 2 s); the next test's publisher must not meet a closed port.
+        wait_for(lambda: _accepts(raylive.rtmp_port), 30, "the restarted gateway to listen again")
     assert isinstance(text, str)
     info = raylive.api("GET", "/api/v1/streams/fo4").json()
     assert info["state"] == "ended" and "vanished" in info["end_reason"], info
     # reconnect grace (10 s) + the 3 s a holder may be silent + one tick and the last writes
     print(f"gateway killed -> ENDLIST in {ended_after:.1f}s")
     assert ended_after < 10 + 3 + 4
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
