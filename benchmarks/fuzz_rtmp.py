@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from raylive.runtime import flv  # noqa: E402
 from raylive.runtime.ingest import IngestTimeline, UnsupportedMedia  # noqa: E402
 from raylive.runtime.rtmp import amf0  # noqa: E402
-from raylive.runtime.rtmp.chunk import ChunkError  # noqa: E402
+from raylive.runtime.rtmp.chunk import ChunkError, ChunkLimits  # noqa: E402
 from raylive.runtime.rtmp.session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -55,7 +55,7 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
 
 
 def run_one(data: bytes, rng: random.Random) -> None:
-    session = RtmpServerSession(max_message_size=1 << 20)
+    session = RtmpServerSession(ChunkLimits(max_message_size=1 << 20))
     timeline = IngestTimeline()
     pos = 0
     try:

@@ -128,10 +128,12 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     rtmp, http = free_port(), free_port()
     data = work / "raylive"
+    # Every benchmark publisher comes from 127.0.0.1 and up to 100 start at once.
+    (work / "raylive.yaml").write_text(f"rtmp:\n  max_unpublished_per_address: {max(16, n_max)}\n")
     log = open(work / "raylive.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "raylive.cli", "up", "--data-dir", str(data), "--host", "127.0.0.1",
-         "--rtmp-port", str(rtmp), "--http-port", str(http), "--no-dashboard"],
+         "--rtmp-port", str(rtmp), "--http-port", str(http), "--no-dashboard", "--config", str(work / "raylive.yaml")],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 180

@@ -20,6 +20,8 @@ class RtmpSettings:
     max_streams: int = 0  # streams published through one node's gateway at once (0: no limit)
     max_bitrate_kbps: int = 0  # a publisher above this for 5 s is disconnected (0: no limit)
     max_message_size: int = 16 << 20
+    publish_timeout_s: float = 10.0  # a connection that has not asked to publish by then is closed
+    max_unpublished_per_address: int = 16  # connections from one address not yet publishing
     flush_interval_s: float = 0.25
     reconnect_grace_s: float = 10.0  # a dropped publisher may reconnect and continue the playlists
 

@@ -5,9 +5,12 @@ import pytest
 from raylive.runtime.rtmp.chunk import (
     ABORT,
     AUDIO,
+    BEFORE_PUBLISH_LIMITS,
+    COMMAND_AMF0,
     SET_CHUNK_SIZE,
     VIDEO,
     ChunkError,
+    ChunkLimits,
     ChunkReader,
     RtmpMessage,
     encode_message,
@@ -76,11 +79,41 @@ def test_abort_discards_the_partial_message() -> None:
 
 def test_limits_and_protocol_violations() -> None:
     with pytest.raises(ChunkError, match="exceeds limit"):
-        ChunkReader(max_message_size=1000).feed(encode_message(6, VIDEO, 1, 0, b"x" * 2000, 4096))
+        ChunkReader(ChunkLimits(max_message_size=1000)).feed(encode_message(6, VIDEO, 1, 0, b"x" * 2000, 4096))
     with pytest.raises(ChunkError, match="starts with fmt"):
         ChunkReader().feed(bytes([0x46]) + bytes(7))
     with pytest.raises(ChunkError, match="chunk size"):
         ChunkReader().feed(encode_message(2, SET_CHUNK_SIZE, 0, 0, (0).to_bytes(4, "big")))
+
+
+def test_a_command_larger_than_the_command_limit_is_refused_at_its_header() -> None:
+    reader = ChunkReader()
+    header = encode_message(3, COMMAND_AMF0, 0, 0, b"x" * (8 << 20), 128)[:12]  # 8 MiB declared
+    with pytest.raises(ChunkError, match="type 20"):
+        reader.feed(header)
+    assert reader.buffered == 12  # nothing of the payload was taken in
+
+
+def test_before_publish_a_stranger_gets_few_chunk_streams_and_little_buffer() -> None:
+    reader = ChunkReader(BEFORE_PUBLISH_LIMITS)
+    # ffmpeg's whole publish (chunk streams 2..8) parses under the before-publish limits...
+    assert len(ChunkReader(BEFORE_PUBLISH_LIMITS).feed(ffmpeg_publish_bytes()[1 + 2 * 1536 :])) > 10
+    # ...but incomplete media on many chunk streams does not pile up.
+    with pytest.raises(ChunkError, match="incomplete messages"):
+        for csid in range(2, 9):
+            reader.feed(encode_message(csid, VIDEO, 1, 0, bytes(1 << 20), 128)[: 12 + 128])  # first chunk of 1 MiB
+        for _ in range(1000):
+            for csid in range(2, 9):
+                reader.feed(bytes([0xC0 | csid]) + bytes(128))  # a continuation chunk
+    assert reader._partial_bytes <= BEFORE_PUBLISH_LIMITS.max_partial_bytes
+    with pytest.raises(ChunkError, match="more than 8 chunk streams"):
+        many = ChunkReader(BEFORE_PUBLISH_LIMITS)
+        for csid in range(2, 12):
+            many.feed(encode_message(csid, AUDIO, 1, 0, b"a"))
+    # Once publishing, the limits are the publisher's: a 4 MiB keyframe passes.
+    reader = ChunkReader(BEFORE_PUBLISH_LIMITS)
+    reader.limits = ChunkLimits()
+    assert reader.feed(encode_message(6, VIDEO, 1, 0, bytes(4 << 20), 128))[0].payload == bytes(4 << 20)
 
 
 def test_captured_ffmpeg_publish_parses_identically_in_any_split() -> None:

@@ -55,9 +55,10 @@ def _gateway(rl: RayliveProcess) -> psutil.Process:
 
 
 def test_thousands_of_idle_connections_are_closed_and_streams_keep_flowing(limited: RayliveProcess) -> None:
-    """2,000 clients connect and send nothing, or only C0: the 1,000 over max_connections are
-    closed at once, the rest when the 8 s handshake timeout ends; a live stream keeps producing
-    segments meanwhile and the gateway's memory stays bounded."""
+    """2,000 clients from 200 addresses connect and send nothing, or only C0: the 1,000 over
+    max_connections are closed at once, the rest when the 8 s handshake timeout ends; then 200
+    from one address: all but 16 (rtmp.max_unpublished_per_address) are closed at once. A live
+    stream keeps producing segments meanwhile and the gateway's memory stays bounded."""
     rl = limited
     a = publish(rl.rtmp_url(rl.create_key("steady")), seconds=None, extra=LOW_BITRATE)
     media = f"{rl.base_url}/live/steady/source/index.m3u8"
@@ -68,7 +69,7 @@ def test_thousands_of_idle_connections_are_closed_and_streams_keep_flowing(limit
         rss_before = gateway.memory_info().rss
         segments_before = set(re.findall(r"^\S+\.m4s$", get(media).text, re.M))
         for i in range(2000):
-            s = socket.create_connection(("127.0.0.1", rl.rtmp_port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", rl.rtmp_port), timeout=10, source_address=(f"127.0.0.{2 + i % 200}", 0))
             if i % 2:
                 s.sendall(b"\x03")  # C0 only: a truncated handshake
             socks.append(s)
@@ -91,6 +92,13 @@ def test_thousands_of_idle_connections_are_closed_and_streams_keep_flowing(limit
         # Meanwhile the live stream goes on.
         wait_for(lambda: set(re.findall(r"^\S+\.m4s$", get(media).text, re.M)) - segments_before, 10, "a new segment during the flood")
         wait_for(lambda: all(closed(s) for s in pending), 8 + 10, "the handshake timeout to close the rest")
+        assert a.poll() is None
+        one_address = [
+            socket.create_connection(("127.0.0.1", rl.rtmp_port), timeout=10, source_address=("127.0.1.1", 0)) for _ in range(200)
+        ]
+        socks += one_address
+        wait_for(lambda: sum(closed(s) for s in one_address) >= 184, 4, "the connections over the per-address limit to be closed")
+        assert sum(not closed(s) for s in one_address) == 16
         assert a.poll() is None
         growth_mb = (rss_flood - rss_before) / 2**20
         print(f"gateway RSS {rss_before / 2**20:.0f} MB -> {rss_flood / 2**20:.0f} MB with 1,000 pending connections")

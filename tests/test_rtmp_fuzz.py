@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from raylive.runtime import flv
 from raylive.runtime.ingest import IngestTimeline, UnsupportedMedia
 from raylive.runtime.rtmp import amf0
-from raylive.runtime.rtmp.chunk import ChunkError, ChunkReader
+from raylive.runtime.rtmp.chunk import ChunkError, ChunkLimits, ChunkReader
 from raylive.runtime.rtmp.session import RtmpProtocolError, RtmpServerSession
 from tests.helpers import ffmpeg_publish_bytes
 
@@ -37,7 +37,7 @@ def mutated_capture(draw: st.DrawFn) -> bytes:
 @given(st.binary(max_size=4096))
 def test_chunk_reader_random_bytes(data: bytes) -> None:
     try:
-        ChunkReader(max_message_size=1 << 20).feed(data)
+        ChunkReader(ChunkLimits(max_message_size=1 << 20)).feed(data)
     except ChunkError:
         pass
 
@@ -45,7 +45,7 @@ def test_chunk_reader_random_bytes(data: bytes) -> None:
 @FUZZ
 @given(mutated_capture(), st.integers(1, 4096))
 def test_session_survives_mutated_real_publish(data: bytes, step: int) -> None:
-    session = RtmpServerSession(max_message_size=1 << 20)
+    session = RtmpServerSession(ChunkLimits(max_message_size=1 << 20))
     timeline = IngestTimeline()
     try:
         for i in range(0, len(data), step):

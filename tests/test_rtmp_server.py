@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from raylive.runtime.rtmp.chunk import RtmpMessage
+from raylive.runtime.rtmp.chunk import COMMAND_AMF0, WINDOW_ACK_SIZE, RtmpMessage, encode_message
 from raylive.runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from raylive.runtime.rtmp.session import PublishRequested, RtmpServerSession
 from tests.helpers import ffmpeg_publish_bytes
@@ -46,7 +46,10 @@ async def _serve(cfg: RtmpServerConfig) -> tuple[RtmpServer, KeyAuthorizer, int]
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
     started = time.monotonic()
-    while await asyncio.wait_for(reader.read(65536), seconds):
+    try:
+        while await asyncio.wait_for(reader.read(65536), seconds):
+            pass
+    except ConnectionResetError:  # closed with our bytes unread
         pass
     return time.monotonic() - started
 
@@ -158,6 +161,83 @@ def test_a_slow_publish_authorization_does_not_count_as_client_idleness() -> Non
         await _closed_within(reader, 10)
         [sink] = auth.sinks
         assert sink.closed == "unpublished" and len(sink.messages) > 50, (sink.closed, len(sink.messages))
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+HANDSHAKE = b"\x03" + bytes(1536) + bytes(1536)
+
+
+async def _connect_from(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+
+@pytest.mark.timeout(30)
+def test_a_stranger_must_ask_to_publish_in_time_and_one_address_holds_few_such_connections() -> None:
+    async def scenario() -> None:
+        cfg = RtmpServerConfig(idle_timeout_s=30, publish_timeout_s=1.0, max_unpublished_per_address=3)
+        server, auth, port = await _serve(cfg)
+        # Handshake, then a Window Acknowledgement Size every 0.3 s: never idle, never publishing.
+        keeper_r, keeper_w = await _connect_from("127.0.0.2", port)
+        keeper_w.write(HANDSHAKE)
+
+        async def keep_alive() -> None:
+            for _ in range(30):
+                keeper_w.write(encode_message(2, WINDOW_ACK_SIZE, 0, 0, (2_500_000).to_bytes(4, "big")))
+                await asyncio.sleep(0.3)
+
+        alive = asyncio.create_task(keep_alive())
+        assert 0.5 < await _closed_within(keeper_r, 5) < 2.5  # the publish deadline, not the 30 s idle timeout
+        alive.cancel()
+        # Three strangers from one address are held; a fourth is closed at once.
+        held = [await _connect_from("127.0.0.3", port) for _ in range(3)]
+        for _, w in held:
+            w.write(HANDSHAKE)
+        await asyncio.sleep(0.1)
+        fourth_r, _ = await _connect_from("127.0.0.3", port)
+        assert await _closed_within(fourth_r, 2) < 0.5
+        assert server.ended["address limit"] == 1
+        # A publisher from another address is not affected.
+        await asyncio.wait_for(_replay_publish(port), 10)
+        assert auth.sinks[-1].closed == "unpublished" and len(auth.sinks[-1].messages) > 50
+        for r, _ in held:
+            await _closed_within(r, 3)
+        assert server.ended["publish timeout"] == 4
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_oversized_and_endless_commands_are_refused_without_stalling_a_publisher() -> None:
+    async def scenario() -> None:
+        server, auth, port = await _serve(RtmpServerConfig())
+        gaps: list[float] = []
+
+        async def ticker() -> None:  # how long the event loop is away
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.005)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        # An 8 MiB AMF0 command is refused at its header...
+        big_r, big_w = await asyncio.open_connection("127.0.0.1", port)
+        big_w.write(HANDSHAKE + encode_message(3, COMMAND_AMF0, 0, 0, b"\x05" * (8 << 20), 4096)[:65536])
+        # ...and 8 KiB commands of nulls, the costliest AMF0, end after 32 of them.
+        many_r, many_w = await asyncio.open_connection("127.0.0.1", port)
+        many_w.write(HANDSHAKE + encode_message(3, COMMAND_AMF0, 0, 0, b"\x02\x00\x01x\x00" + bytes(8) + b"\x05" * 8000) * 100)
+        publish = asyncio.create_task(_replay_publish(port))
+        assert await _closed_within(big_r, 3) < 1
+        assert await _closed_within(many_r, 3) < 1
+        await asyncio.wait_for(publish, 10)
+        tick.cancel()
+        assert server.ended["protocol error"] == 2
+        assert auth.sinks[0].closed == "unpublished"
+        assert max(gaps) < 0.25, f"the event loop stalled {max(gaps) * 1000:.0f} ms"
         await server.stop()
 
     asyncio.run(scenario())

@@ -135,6 +135,8 @@ class RtmpGateway:
             flush_interval_s=rt.flush_interval_s,
             max_message_size=rt.max_message_size,
             max_connections=rt.max_connections,
+            publish_timeout_s=rt.publish_timeout_s,
+            max_unpublished_per_address=rt.max_unpublished_per_address,
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0

@@ -30,6 +30,27 @@ MAX_CHUNK_SIZE = 1 << 24
 DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
 MAX_CHUNK_STREAMS = 64
 EXTENDED_TS = 0xFFFFFF
+MEDIA_TYPES = frozenset((AUDIO, VIDEO, AGGREGATE))
+DATA_TYPES = frozenset((DATA_AMF0, DATA_AMF3))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLimits:
+    """What one peer may make us hold. Declared lengths are checked at the header, before any
+    payload is buffered; `max_partial_bytes` bounds what is buffered across chunk streams."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # audio, video, aggregate
+    max_data_size: int = 64 << 10  # metadata (onMetaData from OBS and ffmpeg: < 1 KiB)
+    # Commands and control: the gateway decodes these on its event loop. 8 KiB of the costliest
+    # AMF0 (all nulls) decodes in 5 ms here; an 8 MiB command stalled every publisher for 1 s.
+    max_command_size: int = 8 << 10
+    max_chunk_streams: int = MAX_CHUNK_STREAMS
+    max_partial_bytes: int = 32 << 20
+
+
+# Before a publish is accepted nobody is authenticated: ffmpeg and OBS use chunk streams 2..8 and
+# send nothing larger than a few hundred bytes until then, so a stranger gets 8 streams and 128 KiB.
+BEFORE_PUBLISH_LIMITS = ChunkLimits(max_chunk_streams=8, max_partial_bytes=128 << 10)
 
 
 class ChunkError(ValueError):
@@ -60,13 +81,14 @@ class _ChunkStreamState:
 class ChunkReader:
     """Incremental parser of the peer's chunk stream."""
 
-    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(self, limits: ChunkLimits | None = None) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
-        self.max_message_size = max_message_size
+        self.limits = limits or ChunkLimits()
         self.bytes_received = 0
         self.messages_received = 0
         self._buf = bytearray()
         self._streams: dict[int, _ChunkStreamState] = {}
+        self._partial_bytes = 0  # payload bytes of messages not yet complete, all chunk streams
 
     @property
     def buffered(self) -> int:
@@ -109,8 +131,8 @@ class ChunkReader:
             return 0
         st = self._streams.get(csid)
         if st is None:
-            if len(self._streams) >= MAX_CHUNK_STREAMS:
-                raise ChunkError("too many chunk streams")
+            if len(self._streams) >= self.limits.max_chunk_streams:
+                raise ChunkError(f"more than {self.limits.max_chunk_streams} chunk streams")
             if fmt != 0:
                 raise ChunkError(f"chunk stream {csid} starts with fmt {fmt}, not 0")
             st = _ChunkStreamState()
@@ -135,11 +157,18 @@ class ChunkReader:
                 ts_field = ext
         if not new_message and fmt != 3:
             raise ChunkError(f"fmt {fmt} chunk interrupts a partial message on chunk stream {csid}")
-        if length > self.max_message_size:
-            raise ChunkError(f"message length {length} exceeds limit {self.max_message_size}")
+        if new_message:
+            if type_id in MEDIA_TYPES:
+                limit = self.limits.max_message_size
+            else:
+                limit = self.limits.max_data_size if type_id in DATA_TYPES else self.limits.max_command_size
+            if length > limit:
+                raise ChunkError(f"message length {length} (type {type_id}) exceeds limit {limit}")
         need = min(self.chunk_size, length - len(st.partial))
         if n < pos + need:
             return 0
+        if need < length - len(st.partial) and self._partial_bytes + need > self.limits.max_partial_bytes:
+            raise ChunkError(f"more than {self.limits.max_partial_bytes} bytes of incomplete messages")
         # Commit header state only once the whole chunk is available.
         if new_message:
             if fmt == 0:
@@ -151,9 +180,11 @@ class ChunkReader:
             st.extended = extended
         self._streams[csid] = st
         st.partial += view[pos : pos + need]
+        self._partial_bytes += need
         pos += need
         if len(st.partial) == st.length:
             msg = RtmpMessage(st.type_id, st.timestamp, st.stream_id, bytes(st.partial), csid)
+            self._partial_bytes -= len(st.partial)
             st.partial.clear()
             self._handle_control(msg)
             self.messages_received += 1
@@ -173,6 +204,7 @@ class ChunkReader:
                 raise ChunkError("short Abort")
             st = self._streams.get(int.from_bytes(msg.payload[:4], "big"))
             if st is not None:
+                self._partial_bytes -= len(st.partial)
                 st.partial.clear()
 
 

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from .chunk import VIDEO, ChunkError, RtmpMessage
+from .chunk import VIDEO, ChunkError, ChunkLimits, RtmpMessage
 from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, SessionEvent, Unpublished
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,22 @@ class RtmpServerConfig:
     max_pending_bytes: int = 32 << 20
     max_message_size: int = 16 << 20
     max_connections: int = 1000
+    # Until it asks to publish a connection is a stranger: it gets this long (ffmpeg and OBS ask
+    # within one round trip of the handshake) and one address may have this many at once.
+    publish_timeout_s: float = 10.0
+    max_unpublished_per_address: int = 16
 
 
 _conn_ids = itertools.count(1)
+
+
+def _address(peer: object) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
 REFUSED_LOG_INTERVAL_S = 10.0
 LISTEN_BACKLOG = 1024
+READ_SIZE = 65536
 
 
 class RtmpConnection:
@@ -65,12 +76,14 @@ class RtmpConnection:
     ) -> None:
         self.id = next(_conn_ids)
         self.peer = writer.get_extra_info("peername")
+        self.address = _address(self.peer)
         self.stream_name = ""  # set by the authorizer; never the key
+        self.publish_requested = False
         self._reader = reader
         self._writer = writer
         self._auth = authorizer
         self._cfg = config
-        self._session = RtmpServerSession(config.max_message_size)
+        self._session = RtmpServerSession(ChunkLimits(max_message_size=config.max_message_size))
         self._sink: PublishSink | None = None
         self._pending: list[RtmpMessage] = []
         self._pending_bytes = 0
@@ -88,14 +101,21 @@ class RtmpConnection:
         # Deadlines, not per-read timeouts: a client dripping a byte at a time (slowloris) must
         # still finish its handshake in time, and then complete a message every idle period.
         deadline = time.monotonic() + self._cfg.handshake_timeout_s
+        publish_by = time.monotonic() + self._cfg.publish_timeout_s
         seen = 0
         try:
             while not self._closing:
+                until = deadline if self.publish_requested else min(deadline, publish_by)
                 try:
-                    data = await asyncio.wait_for(self._reader.read(65536), max(0.0, deadline - time.monotonic()))
+                    data = await asyncio.wait_for(self._reader.read(READ_SIZE), max(0.0, until - time.monotonic()))
                 except TimeoutError:
-                    reason = "timeout"
-                    log.info("rtmp conn %s %s: %s timeout", self.id, self.peer, "idle" if self._session.handshake_done else "handshake")
+                    if not self._session.handshake_done:
+                        reason = "handshake timeout"
+                    elif self.publish_requested or until < publish_by:
+                        reason = "idle timeout"
+                    else:
+                        reason = "publish timeout"
+                    log.info("rtmp conn %s %s: %s", self.id, self.peer, reason)
                     break
                 if not data:
                     break
@@ -115,6 +135,7 @@ class RtmpConnection:
                         if msg.type_id == VIDEO and msg.payload[:1] and msg.payload[0] >> 4 == 1:
                             self._urgent.set()  # a keyframe may close a segment: deliver it now
                     elif isinstance(ev, PublishRequested):
+                        self.publish_requested = True
                         queue.extend(await self._on_publish(ev))
                         # Our own wait (a busy cluster starting the stream's actor can take longer
                         # than the idle timeout) is not the client's idleness.
@@ -124,6 +145,8 @@ class RtmpConnection:
                     elif isinstance(ev, Unpublished):
                         reason = "unpublished"
                         self._closing = True
+                if len(data) == READ_SIZE:
+                    await asyncio.sleep(0)  # more is waiting: let the other connections have their turn first
                 if self._pending:
                     self._wake.set()
                     if self._pending_bytes > self._cfg.max_pending_bytes:
@@ -219,7 +242,7 @@ class RtmpServer:
         self.connections: dict[int, RtmpConnection] = {}
         self._refused_unlogged = 0
         self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
-        # Connections ended, by reason ("publish refused", "protocol error", "timeout", ...,
+        # Connections ended, by reason ("publish refused", "protocol error", "idle timeout", ...,
         # "connection limit"): the gateway exports these as metrics.
         self.ended: collections.Counter[str] = collections.Counter()
 
@@ -232,18 +255,13 @@ class RtmpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self._cfg.max_connections:
-            writer.close()
-            self.ended["connection limit"] += 1
-            # One line per 10 s, not per connection: a flood must not turn into a log flood.
-            self._refused_unlogged += 1
-            if time.monotonic() - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
-                log.warning(
-                    "rtmp: connection limit %d reached: refused %d connection(s), the latest from %s",
-                    self._cfg.max_connections,
-                    self._refused_unlogged,
-                    writer.get_extra_info("peername"),
-                )
-                self._refused_unlogged, self._refused_logged_at = 0, time.monotonic()
+            self._refuse(writer, "connection limit", f"connection limit {self._cfg.max_connections} reached")
+            return
+        address = _address(writer.get_extra_info("peername"))
+        strangers = sum(1 for c in self.connections.values() if c.address == address and not c.publish_requested)
+        if strangers >= self._cfg.max_unpublished_per_address:
+            limit = self._cfg.max_unpublished_per_address
+            self._refuse(writer, "address limit", f"{limit} connections from {address} have not published yet")
             return
         conn = RtmpConnection(reader, writer, self._auth, self._cfg)
         self.connections[conn.id] = conn
@@ -252,6 +270,17 @@ class RtmpServer:
         finally:
             self.connections.pop(conn.id, None)
             self.ended[conn.end_reason or "connection lost"] += 1
+
+    def _refuse(self, writer: asyncio.StreamWriter, reason: str, message: str) -> None:
+        writer.close()
+        self.ended[reason] += 1
+        # One line per 10 s, not per connection: a flood must not turn into a log flood.
+        self._refused_unlogged += 1
+        if time.monotonic() - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
+            log.warning(
+                "rtmp: %s: refused %d connection(s), the latest from %s", message, self._refused_unlogged, writer.get_extra_info("peername")
+            )
+            self._refused_unlogged, self._refused_logged_at = 0, time.monotonic()
 
     async def stop(self, description: str = "Server shutting down.") -> None:
         if self._server is not None:

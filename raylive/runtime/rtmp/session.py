@@ -18,6 +18,7 @@ from . import amf0
 from .chunk import (
     ACKNOWLEDGEMENT,
     AUDIO,
+    BEFORE_PUBLISH_LIMITS,
     COMMAND_AMF0,
     COMMAND_AMF3,
     DATA_AMF0,
@@ -27,6 +28,7 @@ from .chunk import (
     USER_CONTROL,
     VIDEO,
     WINDOW_ACK_SIZE,
+    ChunkLimits,
     ChunkReader,
     RtmpMessage,
     encode_message,
@@ -41,6 +43,9 @@ WINDOW_ACK = 2_500_000
 CSID_CONTROL = 2
 CSID_COMMAND = 3
 CSID_STATUS = 5
+# ffmpeg sends 5 commands before publishing and OBS 6: a stranger gets a few more, not a stream
+# of them to decode (each up to ChunkLimits.max_command_size).
+MAX_COMMANDS_BEFORE_PUBLISH = 32
 
 
 class RtmpProtocolError(ValueError):
@@ -68,11 +73,13 @@ SessionEvent = PublishRequested | MediaReceived | Unpublished
 
 
 class RtmpServerSession:
-    def __init__(self, max_message_size: int = 16 << 20) -> None:
+    def __init__(self, limits: ChunkLimits | None = None, before_publish: ChunkLimits = BEFORE_PUBLISH_LIMITS) -> None:
+        """`limits` apply once a publish is accepted; until then the stranger gets `before_publish`."""
         self._state = "c0c1"
         self._hs = bytearray()
         self._out = bytearray()
-        self._reader = ChunkReader(max_message_size)
+        self._limits = limits or ChunkLimits()
+        self._reader = ChunkReader(before_publish)
         self._held: deque[RtmpMessage] = deque()
         self._peer_window = 0
         self._last_ack = 0
@@ -82,6 +89,7 @@ class RtmpServerSession:
         self.publishing = False
         self._publish_pending = False
         self._next_stream_id = 1
+        self._commands_before_publish = 0
 
     # -- public API ---------------------------------------------------------------------
     @property
@@ -118,6 +126,7 @@ class RtmpServerSession:
         """Start the publish; returns the events of messages that arrived while it was pending."""
         self._publish_pending = False
         self.publishing = True
+        self._reader.limits = self._limits
         self._send(CSID_CONTROL, USER_CONTROL, 0, (0).to_bytes(2, "big") + self.publish_stream_id.to_bytes(4, "big"))
         self._on_status("status", "NetStream.Publish.Start", "Publishing started.")
         return self._process_held()
@@ -188,6 +197,10 @@ class RtmpServerSession:
                 self._peer_window = int.from_bytes(msg.payload[:4], "big")
             return
         if t in (COMMAND_AMF0, COMMAND_AMF3):
+            if not self.publishing:
+                self._commands_before_publish += 1
+                if self._commands_before_publish > MAX_COMMANDS_BEFORE_PUBLISH:
+                    raise RtmpProtocolError(f"more than {MAX_COMMANDS_BEFORE_PUBLISH} commands before publishing")
             payload = msg.payload[1:] if t == COMMAND_AMF3 else msg.payload
             try:
                 values = amf0.decode(payload)
