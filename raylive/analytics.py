@@ -15,11 +15,15 @@ import json
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 EVENTS_STREAM = "rl:analytics"
+# Events that cannot be rows (a value out of its column's range, a field of the wrong type): kept
+# here with the reason instead of failing the batch they came in, newest 10,000.
+DEAD_LETTERS = "rl:analytics:dead"
+DEAD_LETTERS_KEPT = 10_000
 CONSUMER_GROUP = "writer"
 HEARTBEAT_S = 5.0  # how often a playback replica reports each viewer session
 
@@ -112,18 +116,70 @@ def last_inserted(client: Client) -> dict[str, int]:
 
 
 @dataclass
+class Rejected:
+    entry_id: str
+    fields: dict[str, str]
+    reason: str
+
+
+@dataclass
 class Batch:
-    rows: dict[str, list[list[Any]]]  # table -> rows (event_id first)
+    rows: dict[str, list[list[Any]]]  # table -> rows (event_id first), in buffer order
     ids: list[str]  # every entry id read, to acknowledge
     skipped: int = 0  # already inserted before a restart
-    malformed: int = 0
+    rejected: list[Rejected] = field(default_factory=list)  # to the dead letters
+    entries: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)  # event_id -> its entry
+
+
+def _uint(bits: int) -> Any:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise ValueError(f"{value!r} is not an integer")
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"{value!r} is out of range for UInt{bits}")
+        return int(value)
+
+    return convert
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _float_map(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{value!r} is not a map of names to numbers")
+    return {k: _float(v) for k, v in value.items()}
+
+
+def _timestamp(value: Any) -> datetime:
+    seconds = _float(value)
+    if not 0 <= seconds < 1 << 32:
+        raise ValueError(f"{value!r} is not a Unix time")
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# Each column's ClickHouse type, as a check and conversion in Python: clickhouse-connect serialises
+# a whole batch at once, and one value out of range (a negative UInt32) failed every row with it.
+_CONVERT: dict[str, Any] = {"ts": _timestamp, "bytes": _uint(64), "keyframe_interval_ms": _uint(32), "late_frames": _uint(32)}
+_CONVERT |= dict.fromkeys(("bitrate_kbps", "fps", "transcode_lag_s", "frame_ts"), _float) | {"realtime_factor": _float_map}
 
 
 def to_rows(entries: Iterable[tuple[str, dict[str, str]]], after: dict[str, int]) -> Batch:
-    """Redis Stream entries -> rows per table, leaving out those already inserted (`after`)."""
+    """Redis Stream entries -> rows per table, leaving out those already inserted (`after`);
+    an event that cannot be a row is rejected with the reason, the others are unaffected."""
     batch = Batch({}, [])
     for entry_id, fields in entries:
         batch.ids.append(entry_id)
+        column = ""
         try:
             table, columns = TABLES[fields["k"]]
             data = json.loads(fields["d"])
@@ -132,12 +188,13 @@ def to_rows(entries: Iterable[tuple[str, dict[str, str]]], after: dict[str, int]
                 batch.skipped += 1
                 continue
             row: list[Any] = [eid]
-            for col in columns:
-                value = data.get(col, _DEFAULTS.get(col))
-                row.append(datetime.fromtimestamp(float(value), UTC) if col == "ts" else value)
+            for column in columns:
+                row.append(_CONVERT.get(column, _string)(data.get(column, _DEFAULTS.get(column))))
             batch.rows.setdefault(table, []).append(row)
-        except (KeyError, ValueError, TypeError):
-            batch.malformed += 1  # a bad event must not block the ones behind it
+            batch.entries[eid] = (entry_id, fields)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            what = f"{column}: {exc}" if column else f"{type(exc).__name__}: {exc}"
+            batch.rejected.append(Rejected(entry_id, dict(fields), what[:300]))
     return batch
 
 

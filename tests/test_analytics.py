@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from raylive import analytics
-from raylive.actors.analytics import open_client
+from raylive.actors.analytics import AnalyticsWriter, open_client
+from raylive.launcher.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +61,29 @@ def test_a_replayed_buffer_is_not_counted_twice(client: Any) -> None:
     assert count == ids == 50
 
 
-def test_malformed_events_are_counted_and_skipped(client: Any) -> None:
-    bad = [("1800000000000-0", {"k": "nope", "d": "{}"}), ("1800000000001-0", {"k": "viewer", "d": "not json"})]
-    good = entry(200_000_000_000, "session", ts=5, stream="mal", event="start")
-    batch = analytics.to_rows([*bad, good], {})
-    assert batch.malformed == 2 and len(batch.rows["stream_sessions"]) == 1 and len(batch.ids) == 3
+def test_events_that_cannot_be_rows_are_rejected_one_by_one_with_the_reason(client: Any) -> None:
+    bad = [
+        ("1800000000000-0", {"k": "nope", "d": "{}"}),
+        ("1800000000001-0", {"k": "viewer", "d": "not json"}),
+        entry(102, "ingest", ts=5, stream="mal", keyframe_interval_ms=-40),  # timestamps went back
+        entry(103, "viewer", ts=5, stream="mal", sid="s", event="heartbeat", bytes="lots"),
+        entry(104, "ingest", ts=5, stream="mal", realtime_factor={"720p": "fast"}),
+    ]
+    good = [entry(105, "session", ts=5, stream="mal", event="start"), entry(106, "ingest", ts=5, stream="mal", fps=30)]
+    batch = analytics.to_rows([*bad, *good], {})
+    assert [r.entry_id for r in batch.rejected] == [e[0] for e in bad] and len(batch.ids) == 7
+    reasons = [r.reason for r in batch.rejected]
+    assert reasons[2] == "keyframe_interval_ms: -40 is out of range for UInt32", reasons
+    assert reasons[3].startswith("bytes:") and reasons[4].startswith("realtime_factor:"), reasons
+    assert len(batch.rows["stream_sessions"]) == 1 and len(batch.rows["ingest_health"]) == 1
+    for table, rows in batch.rows.items():  # what passed the checks inserts
+        client.insert(table, rows, column_names=["event_id", *next(c for t, c in analytics.TABLES.values() if t == table)])
 
 
 def test_stream_report_counts_viewers_watch_time_mix_and_ingest(client: Any) -> None:
     t0 = 1_750_000_000.0
     events: list[tuple[str, dict[str, str]]] = []
-    n = 300_000_000_000
+    n = 1000
 
     def add(kind: str, **fields: Any) -> None:
         nonlocal n
@@ -137,7 +152,8 @@ def test_researcher_sql_is_checked_on_clickhouses_own_parse(client: Any) -> None
     assert {"viewer_events", "ingest_health"} <= tables  # DROP did not run
 
 
-def test_researcher_sql_runs_with_limits_even_behind_a_comment(client: Any) -> None:
+def test_researcher_sql_runs_with_limits_even_behind_a_comment(dsn: str) -> None:
+    client = open_client(dsn)  # as the writer's sandbox: a refused query leaves its limits on the client
     # clickhouse-connect adds the limits as a SETTINGS clause; the parser's rendering of the query
     # (comments gone) is what runs, so a trailing comment cannot swallow them.
     limits = "SELECT getSetting('readonly'), getSetting('max_execution_time'), getSetting('max_memory_usage') -- "
@@ -162,7 +178,7 @@ def test_a_slow_researcher_query_does_not_hold_up_inserts(client: Any, dsn: str)
     started = time.monotonic()
     thread.start()
     time.sleep(0.2)
-    insert(client, [entry(900, "viewer", ts=1_700_000_000, stream="concurrent", sid="s", event="start")])
+    insert(client, [entry(5000, "viewer", ts=1_700_000_000, stream="concurrent", sid="s", event="start")])
     inserted = time.monotonic()
     thread.join(30)
     assert done, "the slow query did not finish"
@@ -173,3 +189,69 @@ def test_a_slow_researcher_query_does_not_hold_up_inserts(client: Any, dsn: str)
 def test_event_ids_keep_the_buffer_order() -> None:
     assert analytics.event_id("1700000000000-3") == (1_700_000_000_000 << 20) | 3
     assert analytics.event_id("1700000000000-3") < analytics.event_id("1700000000001-0")
+
+
+OUTAGE_S = float(os.environ.get("RAYLIVE_ANALYTICS_OUTAGE_S", "60"))
+
+
+def _set_inserts_failing(dsn: str, failing: bool) -> None:
+    """A real ClickHouse failure: 'Too many parts' (merges stopped, the threshold at one part)."""
+    client = open_client(dsn)
+    for table, _ in analytics.TABLES.values():
+        client.command(f"SYSTEM {'STOP' if failing else 'START'} MERGES {table}")
+        client.command(f"ALTER TABLE {table} MODIFY SETTING parts_to_throw_insert = {1 if failing else 3000}")
+
+
+@pytest.mark.timeout(OUTAGE_S + 120)
+def test_a_clickhouse_outage_under_load_loses_no_event_and_bad_events_go_to_dead_letters(client: Any, dsn: str, tmp_path: Path) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "redis")
+    url = redis_server.start()
+    r = redis.Redis.from_url(url, decode_responses=True)
+    writer = AnalyticsWriter(dsn, url)
+    emitted = {"good": 0, "bad": 0}
+    stop = threading.Event()
+
+    def load() -> None:  # 100 events/s from "many streams", one in 50 out of range
+        i = 0
+        while not stop.is_set():
+            pipe = r.pipeline(transaction=False)
+            for _ in range(10):
+                i += 1
+                if i % 50 == 0:
+                    analytics.emit(pipe, "ingest", stream="outage", keyframe_interval_ms=-33)
+                    emitted["bad"] += 1
+                else:
+                    analytics.emit(pipe, "viewer", stream="outage", sid=f"s{i % 97}", event="heartbeat", bytes=i)
+                    emitted["good"] += 1
+            pipe.execute()
+            time.sleep(0.1)
+
+    emitter = threading.Thread(target=load)
+    try:
+        emitter.start()
+        time.sleep(3)
+        _set_inserts_failing(dsn, True)
+        started = time.monotonic()
+        while time.monotonic() - started < OUTAGE_S:
+            time.sleep(1)
+            status = writer.stats()
+        assert status["failing_since"] and "Too many parts" in status["last_error"], status
+        assert r.xlen(analytics.EVENTS_STREAM) >= emitted["good"] * 0.5  # nothing trimmed while failing
+        _set_inserts_failing(dsn, False)
+        time.sleep(3)
+        stop.set()
+        emitter.join()
+        deadline = time.monotonic() + 60
+        while (writer.stats()["pending"] or writer.stats()["lag"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status = writer.stats()
+        count, unique = client.query("SELECT count(), uniqExact(event_id) FROM viewer_events WHERE stream = 'outage'").result_rows[0]
+        print(f"{OUTAGE_S:.0f} s outage: {emitted}, inserted {count}, dead letters {status['dead_letters']['kept']}")
+        assert count == unique == emitted["good"], (count, unique, emitted, status)
+        assert status["failing_since"] is None and status["dead_letters"]["kept"] == emitted["bad"]
+        assert status["dead_letters"]["recent"][0]["reason"] == "keyframe_interval_ms: -33 is out of range for UInt32"
+    finally:
+        stop.set()
+        _set_inserts_failing(dsn, False)
+        writer.drain(timeout_s=1)
+        redis_server.stop()

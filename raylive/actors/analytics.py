@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 5000
 BLOCK_MS = 1000
+RETRY_FIRST_S = 1.0  # a failed batch is retried after 1, 2, 4 ... 30 s
+RETRY_MAX_S = 30.0
 
 
 def open_client(dsn: str) -> Any:
@@ -34,7 +36,10 @@ class AnalyticsWriter:
     def __init__(self, dsn: str, redis_url: str, consumer: str = "writer-1") -> None:
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.client = open_client(dsn)  # inserts: only the drain thread uses it
-        self.reader = open_client(dsn)  # queries (each client serialises its own calls)
+        self.reader = open_client(dsn)  # reports (each client serialises its own calls)
+        # Researchers' SQL on a client of its own: a query that fails keeps its limits on its
+        # client (clickhouse-connect's chdb backend restores settings only after success).
+        self.sandbox = open_client(dsn)
         self.version = analytics.migrate(self.client)
         try:
             self.redis.xgroup_create(analytics.EVENTS_STREAM, analytics.CONSUMER_GROUP, id="0", mkstream=True)
@@ -44,8 +49,9 @@ class AnalyticsWriter:
         self.consumer = consumer
         self.inserted = 0
         self.skipped = 0
-        self.malformed = 0
+        self.dead_lettered = 0
         self.last_error = ""
+        self.failing_since = 0.0  # when inserting started to fail (0: it does not)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="analytics-writer", daemon=True)
         self._thread.start()
@@ -54,6 +60,7 @@ class AnalyticsWriter:
     def _run(self) -> None:
         after = analytics.last_inserted(self.client)
         pending = True  # first re-read what a previous incarnation read but did not acknowledge
+        backoff = RETRY_FIRST_S
         while not self._stop.is_set():
             try:
                 cursor = "0" if pending else ">"
@@ -70,24 +77,61 @@ class AnalyticsWriter:
                     continue
                 if entries:
                     self._write(entries, after)
+                self.failing_since, backoff = 0.0, RETRY_FIRST_S
             except Exception as exc:  # noqa: BLE001 - keep draining; the buffer holds the events meanwhile
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("analytics writer: %s; retrying", self.last_error)
-                time.sleep(1.0)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.failing_since = self.failing_since or time.time()
+                log.warning("analytics writer: %s; retrying in %.0f s", self.last_error, backoff)
+                # What was read and not acknowledged is read again, before anything newer: the
+                # buffer is only ever trimmed below an entry that is in ClickHouse.
+                pending = True
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
 
     def _write(self, entries: list[tuple[str, dict[str, str]]], after: dict[str, int]) -> None:
         batch = analytics.to_rows(entries, after)
+        self._dead_letter(batch.rejected)
         for table, rows in batch.rows.items():
-            columns = ["event_id", *next(cols for t, cols in analytics.TABLES.values() if t == table)]
-            self.client.insert(table, rows, column_names=columns)
-            after[table] = max(after.get(table, 0), rows[-1][0])
-        # Only now: an entry acknowledged is in ClickHouse.
+            self._insert(table, rows, batch, after)
+        # Only now: an entry acknowledged is in ClickHouse (or a dead letter).
         self.redis.xack(analytics.EVENTS_STREAM, analytics.CONSUMER_GROUP, *batch.ids)
         self.redis.xtrim(analytics.EVENTS_STREAM, minid=batch.ids[-1], approximate=False)
-        self.inserted += sum(len(r) for r in batch.rows.values())
         metrics.set_gauge("raylive_analytics_pending_events", max(0, self.redis.xlen(analytics.EVENTS_STREAM) - 1))
         self.skipped += batch.skipped
-        self.malformed += batch.malformed
+
+    def _insert(self, table: str, rows: list[list[Any]], batch: analytics.Batch, after: dict[str, int]) -> None:
+        """Insert rows in buffer order. ClickHouse refusing or unreachable: raise (the batch is
+        retried whole; `after` skips what is already in). The client failing to serialise a row
+        the checks let through: halve until that row is found, dead-letter it, insert the rest."""
+        from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
+
+        columns = ["event_id", *next(cols for t, cols in analytics.TABLES.values() if t == table)]
+        try:
+            self.client.insert(table, rows, column_names=columns)
+        except Exception as exc:
+            if isinstance(exc, ClickHouseError) and not isinstance(exc, DataError):
+                raise
+            if len(rows) > 1:
+                half = len(rows) // 2
+                self._insert(table, rows[:half], batch, after)
+                self._insert(table, rows[half:], batch, after)
+                return
+            entry_id, fields = batch.entries[rows[0][0]]
+            self._dead_letter([analytics.Rejected(entry_id, fields, f"{type(exc).__name__}: {exc}"[:300])])
+            return
+        after[table] = max(after.get(table, 0), rows[-1][0])
+        self.inserted += len(rows)
+
+    def _dead_letter(self, rejected: list[analytics.Rejected]) -> None:
+        if not rejected:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for r in rejected:
+            fields = {"id": r.entry_id, "reason": r.reason, "k": r.fields.get("k", ""), "d": r.fields.get("d", "")}
+            pipe.xadd(analytics.DEAD_LETTERS, fields, maxlen=analytics.DEAD_LETTERS_KEPT, approximate=True)
+        pipe.execute()
+        self.dead_lettered += len(rejected)
+        log.warning("analytics writer: %d event(s) to %s, the first: %s", len(rejected), analytics.DEAD_LETTERS, rejected[0].reason)
 
     # -- queries ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -98,10 +142,20 @@ class AnalyticsWriter:
             "schema_version": self.version,
             "inserted": self.inserted,
             "skipped_replayed": self.skipped,
-            "malformed": self.malformed,
             "pending": int(group.get("pending", 0)),
             "lag": int(group.get("lag") or 0),
             "last_error": self.last_error,
+            "failing_since": self.failing_since or None,
+            "dead_letters": self.dead_letters(),
+        }
+
+    def dead_letters(self, recent: int = 10) -> dict[str, Any]:
+        """Events kept out of ClickHouse, with why: how many are kept and the latest few."""
+        latest = self.redis.xrevrange(analytics.DEAD_LETTERS, count=recent)
+        return {
+            "written": self.dead_lettered,
+            "kept": int(self.redis.xlen(analytics.DEAD_LETTERS)),
+            "recent": [{"id": f["id"], "kind": f["k"], "reason": f["reason"], "event": f["d"]} for _, f in latest],
         }
 
     def stream_report(self, stream: str, start: float, end: float, step: int) -> dict[str, Any]:
@@ -112,7 +166,7 @@ class AnalyticsWriter:
 
     def sql(self, query: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Read-only SQL for researchers (`analytics.read_only_query`): column names and rows."""
-        result = analytics.read_only_query(self.reader, query, parameters)
+        result = analytics.read_only_query(self.sandbox, query, parameters)
         return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
 
     def drain(self, timeout_s: float = 5.0) -> dict[str, Any]:

@@ -106,7 +106,8 @@ class IngestTimeline:
             self.stats._last_video_dts = dts
             if tag.keyframe:
                 self.stats.keyframes += 1
-                if self.stats.last_keyframe_ms is not None:
+                if self.stats.last_keyframe_ms is not None and dts >= self.stats.last_keyframe_ms:
+                    # (a publisher whose timestamps went back has no interval to report)
                     self.stats.keyframe_interval_ms = dts - self.stats.last_keyframe_ms
                 self.stats.last_keyframe_ms = dts
             out.append(VideoFrame(dts, tag.composition_time, tag.keyframe, tag.data))
