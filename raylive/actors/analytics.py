@@ -127,7 +127,7 @@ class AnalyticsWriter:
             return
         pipe = self.redis.pipeline(transaction=False)
         for r in rejected:
-            fields = {"id": r.entry_id, "reason": r.reason, "k": r.fields.get("k", ""), "d": r.fields.get("d", "")}
+            fields: dict[Any, Any] = {"id": r.entry_id, "reason": r.reason, "k": r.fields.get("k", ""), "d": r.fields.get("d", "")}
             pipe.xadd(analytics.DEAD_LETTERS, fields, maxlen=analytics.DEAD_LETTERS_KEPT, approximate=True)
         pipe.execute()
         self.dead_lettered += len(rejected)
@@ -151,7 +151,7 @@ class AnalyticsWriter:
 
     def dead_letters(self, recent: int = 10) -> dict[str, Any]:
         """Events kept out of ClickHouse, with why: how many are kept and the latest few."""
-        latest = self.redis.xrevrange(analytics.DEAD_LETTERS, count=recent)
+        latest: Any = self.redis.xrevrange(analytics.DEAD_LETTERS, count=recent)
         return {
             "written": self.dead_lettered,
             "kept": int(self.redis.xlen(analytics.DEAD_LETTERS)),
