@@ -50,6 +50,9 @@ def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
 
 
+# Signs viewer session ids (viewers.new_sid): made once by the first playback replica.
+SID_SECRET = PREFIX + "sid_secret"
+
 # Hash: "<kind>:<id>" -> JSON {kind, node_id, ts, ...} of every running gateway and playback
 # replica, refreshed every few seconds by each; /api/v1/cluster reads it.
 PRESENCE = PREFIX + "presence"

@@ -39,6 +39,22 @@ def watch(base: str, seconds: float, out: list[tuple[str, float, float]]) -> Non
     out.append((sid, first, last))
 
 
+def strangers(base: str, real_sid: str, seconds: float) -> None:
+    """Requests that must not make viewers: a stream that does not exist, a rendition that does
+    not, and sids nobody was given (made up, or another stream's)."""
+    ghost = base.rsplit("/", 1)[0] + "/ghost"
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=10) as http:
+        i = 0
+        while time.monotonic() < deadline:
+            i += 1
+            assert http.get(f"{ghost}/source/index.m3u8?sid=madeup{i:04d}abcdefgh").status_code == 404
+            assert http.get(f"{ghost}/source/index.m3u8?sid={real_sid}").status_code == 404
+            assert http.get(f"{base}/9999p/index.m3u8?sid={real_sid}").status_code == 404
+            assert http.get(f"{base}/source/index.m3u8?sid=madeup{i:04d}abcdefgh").status_code == 200  # served, not counted
+            time.sleep(0.1)
+
+
 def sql(rl: RayliveProcess, query: str, **parameters: object) -> list[list[object]]:
     r = rl.api("POST", "/api/v1/analytics/sql", json={"sql": query, "parameters": parameters})
     assert r.status_code == 200, r.text
@@ -59,6 +75,8 @@ def test_viewers_watch_time_and_ingest_health_reach_the_analytics_api(raylive: R
     try:
         wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "an1 to go live")
         threads = [threading.Thread(target=watch, args=(base, s, viewers)) for s in (9, 6, 3)]
+        probe_sid = re.search(r"sid=([\w-]+)", get(f"{base}/index.m3u8").text)[1]  # type: ignore[index]
+        threads.append(threading.Thread(target=strangers, args=(base, probe_sid, 8)))
         for t in threads:
             t.start()
         for t in threads:
@@ -84,8 +102,11 @@ def test_viewers_watch_time_and_ingest_health_reach_the_analytics_api(raylive: R
         detail=lambda: (expected_watch, raylive.api("GET", url).json()),
     )
     assert isinstance(rep, dict)
-    assert rep["peak_viewers"] == 3
+    assert rep["peak_viewers"] == 3  # 80 made-up sids asked for playlists meanwhile
     assert rep["renditions"] == {"source": 1.0}
+    others = "SELECT stream, count() FROM viewer_events WHERE stream != 'an1' AND ts > {t:Float64} GROUP BY stream"
+    assert sql(raylive, others, t=started) == []
+    assert raylive.api("GET", "/api/v1/streams/ghost").status_code == 404
     assert max(p["viewers"] for p in rep["viewers"]) == 3  # type: ignore[attr-defined]
     # Ingest health: one row per second while the publisher streamed, no second twice.
     ingest = rep["ingest"]

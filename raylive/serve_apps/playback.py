@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import metrics, store
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
-from .viewers import ViewerTracker, new_sid, tag_playlist, valid_sid
+from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CORS = {
@@ -68,6 +68,7 @@ class PlaybackApp:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
+        self.sid_secret = b""  # read from Redis on the first request
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -112,9 +113,12 @@ class PlaybackApp:
             return _error(404, "not found")
         name = m["name"]
         sid = valid_sid(request.query_params.get("sid"))
+        if not self.sid_secret:
+            self.sid_secret = await sid_secret(self.redis)
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            return await self._playlist(name, "index.m3u8", sid or new_sid(), master=True)
+            return await self._playlist(name, "index.m3u8", sid or new_sid(self.sid_secret, name), master=True)
+        viewer = sid if counted_sid(self.sid_secret, name, sid) else None
         if m["thumbnail"]:
             data = await self.redis.get(store.file_key(name, "thumbnail.jpg"))
             if data is None:
@@ -122,9 +126,10 @@ class PlaybackApp:
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"
         if m["file"] == "index.m3u8":
-            if sid:
-                self.viewers.record(name, m["rendition"], sid, 0, request.headers.get("user-agent", ""))
-            return await self._playlist(name, rel, sid, master=False)
+            response = await self._playlist(name, rel, sid, master=False)
+            if viewer and response.status_code == 200:  # a stream and rendition that exist
+                self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
+            return response
         key = store.file_key(name, rel)
         data = self.cache.get(key)
         if data is None:
@@ -133,8 +138,8 @@ class PlaybackApp:
                 return _error(404, "segment not found (expired or never produced)")
             data = raw.encode() if isinstance(raw, str) else raw
             self.cache.put(key, data)
-        if sid:
-            self.viewers.record(name, m["rendition"], sid, len(data), request.headers.get("user-agent", ""))
+        if viewer:
+            self.viewers.record(name, m["rendition"], viewer, len(data), request.headers.get("user-agent", ""))
         ctype = mp4_type(m["rendition"])
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})

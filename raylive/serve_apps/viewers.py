@@ -4,13 +4,19 @@ A session is the `sid` query parameter: the multivariant playlist hands a new vi
 writes it into every URI it lists (media playlists, and they into init and media segments), so
 hls.js, Safari and ffmpeg carry it along without cookies (which cross-origin players do not send).
 A session counts as a viewer from its first media playlist or segment request (a bare fetch of
-the multivariant playlist, e.g. a health probe, is not watching). Requests are recorded in memory
-and flushed once a second in one pipeline per replica.
+the multivariant playlist, e.g. a health probe, is not watching), of a stream and rendition that
+exist. A sid is signed for its stream (HMAC under a secret kept in Redis), so only a fetch of that
+stream's multivariant playlist makes one: made-up sids, or one stream's sid on another, are
+served but not counted. Requests are recorded in memory and flushed once a second in one
+pipeline per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -35,12 +41,36 @@ return n
 """
 
 
-def new_sid() -> str:
-    return secrets.token_urlsafe(12)
+SID_NONCE_BYTES, SID_MAC_BYTES = 9, 6  # 20 characters; guessing a MAC: 1 in 2^48
+
+
+async def sid_secret(redis: aioredis.Redis) -> bytes:
+    await redis.set(store.SID_SECRET, secrets.token_hex(32), nx=True)
+    secret = await redis.get(store.SID_SECRET)
+    assert secret is not None
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def _sid_mac(secret: bytes, stream: str, nonce: bytes) -> bytes:
+    return hmac.new(secret, stream.encode() + b"/" + nonce, hashlib.sha256).digest()[:SID_MAC_BYTES]
+
+
+def new_sid(secret: bytes, stream: str) -> str:
+    nonce = secrets.token_bytes(SID_NONCE_BYTES)
+    return base64.urlsafe_b64encode(nonce + _sid_mac(secret, stream, nonce)).decode()
 
 
 def valid_sid(sid: str | None) -> str | None:
+    """A sid fit to carry in URLs (the player keeps what it was given); `counted_sid` says whether
+    it may count as a viewer."""
     return sid if sid and SID_RE.match(sid) else None
+
+
+def counted_sid(secret: bytes, stream: str, sid: str | None) -> bool:
+    if sid is None or len(sid) != 4 * (SID_NONCE_BYTES + SID_MAC_BYTES) // 3:
+        return False
+    raw = base64.urlsafe_b64decode(sid)
+    return hmac.compare_digest(raw[SID_NONCE_BYTES:], _sid_mac(secret, stream, raw[:SID_NONCE_BYTES]))
 
 
 def tag_playlist(text: str, sid: str) -> str:
