@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--viewers", type=int, default=3, help="per stream")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument(
-        "--warmup-s", type=float, default=150, help="longer than the segment TTL (120 s), so Redis and the segment caches are full"
+        "--warmup-s", type=float, default=150, help="longer than the segment TTL (30 s by default): Redis and the segment caches are full"
     )
     args = ap.parse_args()
     src = source_file()

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from . import store
-from .launcher.redis_server import EmbeddedRedis
+from .launcher.redis_server import EmbeddedRedis, redis_password
 from .settings import Settings, load_settings, validate_ladder
 
 
@@ -103,7 +103,7 @@ def _redis(args: argparse.Namespace) -> Iterator[redis.Redis]:
     url = args.redis_url
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(data_dir / "redis")
+        embedded = EmbeddedRedis(data_dir / "redis", password=redis_password(data_dir))
         url = embedded.start()
     client = redis.Redis.from_url(url)
     try:
@@ -126,6 +126,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.host = args.host
     if args.rtmp_port is not None:
         s.rtmp.port = args.rtmp_port
+    if getattr(args, "media_redis_url", None):
+        s.media_redis_url = args.media_redis_url
     if getattr(args, "clickhouse_url", None):
         s.analytics.clickhouse_url = args.clickhouse_url
     if getattr(args, "http_port", None) is not None:
@@ -282,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rtmp-port", type=int, help="RTMP port (default 1935)")
     up.add_argument("--http-port", type=int, help="HTTP port for playback (default 8000)")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    up.add_argument("--media-redis-url", help="segments and playlists in this Redis (no persistence, maxmemory) instead of an embedded one")
     up.add_argument("--clickhouse-url", help="analytics in this ClickHouse (http://user:pass@host:8123/db) instead of embedded chdb")
     up.set_defaults(func=cmd_up)
 

@@ -30,7 +30,9 @@ class RtmpSettings:
 class HlsSettings:
     target_duration_s: float = 2.0
     window_segments: int = 6
-    segment_ttl_s: int = 120  # how long a segment stays fetchable after it is written
+    # How long a segment stays fetchable after it is written; 0: what the HLS spec asks (its
+    # duration plus the playlist's after it leaves the playlist: 2 x 12 s + 2 s + 4 s by default).
+    segment_ttl_s: int = 0
     ended_ttl_s: int = 3600  # how long an ended stream's last window stays playable
 
 
@@ -82,7 +84,12 @@ class HttpSettings:
 class Settings:
     host: str = "0.0.0.0"
     data_dir: str = "~/.raylive"
+    # Stream keys, live state, viewers, the analytics buffer: durable (see launcher/redis_server.py).
     redis_url: str = ""  # empty: raylive starts its own Redis in the data dir
+    # Segments and playlists: bounded and never persisted. Empty: raylive starts its own in the
+    # data dir when it starts the state Redis too, else the media shares `redis_url`.
+    media_redis_url: str = ""
+    media_redis_max_mb: int = 1024  # the embedded media Redis' memory (oldest segments go first)
     ray_address: str = ""  # empty: start a local Ray cluster
     dashboard: bool = True
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)

@@ -50,6 +50,16 @@ def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
 
 
+# Where segments and playlists are (a Redis URL), said by `raylive up`: every part that has the
+# state Redis finds the media from it. Absent: the media shares the state Redis.
+MEDIA_URL = PREFIX + "media_url"
+
+
+def media_url(r: redis.Redis, state_url: str) -> str:
+    url = r.get(MEDIA_URL)
+    return text(url) if url else state_url
+
+
 # Signs viewer session ids (viewers.new_sid): made once by the first playback replica.
 SID_SECRET = PREFIX + "sid_secret"
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from raylive import store
-from raylive.launcher.redis_server import EmbeddedRedis
+from raylive.launcher.redis_server import EmbeddedRedis, redis_password
 from raylive.runtime.lifecycle import STALE_PUBLISHER_S
 
 from .conftest import RayliveProcess, start_raylive, stop_raylive
@@ -151,14 +151,19 @@ def test_sigterm_ends_live_playlists_and_leaves_no_process(tmp_path: Path, ingre
         if ff is not None:
             ff.kill()
         stop_raylive(rl)
-    # Redis saved its snapshot on the way down: the ended stream's playlist carries ENDLIST.
-    red = EmbeddedRedis(tmp_path / "data" / "redis")
+    # The state Redis kept its append-only file: the stream's key and its end are there. The media
+    # Redis kept nothing on disk (segments are never persisted).
+    data = tmp_path / "data"
+    assert not (data / "redis").joinpath("raylive.rdb").exists() and any((data / "redis" / "appendonlydir").iterdir())
+    assert sorted(p.name for p in (data / "redis-media").iterdir()) == ["redis.log"]
+    assert (data / "redis_password").stat().st_mode & 0o777 == 0o600
+    assert (data / "redis_password").read_text().strip() not in rl.log()  # the URL printed has no password
+    red = EmbeddedRedis(data / "redis", password=redis_password(data))
     red.start()
     try:
         r = redis.Redis.from_url(red.url)
-        playlist = r.get(store.file_key("live1", "source/index.m3u8"))
-        assert playlist is not None and b"#EXT-X-ENDLIST" in playlist
         assert r.hget(store.live_key("live1"), "state") == b"ended"
+        assert r.exists(store.stream_key("live1"))
     finally:
         red.stop()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -46,6 +47,7 @@ LADDER_DRAIN_TIMEOUT_S = 10.0
 # A processor with this many batches (≈ 2 s) unanswered is behind: skip to the next keyframe.
 MAX_SUBSCRIBER_BACKLOG = 8
 THUMBNAIL_INTERVAL_S = 5.0
+SEGMENT_TTL_MARGIN_S = 4  # for a viewer's clock and round trips
 BITRATE_WINDOW_S = 4.0  # a publisher is held to rtmp.max_bitrate_kbps over this much wall time
 
 
@@ -87,7 +89,9 @@ class StreamIngest:
         self._last_config: LadderConfig | None = None
         self._thumbnail_at = 0.0
         self._late_reported = 0
-        self.redis = redis.Redis.from_url(redis_url)
+        self._media_errors = 0  # media writes that failed during this actor's life
+        self.redis = redis.Redis.from_url(redis_url)  # the stream's state
+        self.media = redis.Redis.from_url(store.media_url(self.redis, redis_url))  # its files
         self.lifecycle = PublisherLifecycle(name, reconnect_grace_s)
         self.timeline: IngestTimeline | None = None
         self.presentation: LiveHlsPresentation | None = None
@@ -136,11 +140,12 @@ class StreamIngest:
             self._suspend_output("replaced by a new publisher")
         self.timeline = IngestTimeline()
         self._late_reported = 0
+        self._media_errors = 0  # media writes that failed during this actor's life
         epoch = secrets.token_hex(4)
         restored = self._restore(epoch) if self.presentation is None else None
         if restored is not None:
             self.presentation, replay = restored
-            self._write(self.presentation.push(replay), self.hls.segment_ttl_s)
+            self._write(self.presentation.push(replay))
             self.started_at = float(self.redis.hget(store.live_key(self.name), "started_at") or time.time())
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
             self._subscribe_processors()
@@ -161,7 +166,8 @@ class StreamIngest:
             self.started_at = time.time()
             # Drop the previous publish's playlists: viewers wait for this one's first segment.
             stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
-            self.redis.delete(store.live_key(self.name), *(store.file_key(self.name, p) for p in stale))
+            self.redis.delete(store.live_key(self.name))
+            self.media.delete(*(store.file_key(self.name, p) for p in stale))
             log.info("stream %s: publish started from %s", self.name, peer)
             analytics.emit(self.redis, "session", stream=self.name, event="start", node=socket.gethostname())
             self._subscribe_processors()
@@ -204,7 +210,7 @@ class StreamIngest:
             # publisher with the reason rather than fail the actor; other streams are unaffected.
             return self._fail(str(exc) if isinstance(exc, UnsupportedMedia) else f"bad media from publisher: {exc}")
         if files:
-            self._write(files, self.hls.segment_ttl_s)
+            self._write(files)
             self._update_status()
         if self.max_bitrate_kbps and self.timeline.stats.window_s() >= BITRATE_WINDOW_S:
             kbps = self.timeline.stats.rates()[0]
@@ -257,7 +263,10 @@ class StreamIngest:
 
     def _suspend_output(self, reason: str) -> None:
         assert self.presentation is not None
-        self._write(self._drain_ladder() + self.presentation.suspend(), self.hls.segment_ttl_s)
+        # The window stays whole through the reconnect grace (nothing is written meanwhile).
+        ttl = self._segment_ttl() + math.ceil(self.lifecycle.grace_s)
+        self._write(self._drain_ladder() + self.presentation.suspend(), ttl)
+        self._expire_retained(ttl)
         self._set_state("reconnecting", dropped_at=time.time())
 
     def _finalize(self, reason: str) -> None:
@@ -268,10 +277,7 @@ class StreamIngest:
         files += self.presentation.finish()
         ttl = self.hls.ended_ttl_s
         self._write(files, ttl)
-        with self.redis.pipeline() as p:
-            for path in self.presentation.retained_paths():
-                p.expire(store.file_key(self.name, path), ttl)
-            p.execute()
+        self._expire_retained(ttl)
         self._update_status()
         self._set_state("ended", ended_at=time.time(), end_reason=reason)
         pkg = self.presentation.packager
@@ -304,7 +310,7 @@ class StreamIngest:
     def _restore(self, epoch: str) -> tuple[LiveHlsPresentation, list[Any]] | None:
         """After Ray restarted this actor mid-publish: the playlists it was writing, if any."""
         state = self.redis.hget(store.live_key(self.name), "state")
-        snap = self.redis.get(store.snapshot_key(self.name))
+        snap = self.media.get(store.snapshot_key(self.name))
         if state not in (b"live", b"reconnecting") or snap is None:
             return None
         self.ladder = self._stream_ladder()
@@ -466,7 +472,7 @@ class StreamIngest:
         except (ValueError, OSError) as exc:
             log.info("stream %s: no thumbnail from this keyframe: %s", self.name, exc)
             return
-        self.redis.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self.hls.segment_ttl_s)
+        self.media.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self._segment_ttl())
 
     def _transcoder_lost(self, exc: RayError) -> None:
         """The transcoder died (its process or node) or failed a batch: a new one takes over at the
@@ -494,8 +500,39 @@ class StreamIngest:
         self._tx_status = {}
 
     # -- Redis ---------------------------------------------------------------------------
-    def _write(self, files: list[StoredFile], ttl: int) -> None:
-        with self.redis.pipeline(transaction=False) as p:
+    def _segment_ttl(self) -> int:
+        """How long a file written now stays fetchable: `hls.segment_ttl_s`, or by default what
+        the HLS spec asks (a segment stays for its duration plus the playlist's after it leaves
+        it), from the window as it is. Was a fixed 120 s: ≈ 10x what playlists reference."""
+        if self.hls.segment_ttl_s:
+            return self.hls.segment_ttl_s
+        window_s = self.hls.window_segments * self.hls.target_duration_s
+        if self.presentation is not None:
+            window_s = max(window_s, self.presentation.longest_playlist_s())
+        return math.ceil(2 * window_s + self.hls.target_duration_s) + SEGMENT_TTL_MARGIN_S
+
+    def _expire_retained(self, ttl: int) -> None:
+        assert self.presentation is not None
+        with self.media.pipeline(transaction=False) as p:
+            for path in self.presentation.retained_paths():
+                p.expire(store.file_key(self.name, path), ttl)
+            self._execute_media(p)
+
+    def _execute_media(self, p: redis.client.Pipeline) -> bool:
+        """A media write that fails (the media Redis full of keys it cannot evict, or away)
+        costs this stream its output for the moment, never the stream or anyone else's."""
+        try:
+            p.execute()
+            return True
+        except redis.RedisError as exc:
+            self._media_errors += 1
+            if self._media_errors in (1, 10) or self._media_errors % 100 == 0:
+                log.warning("stream %s: media write failed (%d so far): %s", self.name, self._media_errors, exc)
+            return False
+
+    def _write(self, files: list[StoredFile], ttl: int | None = None) -> None:
+        ttl = ttl or self._segment_ttl()
+        with self.media.pipeline(transaction=False) as p:
             # Files arrive in dependency order (segment before the playlist naming it).
             for f in files:
                 p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
@@ -503,7 +540,8 @@ class StreamIngest:
                 p.set(store.snapshot_key(self.name), json.dumps(self.presentation.snapshot()), ex=ttl)
                 for path in self.presentation.long_lived_paths():
                     p.expire(store.file_key(self.name, path), ttl)
-            p.execute()
+            if not self._execute_media(p):
+                return
         now = time.time()
         for f in files:
             if f.media_end is not None:

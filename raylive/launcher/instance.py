@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -59,6 +60,15 @@ class InstanceLock:
             self._fd = None
 
 
+def kept_secret(path: Path) -> str:
+    """A random secret made once and kept in `path` (mode 0600)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def runtime_path(data_dir: Path) -> Path:
     return data_dir / RUNTIME_FILE
 
@@ -83,7 +93,8 @@ def read_runtime(data_dir: Path) -> dict[str, Any] | None:
 def write_runtime(data_dir: Path, info: dict[str, Any]) -> None:
     """Atomically (a reader never sees half a file)."""
     tmp = runtime_path(data_dir).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(json.dumps(info))  # 0600: the Redis URLs carry their password
     tmp.replace(runtime_path(data_dir))
 
 
@@ -104,9 +115,9 @@ def wait_until_up(data_dir: Path, timeout_s: float) -> dict[str, Any] | None:
         time.sleep(0.2)
 
 
-# Children that must stop gracefully: Redis saves its snapshot on SIGTERM (keys made before a
-# `kill -9` survive). The Ray head has nothing to save and took ≈ 15 s to obey SIGTERM alone.
-GRACEFUL = {"redis"}
+# Children that must stop gracefully: Redis flushes its append-only file on SIGTERM. The Ray head
+# has nothing to save and took ≈ 15 s to obey SIGTERM alone.
+GRACEFUL = {"redis", "redis_media"}
 
 
 def stop_leftovers(record: dict[str, Any], timeout_s: float = 15.0) -> list[str]:

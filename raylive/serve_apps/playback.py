@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 
 import ray
+import redis
 import redis.asyncio as aioredis
 from ray import serve
 from starlette.requests import Request
@@ -65,7 +66,9 @@ def _error(status: int, message: str) -> Response:
 
 class PlaybackApp:
     def __init__(self, redis_url: str, segment_cache_mb: int = 256) -> None:
-        self.redis = aioredis.Redis.from_url(redis_url)
+        self.redis = aioredis.Redis.from_url(redis_url)  # stream state, viewers
+        with redis.Redis.from_url(redis_url) as r:
+            self.media = aioredis.Redis.from_url(store.media_url(r, redis_url))  # segments and playlists
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
         self.sid_secret = b""  # read from Redis on the first request
@@ -120,7 +123,7 @@ class PlaybackApp:
             return await self._playlist(name, "index.m3u8", sid or new_sid(self.sid_secret, name), master=True)
         viewer = sid if counted_sid(self.sid_secret, name, sid) else None
         if m["thumbnail"]:
-            data = await self.redis.get(store.file_key(name, "thumbnail.jpg"))
+            data = await self.media.get(store.file_key(name, "thumbnail.jpg"))
             if data is None:
                 return _error(404, f"no thumbnail of {name}: it is not live")
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
@@ -133,7 +136,7 @@ class PlaybackApp:
         key = store.file_key(name, rel)
         data = self.cache.get(key)
         if data is None:
-            raw = await self.redis.get(key)
+            raw = await self.media.get(key)
             if raw is None:
                 return _error(404, "segment not found (expired or never produced)")
             data = raw.encode() if isinstance(raw, str) else raw
@@ -145,7 +148,7 @@ class PlaybackApp:
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
 
     async def _playlist(self, name: str, rel: str, sid: str | None, master: bool) -> Response:
-        data = await self.redis.get(store.file_key(name, rel))
+        data = await self.media.get(store.file_key(name, rel))
         if data is None:
             state = await self.redis.hget(store.live_key(name), "state")
             if state == b"live":

@@ -311,6 +311,10 @@ class LiveHlsPresentation:
             paths += [f"{r.name}/{i}" for i in sorted(inits)]
         return paths
 
+    def longest_playlist_s(self) -> float:
+        """The media duration of the longest media playlist (its window as it is now)."""
+        return max((sum(seg.duration_s for seg in r.playlist.segments) for r in self.renditions.values()), default=0.0)
+
     def retained_paths(self) -> list[str]:
         """Every stored path still referenced by a playlist (for TTL extension at the end)."""
         paths = self.long_lived_paths()

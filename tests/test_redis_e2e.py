@@ -1,0 +1,51 @@
+"""The two Redis servers of a real `raylive up`: media bounded and never persisted, state durable."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+import redis
+
+from raylive import store
+
+from .conftest import RayliveProcess
+from .helpers import playlist_ready, publish, wait_for
+
+pytestmark = pytest.mark.e2e
+PUBLISH_S = 60  # twice the default segment TTL (2 x 12 s window + 2 s + 4 s = 30 s)
+
+
+def test_media_in_redis_stays_near_what_the_playlists_name(raylive: RayliveProcess) -> None:
+    record = json.loads((raylive.data_dir / "raylive.json").read_text())
+    media = redis.Redis.from_url(record["media_redis_url"])
+    state = redis.Redis.from_url(record["redis_url"])
+    assert record["media_redis_url"] != record["redis_url"]
+    assert media.config_get("save") == {"save": ""} and media.config_get("appendonly") == {"appendonly": "no"}
+    assert int(media.config_get("maxmemory")["maxmemory"]) > 0
+    assert state.config_get("appendonly") == {"appendonly": "yes"} and state.config_get("save") == {"save": ""}
+    name = "bounded"
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    base = f"{raylive.base_url}/live/{name}"
+    try:
+        wait_for(playlist_ready(f"{base}/source/index.m3u8"), 30, f"{name} to go live")
+        time.sleep(PUBLISH_S)
+        assert ff.poll() is None
+        named = 0
+        for rendition in ("source", "audio"):
+            playlist = httpx.get(f"{base}/{rendition}/index.m3u8", timeout=10).text
+            for uri in re.findall(r"^(\S+\.m4s)$", playlist, re.M) + re.findall(r'URI="([^"]+)"', playlist):
+                named += len(httpx.get(f"{base}/{rendition}/{uri}", timeout=10).content)
+        stored = sum(media.strlen(k) for k in media.scan_iter(match=store.file_key(name, "*"), count=1000))
+        print(f"after {PUBLISH_S} s: media Redis holds {stored / 2**20:.1f} MiB for {name}; its playlists name {named / 2**20:.1f} MiB")
+        # The window (6 segments) is named; a segment lives 2 windows + a segment + 4 s. With a
+        # fixed 120 s TTL this was 5x after 60 s and 10x after 4 minutes.
+        assert stored < 3.2 * named, (stored, named)
+        assert not state.keys(store.file_key(name, "*")), "segments in the state Redis"
+    finally:
+        ff.terminate()
+        ff.wait(10)
