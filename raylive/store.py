@@ -113,8 +113,12 @@ def unique_viewers_key(name: str) -> str:
     return f"{PREFIX}uniq:{name}"
 
 
-def hash_stream_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+def secret_digest(secret: str) -> str:
+    """What is kept of a secret (stream key, API token): its SHA-256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+hash_stream_key = secret_digest
 
 
 class StreamExists(Exception):
@@ -255,3 +259,44 @@ def check_stream_key(name: str | None, stored_digest: bytes | None, key: str) ->
     if name is None or not stored_digest:
         return False
     return hmac.compare_digest(stored_digest, hash_stream_key(key).encode())
+
+
+# -- API tokens ---------------------------------------------------------------------------
+# Hash: SHA-256 of a token -> JSON {name, scopes, created_at}; TOKEN_NAMES: name -> that digest.
+# (The admin token is not here: it is the deployment's, from its environment or data dir.)
+TOKENS = PREFIX + "tokens"
+TOKEN_NAMES = PREFIX + "token_names"
+
+
+class TokenExists(Exception):
+    pass
+
+
+def create_token(r: redis.Redis, name: str, scopes: list[str]) -> str:
+    token = "rlt_" + secrets.token_urlsafe(32)
+    digest = secret_digest(token)
+    record = json.dumps({"name": name, "scopes": sorted(set(scopes)), "created_at": time.time()})
+    if not r.hsetnx(TOKEN_NAMES, name, digest):
+        raise TokenExists(name)
+    r.hset(TOKENS, digest, record)
+    return token
+
+
+def list_tokens(r: redis.Redis) -> list[dict[str, Any]]:
+    return sorted((json.loads(v) for v in r.hvals(TOKENS)), key=lambda t: str(t["name"]))
+
+
+def delete_token(r: redis.Redis, name: str) -> bool:
+    digest = r.hget(TOKEN_NAMES, name)
+    if digest is None:
+        return False
+    with r.pipeline() as p:
+        p.hdel(TOKENS, text(digest))
+        p.hdel(TOKEN_NAMES, name)
+        p.execute()
+    return True
+
+
+def ws_ticket_key(digest: str) -> str:
+    """A one-time WebSocket ticket (its SHA-256): the scopes it carries, for a few seconds."""
+    return f"{PREFIX}ws_ticket:{digest}"

@@ -128,7 +128,8 @@ class Viewer(threading.Thread):
 def test_websocket_pushes_status_events_and_viewer_counts(raylive: RayliveProcess) -> None:
     name, n = "wsview", 4
     key = raylive.api("POST", "/api/v1/streams", json={"name": name}).json()["key"]
-    ws_url = f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams/{name}?token={raylive.token}"
+    ticket = raylive.api("POST", "/api/v1/ws-tickets").json()["ticket"]
+    ws_url = f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams/{name}?ticket={ticket}"
     messages: list[dict[str, Any]] = []
 
     async def watch(stop: asyncio.Event) -> None:
@@ -183,18 +184,51 @@ def test_websocket_pushes_status_events_and_viewer_counts(raylive: RayliveProces
     watcher.join(10)
 
 
-def test_websocket_needs_the_token(raylive: RayliveProcess) -> None:
-    async def attempt() -> int | None:
+def test_websockets_take_a_one_time_ticket_never_the_token(raylive: RayliveProcess) -> None:
+    async def attempt(query: str, headers: dict[str, str] | None = None) -> int | str | None:
         try:
-            async with websockets.connect(f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams?token=nope") as ws:
-                await ws.recv()
+            async with websockets.connect(f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams{query}", additional_headers=headers) as ws:
+                try:
+                    return str(json.loads(await asyncio.wait_for(ws.recv(), 2))["type"])
+                except TimeoutError:
+                    return "open"  # accepted (no stream to report on right now)
         except websockets.ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd else None
         except websockets.InvalidStatus as exc:
             return exc.response.status_code
         return None
 
-    assert asyncio.run(attempt()) in (4401, 403)
+    ticket = raylive.api("POST", "/api/v1/ws-tickets").json()["ticket"]
+    assert asyncio.run(attempt(f"?ticket={ticket}")) in ("status", "open")
+    assert asyncio.run(attempt(f"?ticket={ticket}")) in (4401, 403)  # spent
+    assert asyncio.run(attempt(f"?token={raylive.token}")) in (4401, 403)  # a token in a URL is not taken
+    assert asyncio.run(attempt("?ticket=nope")) in (4401, 403)
+    assert asyncio.run(attempt("", {"Authorization": f"Bearer {raylive.token}"})) in ("status", "open")  # a client that sends headers
+
+
+def test_api_tokens_have_scopes(raylive: RayliveProcess) -> None:
+    made = {}
+    for name, scopes in (("dash", ["read"]), ("research", ["analytics"])):
+        r = raylive.api("POST", "/api/v1/tokens", json={"name": name, "scopes": scopes})
+        assert r.status_code == 201, r.text
+        made[name] = r.json()["token"]
+    assert raylive.api("POST", "/api/v1/tokens", json={"name": "dash", "scopes": ["read"]}).status_code == 409
+    assert raylive.api("POST", "/api/v1/tokens", json={"name": "x", "scopes": ["root"]}).status_code == 422
+    listed = raylive.api("GET", "/api/v1/tokens").json()
+    assert {t["name"]: t["scopes"] for t in listed}.items() >= {"dash": ["read"], "research": ["analytics"]}.items()
+    assert made["dash"] not in json.dumps(listed)
+    dash, research = made["dash"], made["research"]
+    assert raylive.api("GET", "/api/v1/streams", token=dash).status_code == 200
+    assert raylive.api("GET", "/metrics", token=dash).status_code == 200
+    assert raylive.api("POST", "/api/v1/ws-tickets", token=dash).status_code == 201
+    refused = raylive.api("POST", "/api/v1/streams", token=dash, json={"name": "bydash"})
+    assert refused.status_code == 403 and "lacks the 'admin' scope" in refused.json()["error"], refused.text
+    sql = {"sql": "SELECT 1"}
+    assert raylive.api("POST", "/api/v1/analytics/sql", token=dash, json=sql).status_code == 403
+    assert raylive.api("POST", "/api/v1/analytics/sql", token=research, json=sql).status_code == 200
+    assert raylive.api("GET", "/api/v1/tokens", token=research).status_code == 403
+    assert raylive.api("DELETE", "/api/v1/tokens/dash").status_code == 204
+    assert raylive.api("GET", "/api/v1/streams", token=dash).status_code == 401
 
 
 def test_fuzzing_the_management_api_finds_no_server_error(raylive: RayliveProcess) -> None:

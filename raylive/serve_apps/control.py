@@ -1,14 +1,13 @@
 """Control API on Ray Serve (FastAPI): streams and keys, live state, WebSocket push.
 
-Everything under /api/v1 needs `Authorization: Bearer <admin token>` (WebSockets may pass
-`?token=` since browsers cannot set headers on them). Playback (/live/...) stays public.
+Everything under /api/v1 needs `Authorization: Bearer <token>`: the admin token, or an API token
+with the endpoint's scope (`auth.py`); WebSockets take a one-time ticket. Playback (/live/...)
+stays public.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ from typing import Annotated, Any
 import ray
 import redis
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -28,18 +27,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import metrics, store
 from ..names import NAMESPACE, WRITER_NAME, actor_name
 from ..runtime.media import STREAM_NAME
+from .auth import AUTH, Admin, Analyst, Reader, websocket_caller
+from .auth import router as auth_router
 
 NAME_PATTERN = f"^{STREAM_NAME}$"
 PUSH_INTERVAL_S = 1.0
 
 # Per-replica state, set by ControlApp.__init__. Module-level because Serve serves a copy of `app`.
-STATE = SimpleNamespace(redis=None, sync_redis=None, token_hash="", rtmp_port=1935, renditions=["source"])
+STATE = SimpleNamespace(redis=None, sync_redis=None, rtmp_port=1935, renditions=["source"])
 
 app = FastAPI(
     title="raylive control API",
     version="1",
-    description="Streams, keys and live state of a raylive deployment. Management endpoints need a Bearer token.",
+    description="Streams, keys and live state of a raylive deployment. Every /api/v1 endpoint needs a Bearer token "
+    "(the admin token, or an API token with the scope the endpoint names: admin, read or analytics).",
 )
+app.include_router(auth_router)
 
 
 class StreamCreate(BaseModel):
@@ -113,23 +116,7 @@ class ErrorBody(BaseModel):
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
-
-
-def _token_ok(presented: str | None) -> bool:
-    if not presented:
-        return False
-    return hmac.compare_digest(hashlib.sha256(presented.encode()).hexdigest(), STATE.token_hash)
-
-
-async def require_token(request: Request) -> None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not _token_ok(token.strip()):
-        raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-
-Authorized = Annotated[None, Depends(require_token)]
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
 
 
 @app.exception_handler(RequestValidationError)
@@ -181,7 +168,7 @@ async def _kick(name: str, reason: str) -> bool:
 
 
 @app.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(_: Authorized) -> PlainTextResponse:
+async def prometheus_metrics(_: Reader) -> PlainTextResponse:
     """raylive's metrics from every node's Ray exporter, in Prometheus text format."""
     nodes = [n for n in ray.nodes() if n["Alive"] and n.get("MetricsExportPort")]
     text = await metrics.gather_prometheus([f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics" for n in nodes])
@@ -235,7 +222,7 @@ def _cluster(r: redis.Redis) -> dict[str, Any]:
 
 
 @app.get("/api/v1/cluster", response_model=ClusterInfo, responses=ERRORS)
-async def cluster(_: Authorized) -> dict[str, Any]:
+async def cluster(_: Reader) -> dict[str, Any]:
     """The Ray nodes and what runs on each: RTMP gateway, playback replicas, stream actors."""
     return await _call(_cluster)  # type: ignore[no-any-return]
 
@@ -247,7 +234,7 @@ def _check_ladder(ladder: list[str] | None) -> None:
 
 
 @app.post("/api/v1/streams", status_code=201, response_model=StreamCreated, responses={**ERRORS, 409: {"model": ErrorBody}})
-async def create_stream(body: StreamCreate, request: Request, _: Authorized) -> StreamCreated:
+async def create_stream(body: StreamCreate, request: Request, _: Admin) -> StreamCreated:
     _check_ladder(body.ladder)
     try:
         key = await _call(store.create_stream, body.name, body.ladder)
@@ -258,17 +245,17 @@ async def create_stream(body: StreamCreate, request: Request, _: Authorized) -> 
 
 
 @app.get("/api/v1/streams", response_model=list[StreamInfo], responses=ERRORS)
-async def list_streams(request: Request, _: Authorized) -> list[dict[str, Any]]:
+async def list_streams(request: Request, _: Reader) -> list[dict[str, Any]]:
     return await _call(store.list_streams)  # type: ignore[no-any-return]
 
 
 @app.get("/api/v1/streams/{name}", response_model=StreamInfo, responses=ERRORS)
-async def get_stream(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+async def get_stream(name: str, request: Request, _: Reader) -> dict[str, Any]:
     return await _stream(name)
 
 
 @app.post("/api/v1/streams/{name}/key/rotate", response_model=StreamCreated, responses=ERRORS)
-async def rotate_key(name: str, request: Request, _: Authorized) -> StreamCreated:
+async def rotate_key(name: str, request: Request, _: Admin) -> StreamCreated:
     try:
         key = await _call(store.rotate_key, name)
     except store.NoSuchStream:
@@ -278,7 +265,7 @@ async def rotate_key(name: str, request: Request, _: Authorized) -> StreamCreate
 
 
 @app.put("/api/v1/streams/{name}/ladder", response_model=StreamInfo, responses=ERRORS)
-async def set_ladder(name: str, body: LadderUpdate, request: Request, _: Authorized) -> dict[str, Any]:
+async def set_ladder(name: str, body: LadderUpdate, request: Request, _: Admin) -> dict[str, Any]:
     _check_ladder(body.ladder)
     try:
         await _call(store.set_ladder, name, body.ladder)
@@ -288,7 +275,7 @@ async def set_ladder(name: str, body: LadderUpdate, request: Request, _: Authori
 
 
 @app.post("/api/v1/streams/{name}/revoke", response_model=StreamInfo, responses=ERRORS)
-async def revoke(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+async def revoke(name: str, request: Request, _: Admin) -> dict[str, Any]:
     try:
         await _call(store.revoke_stream, name)
     except store.NoSuchStream:
@@ -298,14 +285,14 @@ async def revoke(name: str, request: Request, _: Authorized) -> dict[str, Any]:
 
 
 @app.post("/api/v1/streams/{name}/stop", response_model=StreamInfo, responses=ERRORS)
-async def stop(name: str, request: Request, _: Authorized) -> dict[str, Any]:
+async def stop(name: str, request: Request, _: Admin) -> dict[str, Any]:
     info = await _stream(name)
     await _kick(name, "stopped through the API")
     return info
 
 
 @app.delete("/api/v1/streams/{name}", status_code=204, responses=ERRORS)
-async def delete(name: str, request: Request, _: Authorized) -> None:
+async def delete(name: str, request: Request, _: Admin) -> None:
     try:
         await _call(store.delete_stream, name)
     except store.NoSuchStream:
@@ -320,8 +307,8 @@ def _snapshot(info: dict[str, Any]) -> dict[str, Any]:
 
 async def _push(ws: WebSocket, name: str | None) -> None:
     """Status at least once a second, plus events as they happen (publish, unpublish, processor results)."""
-    if not _token_ok(ws.query_params.get("token") or ws.headers.get("authorization", "").partition(" ")[2]):
-        await ws.close(code=4401, reason="missing or invalid token")
+    if await websocket_caller(ws) is None:
+        await ws.close(code=4401, reason="missing, spent or invalid ticket: POST /api/v1/ws-tickets for one")
         return
     await ws.accept()
     r: aioredis.Redis = STATE.redis
@@ -398,7 +385,7 @@ async def _analytics(method: str, *args: Any) -> Any:
 @app.get("/api/v1/streams/{name}/analytics", response_model=StreamAnalytics, responses=ERRORS)
 async def stream_analytics(
     name: str,
-    _: Authorized,
+    _: Reader,
     from_: Annotated[float | None, Query(alias="from", description="unix seconds; default: an hour before `to`")] = None,
     to: Annotated[float | None, Query(description="unix seconds; default: now")] = None,
     step: Annotated[int, Query(ge=1, le=86400, description="seconds per timeline point")] = 60,
@@ -413,7 +400,7 @@ async def stream_analytics(
 
 @app.get("/api/v1/analytics/top", response_model=list[TopStream], responses=ERRORS)
 async def top_streams(
-    _: Authorized,
+    _: Reader,
     period: Annotated[str, Query(pattern=r"^[1-9][0-9]{0,5}[smhd]$", description="e.g. 15m, 24h, 7d")] = "24h",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[dict[str, Any]]:
@@ -433,7 +420,7 @@ class SqlResult(BaseModel):
 
 
 @app.post("/api/v1/analytics/sql", response_model=SqlResult, responses={**ERRORS, 422: {"model": ErrorBody}})
-async def analytics_sql(body: SqlQuery, _: Authorized) -> dict[str, Any]:
+async def analytics_sql(body: SqlQuery, _: Analyst) -> dict[str, Any]:
     """Read-only SQL over the analytics tables (viewer_events, ingest_health, stream_sessions)."""
     try:
         return await _analytics("sql", body.sql, body.parameters)  # type: ignore[no-any-return]
@@ -442,7 +429,7 @@ async def analytics_sql(body: SqlQuery, _: Authorized) -> dict[str, Any]:
 
 
 @app.get("/api/v1/analytics/status", responses=ERRORS)
-async def analytics_status(_: Authorized) -> dict[str, Any]:
+async def analytics_status(_: Reader) -> dict[str, Any]:
     """The analytics pipeline: events buffered in Redis and not yet in ClickHouse, inserts, errors."""
     return await _analytics("stats")  # type: ignore[no-any-return]
 
@@ -462,7 +449,7 @@ class ControlApp:
     def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str]) -> None:
         STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
         STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
-        STATE.token_hash = token_hash
+        AUTH.admin_digest, AUTH.redis, AUTH.sync_redis = token_hash, STATE.redis, STATE.sync_redis
         STATE.rtmp_port = rtmp_port
         STATE.renditions = ["source", *renditions]
 
