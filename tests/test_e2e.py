@@ -303,3 +303,29 @@ def test_dropped_publisher_reconnects_into_the_same_playlist(raylive: RaylivePro
         assert ended and state()["end_reason"] == "publisher did not reconnect"
     finally:
         second.kill()
+
+
+def test_an_ended_streams_actor_exits_and_the_key_publishes_again(raylive: RayliveProcess) -> None:
+    """Each ended stream's actor used to stay for good (≈ 85 MB and a GCS entry per stream ever
+    published); now it exits ENDED_EXIT_S after the end, and the next publish gets a new one."""
+    from raylive.actors.stream import ENDED_EXIT_S
+
+    key = raylive.create_key("brief")
+    ff = publish(raylive.rtmp_url(key), 4)
+    assert ff.wait(30) == 0
+    info = wait_for(lambda: (i := raylive.api("GET", "/api/v1/streams/brief").json())["state"] == "ended" and i, 15, "brief to end")
+    assert isinstance(info, dict)
+    actor = psutil.Process(int(info["pid"]))
+    assert "StreamIngest" in " ".join(actor.cmdline())
+    ended = time.monotonic()
+    gone = lambda: not actor.is_running() or actor.status() == psutil.STATUS_ZOMBIE  # noqa: E731
+    wait_for(gone, ENDED_EXIT_S + 20, "the ended stream's actor to exit")
+    print(f"the actor exited {time.monotonic() - ended:.1f}s after the end")
+    again = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        live = wait_for(lambda: (i := raylive.api("GET", "/api/v1/streams/brief").json())["state"] == "live" and i, 30, "brief live again")
+        assert isinstance(live, dict) and int(live["pid"]) != actor.pid
+        wait_for(playlist_ready(f"{raylive.base_url}/live/brief/source/index.m3u8"), 30, "brief's new playlist")
+    finally:
+        again.terminate()
+        again.wait(10)

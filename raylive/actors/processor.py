@@ -73,6 +73,7 @@ class ProcessorHost:
             setup()
         threading.Thread(target=self._run, name=f"processor-{name}", daemon=True).start()
 
+    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def push(self, items: list[LadderInput], dropped_upstream: int = 0) -> int:
         self.dropped_upstream += dropped_upstream
         frames = self.sampler.push(items)

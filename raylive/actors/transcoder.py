@@ -32,6 +32,7 @@ class StreamTranscoder:
     def ready(self) -> str:
         return self.ladder.codec
 
+    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def push(self, items: list[LadderInput], sent_at: float) -> dict[str, Any]:
         outputs = self.ladder.push(items)
         # How long this batch waited in the queue plus its own encoding: past the bound, the
