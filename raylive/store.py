@@ -190,11 +190,22 @@ def set_ladder(r: redis.Redis, name: str, ladder: list[str] | None) -> None:
 
 
 def delete_stream(r: redis.Redis, name: str) -> None:
+    """Forget the stream in the state Redis (its files: `delete_stream_files`)."""
     revoke_stream(r, name)
+    per_rendition = list(r.scan_iter(match=viewers_last_key(name, "*"), count=1000))
     with r.pipeline() as p:
         p.delete(stream_key(name), live_key(name), viewers_last_key(name), viewers_first_key(name), unique_viewers_key(name))
+        if per_rendition:
+            p.delete(*per_rendition)
         p.srem(STREAMS, name)
         p.execute()
+
+
+def delete_stream_files(media: redis.Redis, name: str) -> None:
+    """Every file of the stream (names have no ':', so the pattern is the stream's alone)."""
+    keys = [snapshot_key(name), *media.scan_iter(match=file_key(name, "*"), count=1000)]
+    for i in range(0, len(keys), 1000):
+        media.delete(*keys[i : i + 1000])
 
 
 def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import re
 import time
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -49,3 +50,40 @@ def test_media_in_redis_stays_near_what_the_playlists_name(raylive: RayliveProce
     finally:
         ff.terminate()
         ff.wait(10)
+
+
+def test_a_stream_deleted_while_live_leaves_no_key_file_or_actor(raylive: RayliveProcess) -> None:
+    record = json.loads((raylive.data_dir / "raylive.json").read_text())
+    media = redis.Redis.from_url(record["media_redis_url"])
+    state = redis.Redis.from_url(record["redis_url"])
+    name = "doomed"
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    base = f"{raylive.base_url}/live/{name}"
+    try:
+        wait_for(playlist_ready(f"{base}/source/index.m3u8"), 30, f"{name} to go live")
+        wait_for(playlist_ready(f"{base}/index.m3u8"), 10, f"{name}'s multivariant playlist")
+        sid = re.search(r"sid=([\w-]+)", httpx.get(f"{base}/index.m3u8", timeout=10).text)[1]  # type: ignore[index]
+        assert httpx.get(f"{base}/source/index.m3u8?sid={sid}", timeout=10).status_code == 200  # a viewer
+        pid = int(raylive.api("GET", f"/api/v1/streams/{name}").json()["pid"])
+        time.sleep(2)  # the viewer counted
+        assert raylive.api("DELETE", f"/api/v1/streams/{name}").status_code == 204
+        assert ff.wait(15) is not None  # the publisher was disconnected
+
+        def leftovers() -> list[bytes]:
+            files = list(media.scan_iter(match=f"*{name}*", count=1000))
+            return files + [k for k in state.scan_iter(match=f"*{name}*", count=1000)]
+
+        wait_for(lambda: not leftovers(), 15, "no key of the deleted stream", detail=leftovers)
+        assert httpx.get(f"{base}/index.m3u8", timeout=10).status_code == 404
+        assert raylive.api("GET", f"/api/v1/streams/{name}").status_code == 404
+        from raylive.actors.stream import ENDED_EXIT_S
+
+        wait_for(
+            lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+            ENDED_EXIT_S + 20,
+            "its actor to exit",
+        )
+        assert not leftovers(), leftovers()  # nothing came back as the actor ended
+    finally:
+        ff.kill()

@@ -294,6 +294,9 @@ class StreamIngest:
         self._stop_transcoder()
         self._unsubscribe_processors()
         files += self.presentation.finish()
+        if not self.redis.exists(store.stream_key(self.name)):  # deleted through the API
+            self._forget(reason)
+            return
         ttl = self.hls.ended_ttl_s
         self._write(files, ttl)
         self._expire_retained(ttl)
@@ -314,6 +317,15 @@ class StreamIngest:
         )
         self._event("unpublish")
         log.info("stream %s: publish ended (%s)", self.name, reason)
+
+    def _forget(self, reason: str) -> None:
+        """The stream was deleted: no ended playlists stay behind, nor its live state."""
+        store.delete_stream_files(self.media, self.name)
+        self.redis.delete(store.live_key(self.name))
+        self._ended = True
+        analytics.emit(self.redis, "session", stream=self.name, event="end", reason=reason, node=socket.gethostname())
+        self._event("unpublish")
+        log.info("stream %s: publish ended (%s); the stream is deleted, its files are gone", self.name, reason)
 
     def _unsubscribe_processors(self) -> None:
         self.subscribers = {}

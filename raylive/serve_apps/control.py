@@ -34,7 +34,7 @@ NAME_PATTERN = f"^{STREAM_NAME}$"
 PUSH_INTERVAL_S = 1.0
 
 # Per-replica state, set by ControlApp.__init__. Module-level because Serve serves a copy of `app`.
-STATE = SimpleNamespace(redis=None, sync_redis=None, rtmp_port=1935, renditions=["source"])
+STATE = SimpleNamespace(redis=None, sync_redis=None, media_redis=None, rtmp_port=1935, renditions=["source"])
 
 app = FastAPI(
     title="raylive control API",
@@ -297,7 +297,8 @@ async def delete(name: str, request: Request, _: Admin) -> None:
         await _call(store.delete_stream, name)
     except store.NoSuchStream:
         raise HTTPException(404, f"no stream named {name!r}") from None
-    await _kick(name, "stream deleted")
+    await _kick(name, "stream deleted")  # a live stream's actor removes what it writes as it ends
+    await asyncio.to_thread(store.delete_stream_files, STATE.media_redis, name)
 
 
 def _snapshot(info: dict[str, Any]) -> dict[str, Any]:
@@ -449,6 +450,7 @@ class ControlApp:
     def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str]) -> None:
         STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
         STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
+        STATE.media_redis = redis.Redis.from_url(store.media_url(STATE.sync_redis, redis_url))
         AUTH.admin_digest, AUTH.redis, AUTH.sync_redis = token_hash, STATE.redis, STATE.sync_redis
         STATE.rtmp_port = rtmp_port
         STATE.renditions = ["source", *renditions]
