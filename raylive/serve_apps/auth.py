@@ -9,25 +9,21 @@ within 30 s as `?ticket=`: what lands in an access log is spent.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import store
+from .context import STATE, call
 
 ADMIN, READ, ANALYTICS = "admin", "read", "analytics"
 IMPLIED = {ADMIN: {ADMIN, READ, ANALYTICS}, ANALYTICS: {ANALYTICS, READ}, READ: {READ}}
 TICKET_TTL_S = 30
-
-# Set by ControlApp.__init__ (per replica): the admin token's digest and the Redis clients.
-AUTH = SimpleNamespace(admin_digest="", redis=None, sync_redis=None)
 
 
 @dataclass(frozen=True)
@@ -40,9 +36,9 @@ async def caller_of(token: str) -> Caller | None:
     if not token:
         return None
     digest = store.secret_digest(token)
-    if hmac.compare_digest(digest, AUTH.admin_digest):
+    if hmac.compare_digest(digest, STATE.admin_digest):
         return Caller(ADMIN, frozenset(IMPLIED[ADMIN]))
-    raw = await AUTH.redis.hget(store.TOKENS, digest)  # looked up by digest: nothing to compare
+    raw = await STATE.redis.hget(store.TOKENS, digest)  # looked up by digest: nothing to compare
     if raw is None:
         return None
     record = json.loads(raw)
@@ -71,7 +67,7 @@ async def websocket_caller(ws: WebSocket, scope: str = READ) -> Caller | None:
     """A spent-once ticket (`?ticket=`), or a Bearer header (clients that can set one)."""
     ticket = ws.query_params.get("ticket")
     if ticket:
-        raw = await AUTH.redis.getdel(store.ws_ticket_key(store.secret_digest(ticket)))
+        raw = await STATE.redis.getdel(store.ws_ticket_key(store.secret_digest(ticket)))
         record = json.loads(raw) if raw else None
         caller = Caller(str(record["name"]), frozenset(record["scopes"])) if record else None
     else:
@@ -81,10 +77,6 @@ async def websocket_caller(ws: WebSocket, scope: str = READ) -> Caller | None:
 
 
 router = APIRouter()
-
-
-async def _call(fn: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(fn, AUTH.sync_redis, *args)
 
 
 class Ticket(BaseModel):
@@ -97,7 +89,7 @@ async def ws_ticket(caller: Reader) -> Ticket:
     """A one-time ticket for a WebSocket (browsers cannot send the Authorization header there)."""
     ticket = secrets.token_urlsafe(24)
     record = json.dumps({"name": caller.name, "scopes": sorted(caller.scopes)})
-    await AUTH.redis.set(store.ws_ticket_key(store.secret_digest(ticket)), record, ex=TICKET_TTL_S)
+    await STATE.redis.set(store.ws_ticket_key(store.secret_digest(ticket)), record, ex=TICKET_TTL_S)
     return Ticket(ticket=ticket, expires_in=TICKET_TTL_S)
 
 
@@ -125,7 +117,7 @@ async def create_token(body: TokenCreate, _: Admin) -> TokenCreated:
     if unknown:
         raise HTTPException(422, f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(IMPLIED)}")
     try:
-        token = await _call(store.create_token, body.name, body.scopes)
+        token = await call(store.create_token, body.name, body.scopes)
     except store.TokenExists:
         raise HTTPException(409, f"a token named {body.name!r} exists; delete it first") from None
     return TokenCreated(name=body.name, scopes=sorted(set(body.scopes)), token=token)
@@ -133,10 +125,10 @@ async def create_token(body: TokenCreate, _: Admin) -> TokenCreated:
 
 @router.get("/api/v1/tokens", response_model=list[TokenInfo])
 async def list_tokens(_: Admin) -> list[dict[str, Any]]:
-    return await _call(store.list_tokens)  # type: ignore[no-any-return]
+    return await call(store.list_tokens)  # type: ignore[no-any-return]
 
 
 @router.delete("/api/v1/tokens/{name}", status_code=204)
 async def delete_token(name: str, _: Admin) -> None:
-    if not await _call(store.delete_token, name):
+    if not await call(store.delete_token, name):
         raise HTTPException(404, f"no token named {name!r}")
