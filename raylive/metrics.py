@@ -29,6 +29,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "raylive_transcode_lag_seconds": ("gauge", "How far a stream's transcoder is behind its ingest", ("stream",)),
     "raylive_viewers": ("gauge", "Concurrent viewer sessions (a request in the last 30 s)", ("stream",)),
     "raylive_playback_requests_total": ("counter", "Playback requests, by kind and status", ("kind", "status")),
+    "raylive_tap_dropped_frames_total": (
+        "counter",
+        "Frames a stream's tap skipped for a consumer that fell behind (it restarts at the next keyframe)",
+        ("stream", "consumer"),
+    ),
     "raylive_analytics_pending_events": ("gauge", "Analytics events buffered in Redis, not yet in ClickHouse", ()),
 }
 LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]

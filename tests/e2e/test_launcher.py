@@ -23,7 +23,7 @@ import pytest
 from raylive.launcher.instance import read_record
 from raylive.launcher.redis_server import free_port
 
-from .helpers import listen_port, publish, wait_for
+from ..helpers import listen_port, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ import redis
 
 from raylive import analytics
 
-from .conftest import RayliveProcess
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

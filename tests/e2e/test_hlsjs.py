@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from .conftest import RayliveProcess
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 
-HLSJS = Path(__file__).parent / ".cache" / "hls.min.js"
+HLSJS = Path(__file__).parent.parent / ".cache" / "hls.min.js"
 CHROMIUM = "/usr/bin/chromium"
 
 PAGE = """<!doctype html><html><body>

@@ -24,11 +24,11 @@ from ray import cloudpickle
 import raylive as raylive_api
 from raylive.api import Client
 
-from .conftest import RayliveProcess
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 # Ray workers cannot import this test module: ship its processor classes by value, as a notebook's are.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -24,8 +24,8 @@ import yaml
 from raylive.actors.gateway import RTMP_PORT_LABEL
 from raylive.launcher.redis_server import free_port
 
-from .conftest import RayliveProcess, start_raylive, stop_raylive
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess, start_raylive, stop_raylive
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.timeout(420)
 

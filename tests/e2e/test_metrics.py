@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from raylive.metrics import METRICS
 
-from .conftest import RayliveProcess
-from .helpers import get, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from .conftest import RayliveProcess
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

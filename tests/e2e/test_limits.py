@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from .conftest import RayliveProcess, start_raylive, stop_raylive
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess, start_raylive, stop_raylive
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import redis
 
 from raylive import store
 
-from .conftest import RayliveProcess
-from .helpers import playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 PUBLISH_S = 60  # twice the default segment TTL (2 x 12 s window + 2 s + 4 s = 30 s)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from .conftest import RayliveProcess
-from .helpers import get, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import time
 import psutil
 import pytest
 
-from .conftest import RayliveProcess
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

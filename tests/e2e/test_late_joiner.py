@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import RayliveProcess, start_raylive, stop_raylive
-from .helpers import get, publish, wait_for
+from ..conftest import RayliveProcess, start_raylive, stop_raylive
+from ..helpers import get, publish, wait_for
 from .test_hlsjs import player, player_origin  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e

@@ -19,8 +19,8 @@ from raylive import store
 from raylive.launcher.redis_server import EmbeddedRedis, redis_password
 from raylive.runtime.lifecycle import STALE_PUBLISHER_S
 
-from .conftest import RayliveProcess, start_raylive, stop_raylive
-from .helpers import get, playlist_ready, publish, wait_for
+from ..conftest import RayliveProcess, start_raylive, stop_raylive
+from ..helpers import get, playlist_ready, publish, wait_for
 
 pytestmark = pytest.mark.e2e
 

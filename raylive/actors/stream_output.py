@@ -1,0 +1,116 @@
+"""`StreamOutput`: where one stream's actor writes — its files to the media Redis (with the TTLs
+the HLS spec asks), its live status and events to the state Redis. The stream actor is its only
+user, so `rl:live:NAME` has one writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Any
+
+import redis
+
+from .. import metrics, store
+from ..runtime.ingest import IngestTimeline
+from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
+from ..settings import HlsSettings
+
+log = logging.getLogger(__name__)
+SEGMENT_TTL_MARGIN_S = 4  # for a viewer's clock and round trips
+
+
+class StreamOutput:
+    def __init__(self, name: str, redis_url: str, hls: HlsSettings) -> None:
+        self.name = name
+        self.hls = hls
+        self.redis = redis.Redis.from_url(redis_url)  # the stream's state
+        self.media = redis.Redis.from_url(store.media_url(self.redis, redis_url))  # its files
+        self.media_errors = 0  # media writes that failed during this actor's life
+
+    def segment_ttl(self, presentation: LiveHlsPresentation | None) -> int:
+        """How long a file written now stays fetchable: `hls.segment_ttl_s`, or by default what
+        the HLS spec asks (a segment stays for its duration plus the playlist's after it leaves
+        it), from the window as it is. Was a fixed 120 s: ≈ 10x what playlists reference."""
+        if self.hls.segment_ttl_s:
+            return self.hls.segment_ttl_s
+        window_s = self.hls.window_segments * self.hls.target_duration_s
+        if presentation is not None:
+            window_s = max(window_s, presentation.longest_playlist_s())
+        return math.ceil(2 * window_s + self.hls.target_duration_s) + SEGMENT_TTL_MARGIN_S
+
+    def write(self, files: list[StoredFile], presentation: LiveHlsPresentation | None, ttl: int | None = None) -> None:
+        ttl = ttl or self.segment_ttl(presentation)
+        with self.media.pipeline(transaction=False) as p:
+            # Files arrive in dependency order (segment before the playlist naming it).
+            for f in files:
+                p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
+            if presentation is not None and any(f.path.endswith("index.m3u8") for f in files):
+                p.set(store.snapshot_key(self.name), json.dumps(presentation.snapshot()), ex=ttl)
+                for path in presentation.long_lived_paths():
+                    p.expire(store.file_key(self.name, path), ttl)
+            if not self._execute(p):
+                return
+        now = time.time()
+        for f in files:
+            if f.media_end is not None:
+                rendition = f.path.split("/", 1)[0]
+                metrics.inc("raylive_segments_total", stream=self.name, rendition=rendition)
+                metrics.observe("raylive_segment_latency_seconds", max(0.0, now - f.media_end), rendition=rendition)
+
+    def expire_retained(self, presentation: LiveHlsPresentation, ttl: int) -> None:
+        with self.media.pipeline(transaction=False) as p:
+            for path in presentation.retained_paths():
+                p.expire(store.file_key(self.name, path), ttl)
+            self._execute(p)
+
+    def thumbnail(self, jpeg: bytes, presentation: LiveHlsPresentation | None) -> None:
+        with self.media.pipeline(transaction=False) as p:
+            p.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self.segment_ttl(presentation))
+            self._execute(p)
+
+    def _execute(self, p: redis.client.Pipeline) -> bool:
+        """A media write that fails (the media Redis full of keys it cannot evict, or away)
+        costs this stream its output for the moment, never the stream or anyone else's."""
+        try:
+            p.execute()
+            return True
+        except redis.RedisError as exc:
+            self.media_errors += 1
+            if self.media_errors in (1, 10) or self.media_errors % 100 == 0:
+                log.warning("stream %s: media write failed (%d so far): %s", self.name, self.media_errors, exc)
+            return False
+
+    def forget(self) -> None:
+        """The stream was deleted: its files and live state go."""
+        store.delete_stream_files(self.media, self.name)
+        self.redis.delete(store.live_key(self.name))
+
+    def event(self, event: str) -> None:
+        self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": event, "name": self.name, "time": time.time()}))
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        self.redis.hset(store.live_key(self.name), mapping={"state": state, **{k: str(v) for k, v in fields.items()}})
+
+    def update_status(self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: dict[str, Any], restarts: int) -> None:
+        kbps, fps = timeline.stats.rates()
+        fields: dict[str, Any] = {"bitrate_kbps": round(kbps, 1), "fps": round(fps, 2)}
+        pkg = presentation.packager
+        if pkg.sps is not None:
+            fields.update(video_codec=pkg.sps.codec_string, resolution=f"{pkg.sps.width}x{pkg.sps.height}")
+        if pkg.aac is not None:
+            fields.update(audio_codec=pkg.aac.codec_string, sample_rate=pkg.aac.sample_rate)
+        fields["keyframe_interval_ms"] = timeline.stats.keyframe_interval_ms
+        if ladder:
+            fields.update(
+                encoder=ladder["encoder"],
+                transcode_lag_s=ladder["lag_s"],
+                transcode_realtime_factor=json.dumps(ladder["realtime_factor"]),
+                transcoder_pid=ladder["pid"],
+                transcoder_restarts=restarts,
+            )
+        fields["renditions"] = json.dumps(
+            {r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in presentation.renditions.values()}
+        )
+        self.redis.hset(store.live_key(self.name), mapping={k: str(v) for k, v in fields.items()})

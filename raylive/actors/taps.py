@@ -1,0 +1,79 @@
+"""`MediaTap`: the stream actor's fan-out of its compressed media (`runtime/taps.py`) to the
+processor hosts attached to it, each through its own `TapQueue`, and the thumbnail it takes
+from a keyframe every few seconds. The transcoder is fed from the same items (`ladder.py`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from .. import metrics
+from ..runtime.frames import keyframe_jpeg
+from ..runtime.taps import TapQueue
+from ..runtime.transcode import LadderConfig, LadderFrame, LadderInput
+
+log = logging.getLogger(__name__)
+MAX_CONSUMER_BACKLOG = 8  # batches (≈ 2 s of media) a processor host may leave unanswered
+THUMBNAIL_INTERVAL_S = 5.0
+
+
+@dataclass
+class _Consumer:
+    handle: Any  # a ProcessorHost: push(items, dropped_upstream)
+    queue: TapQueue = field(default_factory=lambda: TapQueue(MAX_CONSUMER_BACKLOG))
+    calls: deque[Any] = field(default_factory=deque)
+
+
+class MediaTap:
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.consumers: dict[str, _Consumer] = {}
+        self.config: LadderConfig | None = None  # the stream's latest configuration
+        self._thumbnail_at = 0.0
+
+    def attach(self, name: str, handle: Any) -> None:
+        self.consumers[name] = _Consumer(handle)
+
+    def detach(self, name: str) -> None:
+        self.consumers.pop(name, None)
+
+    def feed(self, items: list[LadderInput], epoch: str) -> bytes | None:
+        """Send the new items to every consumer that keeps up; returns a thumbnail (JPEG) when one is due."""
+        jpeg = None
+        for item in items:
+            if isinstance(item, LadderConfig):
+                self.config = item
+            elif isinstance(item, LadderFrame) and item.keyframe and time.monotonic() - self._thumbnail_at >= THUMBNAIL_INTERVAL_S:
+                jpeg = self._thumbnail(item) or jpeg
+        if not items:
+            return jpeg
+        for name, consumer in self.consumers.items():
+            while consumer.calls and ray.wait([consumer.calls[0]], timeout=0)[0]:
+                try:
+                    ray.get(consumer.calls.popleft())
+                    consumer.queue.answered(True)
+                except RayError:
+                    consumer.queue.answered(False)  # it restarted or failed: again from a keyframe
+            batch = consumer.queue.offer(items, epoch, self.config)
+            dropped = consumer.queue.take_dropped()
+            if dropped:
+                metrics.inc("raylive_tap_dropped_frames_total", dropped, stream=self.stream, consumer=name)
+            if batch is not None:
+                consumer.calls.append(consumer.handle.push.remote(batch, dropped))
+        return jpeg
+
+    def _thumbnail(self, frame: LadderFrame) -> bytes | None:
+        self._thumbnail_at = time.monotonic()
+        if self.config is None:
+            return None
+        try:
+            return keyframe_jpeg(self.config.avcc, frame.data)
+        except (ValueError, OSError) as exc:
+            log.info("stream %s: no thumbnail from this keyframe: %s", self.stream, exc)
+            return None
