@@ -93,7 +93,8 @@ def test_processor_results_reach_sql_and_the_websocket(raylive: RayliveProcess, 
     events: list[dict[str, Any]] = []
 
     async def listen() -> None:
-        url = f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams/py2?token={raylive.token}"
+        ticket = raylive.api("POST", "/api/v1/ws-tickets").json()["ticket"]
+        url = f"ws://127.0.0.1:{raylive.http_port}/api/v1/ws/streams/py2?ticket={ticket}"
         async with websockets.connect(url) as ws:
             deadline = time.monotonic() + 40
             while time.monotonic() < deadline and not any(e.get("event") == "processor" for e in events):
