@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 
 import httpx
@@ -20,20 +21,29 @@ pytestmark = pytest.mark.e2e
 PUBLISH_S = 60  # twice the default segment TTL (2 x 12 s window + 2 s + 4 s = 30 s)
 
 
-def test_media_in_redis_stays_near_what_the_playlists_name(raylive: RayliveProcess) -> None:
+def servers(raylive: RayliveProcess) -> tuple[redis.Redis, redis.Redis]:
+    """The state and the media Redis of the shared `raylive up`."""
     record = json.loads((raylive.data_dir / "raylive.json").read_text())
-    media = redis.Redis.from_url(record["media_redis_url"])
-    state = redis.Redis.from_url(record["redis_url"])
     assert record["media_redis_url"] != record["redis_url"]
+    return redis.Redis.from_url(record["redis_url"]), redis.Redis.from_url(record["media_redis_url"])
+
+
+def publish_new(raylive: RayliveProcess, name: str) -> subprocess.Popen[bytes]:
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/source/index.m3u8"), 30, f"{name} to go live")
+    return ff
+
+
+def test_media_in_redis_stays_near_what_the_playlists_name(raylive: RayliveProcess) -> None:
+    state, media = servers(raylive)
     assert media.config_get("save") == {"save": ""} and media.config_get("appendonly") == {"appendonly": "no"}
     assert int(media.config_get("maxmemory")["maxmemory"]) > 0
     assert state.config_get("appendonly") == {"appendonly": "yes"} and state.config_get("save") == {"save": ""}
     name = "bounded"
-    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
-    ff = publish(raylive.rtmp_url(key), seconds=None)
+    ff = publish_new(raylive, name)
     base = f"{raylive.base_url}/live/{name}"
     try:
-        wait_for(playlist_ready(f"{base}/source/index.m3u8"), 30, f"{name} to go live")
         time.sleep(PUBLISH_S)
         assert ff.poll() is None
         named = 0
@@ -53,15 +63,11 @@ def test_media_in_redis_stays_near_what_the_playlists_name(raylive: RayliveProce
 
 
 def test_a_stream_deleted_while_live_leaves_no_key_file_or_actor(raylive: RayliveProcess) -> None:
-    record = json.loads((raylive.data_dir / "raylive.json").read_text())
-    media = redis.Redis.from_url(record["media_redis_url"])
-    state = redis.Redis.from_url(record["redis_url"])
+    state, media = servers(raylive)
     name = "doomed"
-    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
-    ff = publish(raylive.rtmp_url(key), seconds=None)
+    ff = publish_new(raylive, name)
     base = f"{raylive.base_url}/live/{name}"
     try:
-        wait_for(playlist_ready(f"{base}/source/index.m3u8"), 30, f"{name} to go live")
         wait_for(playlist_ready(f"{base}/index.m3u8"), 10, f"{name}'s multivariant playlist")
         sid = re.search(r"sid=([\w-]+)", httpx.get(f"{base}/index.m3u8", timeout=10).text)[1]  # type: ignore[index]
         assert httpx.get(f"{base}/source/index.m3u8?sid={sid}", timeout=10).status_code == 200  # a viewer
