@@ -31,7 +31,11 @@ def servers(raylive: RayliveProcess) -> tuple[redis.Redis, redis.Redis]:
 def publish_new(raylive: RayliveProcess, name: str) -> subprocess.Popen[bytes]:
     key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
     ff = publish(raylive.rtmp_url(key), seconds=None)
-    wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/source/index.m3u8"), 30, f"{name} to go live")
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/source/index.m3u8"), 30, f"{name} to go live")
+    except BaseException:
+        ff.kill()
+        raise
     return ff
 
 
