@@ -76,7 +76,7 @@ def test_a_stream_deleted_while_live_leaves_no_key_file_or_actor(raylive: Rayliv
         sid = re.search(r"sid=([\w-]+)", httpx.get(f"{base}/index.m3u8", timeout=10).text)[1]  # type: ignore[index]
         assert httpx.get(f"{base}/source/index.m3u8?sid={sid}", timeout=10).status_code == 200  # a viewer
         pid = int(raylive.api("GET", f"/api/v1/streams/{name}").json()["pid"])
-        time.sleep(2)  # the viewer counted
+        wait_for(lambda: raylive.api("GET", f"/api/v1/streams/{name}").json()["viewers"] >= 1, 10, "the viewer to be counted")
         assert raylive.api("DELETE", f"/api/v1/streams/{name}").status_code == 204
         assert ff.wait(15) is not None  # the publisher was disconnected
 
