@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-EVENTS_STREAM = "rl:analytics"
+from .store import ANALYTICS_EVENTS
+
 # Events that cannot be rows (a value out of its column's range, a field of the wrong type): kept
-# here with the reason instead of failing the batch they came in, newest 10,000.
-DEAD_LETTERS = "rl:analytics:dead"
+# in store.ANALYTICS_DEAD_LETTERS with the reason instead of failing the batch they came in, newest 10,000.
 DEAD_LETTERS_KEPT = 10_000
 CONSUMER_GROUP = "writer"
 HEARTBEAT_S = 5.0  # how often a playback replica reports each viewer session
@@ -89,7 +89,7 @@ class RedisLike(Protocol):
 def emit(r: RedisLike, kind: str, **fields: Any) -> None:
     """Append one analytics event (a pipeline works too). `ts` defaults to now."""
     fields.setdefault("ts", time.time())
-    r.xadd(EVENTS_STREAM, {"k": kind, "d": json.dumps(fields, separators=(",", ":"))})
+    r.xadd(ANALYTICS_EVENTS, {"k": kind, "d": json.dumps(fields, separators=(",", ":"))})
 
 
 def event_id(entry_id: str) -> int:

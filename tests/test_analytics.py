@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from raylive import analytics
+from raylive import analytics, store
 from raylive.actors.analytics import AnalyticsWriter, open_client
 from raylive.launcher.redis_server import EmbeddedRedis
 
@@ -236,7 +236,7 @@ def test_a_clickhouse_outage_under_load_loses_no_event_and_bad_events_go_to_dead
             time.sleep(1)
             status = writer.stats()
         assert status["failing_since"] and "Too many parts" in status["last_error"], status
-        assert r.xlen(analytics.EVENTS_STREAM) >= emitted["good"] * 0.5  # nothing trimmed while failing
+        assert r.xlen(store.ANALYTICS_EVENTS) >= emitted["good"] * 0.5  # nothing trimmed while failing
         _set_inserts_failing(dsn, False)
         time.sleep(3)
         stop.set()

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 import redis
 
-from .. import analytics, metrics
+from .. import analytics, metrics, store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class AnalyticsWriter:
         self.sandbox = open_client(dsn)
         self.version = analytics.migrate(self.client)
         try:
-            self.redis.xgroup_create(analytics.EVENTS_STREAM, analytics.CONSUMER_GROUP, id="0", mkstream=True)
+            self.redis.xgroup_create(store.ANALYTICS_EVENTS, analytics.CONSUMER_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -67,7 +67,7 @@ class AnalyticsWriter:
                 reply: Any = self.redis.xreadgroup(
                     analytics.CONSUMER_GROUP,
                     self.consumer,
-                    {analytics.EVENTS_STREAM: cursor},
+                    {store.ANALYTICS_EVENTS: cursor},
                     count=BATCH,
                     block=None if pending else BLOCK_MS,
                 )
@@ -94,9 +94,9 @@ class AnalyticsWriter:
         for table, rows in batch.rows.items():
             self._insert(table, rows, batch, after)
         # Only now: an entry acknowledged is in ClickHouse (or a dead letter).
-        self.redis.xack(analytics.EVENTS_STREAM, analytics.CONSUMER_GROUP, *batch.ids)
-        self.redis.xtrim(analytics.EVENTS_STREAM, minid=batch.ids[-1], approximate=False)
-        metrics.set_gauge("raylive_analytics_pending_events", max(0, self.redis.xlen(analytics.EVENTS_STREAM) - 1))
+        self.redis.xack(store.ANALYTICS_EVENTS, analytics.CONSUMER_GROUP, *batch.ids)
+        self.redis.xtrim(store.ANALYTICS_EVENTS, minid=batch.ids[-1], approximate=False)
+        metrics.set_gauge("raylive_analytics_pending_events", max(0, self.redis.xlen(store.ANALYTICS_EVENTS) - 1))
         self.skipped += batch.skipped
 
     def _insert(self, table: str, rows: list[list[Any]], batch: analytics.Batch, after: dict[str, int]) -> None:
@@ -128,14 +128,14 @@ class AnalyticsWriter:
         pipe = self.redis.pipeline(transaction=False)
         for r in rejected:
             fields: dict[Any, Any] = {"id": r.entry_id, "reason": r.reason, "k": r.fields.get("k", ""), "d": r.fields.get("d", "")}
-            pipe.xadd(analytics.DEAD_LETTERS, fields, maxlen=analytics.DEAD_LETTERS_KEPT, approximate=True)
+            pipe.xadd(store.ANALYTICS_DEAD_LETTERS, fields, maxlen=analytics.DEAD_LETTERS_KEPT, approximate=True)
         pipe.execute()
         self.dead_lettered += len(rejected)
-        log.warning("analytics writer: %d event(s) to %s, the first: %s", len(rejected), analytics.DEAD_LETTERS, rejected[0].reason)
+        log.warning("analytics writer: %d event(s) to %s, the first: %s", len(rejected), store.ANALYTICS_DEAD_LETTERS, rejected[0].reason)
 
     # -- queries ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        info = self.redis.xinfo_groups(analytics.EVENTS_STREAM)
+        info = self.redis.xinfo_groups(store.ANALYTICS_EVENTS)
         group: dict[str, Any] = next((g for g in info if g["name"] == analytics.CONSUMER_GROUP), {})
         return {
             "pid": os.getpid(),
@@ -151,10 +151,10 @@ class AnalyticsWriter:
 
     def dead_letters(self, recent: int = 10) -> dict[str, Any]:
         """Events kept out of ClickHouse, with why: how many are kept and the latest few."""
-        latest: Any = self.redis.xrevrange(analytics.DEAD_LETTERS, count=recent)
+        latest: Any = self.redis.xrevrange(store.ANALYTICS_DEAD_LETTERS, count=recent)
         return {
             "written": self.dead_lettered,
-            "kept": int(self.redis.xlen(analytics.DEAD_LETTERS)),
+            "kept": int(self.redis.xlen(store.ANALYTICS_DEAD_LETTERS)),
             "recent": [{"id": f["id"], "kind": f["k"], "reason": f["reason"], "event": f["d"]} for _, f in latest],
         }
 

@@ -35,11 +35,10 @@ from ..runtime.transcode import LadderInput
 
 log = logging.getLogger(__name__)
 
-# name -> the attached ProcessorSpec (pickled, without its hosts), so that a registry Ray restarted
-# knows them again: it starts their hosts on the live streams, and on streams that start later.
-# Each value is HMAC-SHA256(cluster secret, pickle) + pickle: unpickling runs code, and Redis is not
-# trusted to run code on the cluster (whoever can write there could otherwise).
-SPECS_KEY = store.PREFIX + "processors"
+# store.PROCESSOR_SPECS: name -> the attached ProcessorSpec (pickled, without its hosts), so that a
+# registry Ray restarted knows them again: it starts their hosts on the live streams, and on streams
+# that start later. Each value is HMAC-SHA256(cluster secret, pickle) + pickle: unpickling runs code,
+# and Redis is not trusted to run code on the cluster (whoever can write there could otherwise).
 QUEUE_FRAMES = 2
 
 
@@ -170,7 +169,7 @@ class ProcessorRegistry:
         self.renditions = renditions
         self.secret = secret
         self.specs: dict[str, ProcessorSpec] = {}
-        for field_name, raw in self.redis.hgetall(SPECS_KEY).items():  # a restart: the hosts died with the old registry
+        for field_name, raw in self.redis.hgetall(store.PROCESSOR_SPECS).items():  # a restart: the hosts died with the old registry
             blob = open_sealed(secret, raw) if isinstance(raw, bytes) else None
             if blob is None:
                 log.warning("processor spec %r in Redis is not signed with the cluster secret: ignored", store.text(field_name))
@@ -194,7 +193,7 @@ class ProcessorRegistry:
         return self._start_on_live_streams(spec)
 
     def _save(self, spec: ProcessorSpec) -> None:
-        self.redis.hset(SPECS_KEY, spec.name, seal(self.secret, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={}))))
+        self.redis.hset(store.PROCESSOR_SPECS, spec.name, seal(self.secret, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={}))))
 
     def _start_on_live_streams(self, spec: ProcessorSpec) -> list[str]:
         live = [s["name"] for s in store.list_streams(self.redis) if s.get("state") == "live"]
@@ -242,7 +241,7 @@ class ProcessorRegistry:
             spec.detached[s] = reason
         if stream is None:
             del self.specs[name]
-            self.redis.hdel(SPECS_KEY, name)
+            self.redis.hdel(store.PROCESSOR_SPECS, name)
         else:
             self._save(spec)
         return True

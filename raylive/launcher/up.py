@@ -19,7 +19,7 @@ from typing import Any
 
 from ..names import NAMESPACE, REGISTRY_NAME, WRITER_NAME, gateway_name
 from ..settings import Settings
-from ..store import MEDIA_URL
+from ..store import MEDIA_URL, PROCESSOR_SPECS
 from .instance import (
     STARTING,
     UP,
@@ -132,7 +132,6 @@ class Raylive:
         from ray import serve
 
         from ..actors.analytics import AnalyticsWriterActor
-        from ..actors.processor import SPECS_KEY as PROCESSOR_SPECS_KEY
         from ..actors.processor import ProcessorRegistryActor
         from ..serve_apps.control import ControlDeployment
         from ..serve_apps.playback import PlaybackDeployment
@@ -177,7 +176,7 @@ class Raylive:
         ).remote(s.clickhouse_dsn, self.redis_url)
         ray.get(self.analytics.stats.remote(), timeout=120)
         if self.ray_head is not None:  # a new cluster: processors attached to an earlier one are gone
-            self._redis.delete(PROCESSOR_SPECS_KEY)
+            self._redis.delete(PROCESSOR_SPECS)
         self.processors = ProcessorRegistryActor.options(
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.redis_url, s.transcode.renditions, kept_secret(self.data_dir / "cluster_secret").encode())
