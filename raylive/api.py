@@ -26,8 +26,8 @@ import numpy as np
 
 from . import store
 from .actors.processor import ProcessorSpec
-from .launcher.instance import read_runtime
 from .names import NAMESPACE, REGISTRY_NAME, WRITER_NAME
+from .running import read_runtime
 
 
 class Processor:

@@ -25,9 +25,11 @@ from typing import Any
 
 import psutil
 
+from ..running import STARTING, UP, alive, read_record, read_runtime, runtime_path
+
+__all__ = ["STARTING", "UP", "InstanceLock", "read_record", "read_runtime", "runtime_path"]
+
 LOCK_FILE = "raylive.lock"
-RUNTIME_FILE = "raylive.json"
-STARTING, UP = "starting", "up"
 
 
 class InstanceLock:
@@ -69,27 +71,6 @@ def kept_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def runtime_path(data_dir: Path) -> Path:
-    return data_dir / RUNTIME_FILE
-
-
-def read_record(data_dir: Path) -> dict[str, Any] | None:
-    """The runtime record as written, whether or not its writer still runs."""
-    try:
-        info: dict[str, Any] = json.loads(runtime_path(data_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    return info
-
-
-def read_runtime(data_dir: Path) -> dict[str, Any] | None:
-    """The record of a raylive that is running (starting or up) on this data dir, else None."""
-    info = read_record(data_dir)
-    if info is None or not _alive(info.get("pid"), info.get("pid_started")):
-        return None  # left behind by a raylive that is no longer running
-    return info
-
-
 def write_runtime(data_dir: Path, info: dict[str, Any]) -> None:
     """Atomically (a reader never sees half a file)."""
     tmp = runtime_path(data_dir).with_suffix(".json.tmp")
@@ -126,13 +107,13 @@ def stop_leftovers(record: dict[str, Any], timeout_s: float = 15.0) -> list[str]
     stopped = []
     for what, child in (record.get("children") or {}).items():
         pid = child.get("pid")
-        if not _alive(pid, child.get("pid_started")):
+        if not alive(pid, child.get("pid_started")):
             continue
         if what in GRACEFUL:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while _alive(pid, child.get("pid_started")) and time.monotonic() < deadline:
+            while alive(pid, child.get("pid_started")) and time.monotonic() < deadline:
                 time.sleep(0.1)
         kill_session(int(pid))  # what is left of it: Ray's workers, Serve's HAProxy
         stopped.append(f"{what} (pid {pid})")
@@ -148,11 +129,3 @@ def kill_session(sid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
             if os.getsid(proc.pid) == sid:
                 proc.kill()
-
-
-def _alive(pid: Any, started: Any) -> bool:
-    try:
-        proc = psutil.Process(int(pid))
-        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - float(started)) < 1.0)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError, ValueError):
-        return False
