@@ -7,12 +7,15 @@ final comparison is constant-time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import time
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -38,6 +41,7 @@ def keyhash_key(digest: str) -> str:
 
 
 def live_key(name: str) -> str:
+    """Hash: the stream's `LiveStatus` (written by its actor alone, through `live_fields`)."""
     return f"{PREFIX}live:{name}"
 
 
@@ -94,9 +98,66 @@ def read_presence(r: redis.Redis, now: float | None = None) -> list[dict[str, An
 
 
 EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: {"event": "publish"|"unpublish", "name": ...}
+# Redis Stream of analytics events (`analytics.emit`), read by the AnalyticsWriter's consumer group;
+# events that cannot be rows go to the dead letters with the reason (`actors/analytics.py`).
+ANALYTICS_EVENTS = PREFIX + "analytics"
+ANALYTICS_DEAD_LETTERS = PREFIX + "analytics:dead"
+# Hash: processor name -> its sealed, pickled spec (`actors/processor.py`), for a restarted registry.
+PROCESSOR_SPECS = PREFIX + "processors"
 VIEWER_WINDOW_S = 30  # a viewer is concurrent if its session made a request this recently
 VIEWER_HISTORY_S = 86400
-JSON_LIVE_FIELDS = ("renditions", "transcode_realtime_factor")
+
+
+@dataclass
+class LiveStatus:
+    """What `rl:live:NAME` says of a stream's current (or last) publish. Its stream actor is the one
+    writer (`actors/stream_output.py`), field by field through `live_fields`; playback raises
+    `peak_viewers` alone. Read back with each field's own type (`read_live`)."""
+
+    state: str = "idle"  # live | reconnecting | ended
+    started_at: float | None = None
+    dropped_at: float | None = None  # the publisher's connection dropped (state reconnecting)
+    ended_at: float | None = None
+    end_reason: str | None = None
+    node: str | None = None  # host name of the node running the stream actor
+    node_id: str | None = None
+    actor: str | None = None
+    pid: int | None = None
+    epoch: str | None = None  # the current period's name (in its segment names)
+    bitrate_kbps: float | None = None
+    fps: float | None = None
+    keyframe_interval_ms: int | None = None
+    video_codec: str | None = None
+    resolution: str | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    renditions: dict[str, dict[str, int]] | None = None  # name -> bandwidth, average_bandwidth
+    encoder: str | None = None
+    transcode_lag_s: float | None = None
+    transcode_realtime_factor: dict[str, float] | None = None
+    transcoder_pid: int | None = None
+    transcoder_restarts: int | None = None
+    peak_viewers: int = 0
+
+
+def _parser(hint: Any) -> Any:
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    kind = typing.get_origin(kinds[0]) or kinds[0]
+    return json.loads if kind is dict else kind
+
+
+_LIVE_PARSERS: dict[str, Any] = {name: _parser(hint) for name, hint in typing.get_type_hints(LiveStatus).items()}
+
+
+def live_fields(**values: Any) -> dict[Any, str]:
+    """A `LiveStatus` update as the hash's text fields (a name it does not have is a KeyError)."""
+    return {k: json.dumps(v) if _LIVE_PARSERS[k] is json.loads else str(v) for k, v in values.items()}
+
+
+def read_live(raw: dict[Any, Any]) -> LiveStatus:
+    """`rl:live:NAME` as read by HGETALL; fields it does not know (an older writer's) are left out."""
+    values = {text(k): text(v) for k, v in raw.items()}
+    return LiveStatus(**{k: _LIVE_PARSERS[k](v) for k, v in values.items() if k in _LIVE_PARSERS})
 
 
 def viewers_last_key(name: str, rendition: str | None = None) -> str:
@@ -179,6 +240,12 @@ def rotate_key(r: redis.Redis, name: str) -> str:
     return key
 
 
+def stream_ladder(r: redis.Redis, name: str) -> list[str] | None:
+    """This stream's own renditions (None: the configured default)."""
+    raw = r.hget(stream_key(name), "ladder")
+    return json.loads(raw) if raw else None
+
+
 def set_ladder(r: redis.Redis, name: str, ladder: list[str] | None) -> None:
     """This stream's renditions from its next publish on (None: the configured default)."""
     if not r.exists(stream_key(name)):
@@ -220,30 +287,17 @@ def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str,
     if not info_raw:
         return None
     info = {k.decode(): v.decode() for k, v in info_raw.items()}
-    live = {k.decode(): v.decode() for k, v in live_raw.items()}
+    live = read_live(live_raw)
     out: dict[str, Any] = {
         "name": name,
         "created_at": float(info.get("created_at", 0)),
         "revoked": info.get("revoked") == "1",
         "ladder": json.loads(info["ladder"]) if info.get("ladder") else None,
-        "state": live.pop("state", "idle"),
         "viewers": int(viewers),
-        "peak_viewers": int(live.pop("peak_viewers", 0)),
         "unique_viewers": int(unique),
     }
-    for k, v in live.items():
-        out[k] = json.loads(v) if k in JSON_LIVE_FIELDS else _number(v)
+    out.update((k, v) for k, v in dataclasses.asdict(live).items() if v is not None)
     return out
-
-
-def _number(v: str) -> Any:
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
 
 
 def viewer_details(r: redis.Redis, name: str, renditions: list[str], now: float | None = None) -> dict[str, Any]:

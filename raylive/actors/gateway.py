@@ -24,7 +24,7 @@ from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER
 from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
-from .stream import StreamIngestActor
+from .stream import StreamIngestActor, StreamReply
 
 log = logging.getLogger(__name__)
 METRICS_INTERVAL_S = 5.0
@@ -46,26 +46,27 @@ class _StreamSink:
 
     async def send(self, messages: list[RtmpMessage]) -> None:
         batch = [(m.type_id, m.timestamp, m.payload) for m in messages]
+        lost = False
         try:
-            result = await self.actor.push.remote(self.token, batch)
+            result: StreamReply = await self.actor.push.remote(self.token, batch)
         except Exception as exc:  # noqa: BLE001 - the actor died or failed: never leave the publisher hanging
-            result = {"ok": False, "reason": f"stream actor failed: {type(exc).__name__}", "lost": True}
-        if result.get("lost") or result.get("reason") == NOT_CURRENT_PUBLISHER:
+            result, lost = StreamReply(False, f"stream actor failed: {type(exc).__name__}"), True
+        if lost or result.reason == NOT_CURRENT_PUBLISHER:
             # Ray restarted the stream actor (its state went with the old process): claim the
             # stream again with this connection; the actor continues the playlists it had saved.
             result = await self._reclaim(batch) or result
-        if not result["ok"]:
-            log.warning("stream %s: closing publisher: %s", self.name, result["reason"])
-            await self.conn.stop(result["reason"])
+        if not result.ok:
+            log.warning("stream %s: closing publisher: %s", self.name, result.reason)
+            await self.conn.stop(result.reason)
 
-    async def _reclaim(self, batch: list[tuple[int, int, bytes]]) -> dict[str, Any] | None:
+    async def _reclaim(self, batch: list[tuple[int, int, bytes]]) -> StreamReply | None:
         deadline = asyncio.get_running_loop().time() + RECLAIM_TIMEOUT_S
         while asyncio.get_running_loop().time() < deadline:
             try:
-                claim = await self.actor.claim.remote(self.token, str(self.conn.peer), self.gateway.name)
-                if not claim["ok"]:
+                claim: StreamReply = await self.actor.claim.remote(self.token, str(self.conn.peer), self.gateway.name)
+                if not claim.ok:
                     return None  # someone else holds the stream now
-                result: dict[str, Any] = await self.actor.push.remote(self.token, batch)
+                result: StreamReply = await self.actor.push.remote(self.token, batch)
                 return result
             except Exception:  # noqa: BLE001 - still restarting
                 await asyncio.sleep(0.25)
@@ -77,7 +78,7 @@ class _StreamSink:
         await self.actor.release.remote(self.token, reason)
 
 
-async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[ActorHandle, dict[str, Any]]:
+async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[ActorHandle, StreamReply]:
     """Claim a stream for a publisher, waiting while Ray restarts its actor (the actor's process
     or node died, also in the middle of this call: a reconnecting publisher must not be turned
     away meanwhile). The actor is looked up again on each try."""
@@ -86,7 +87,7 @@ async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[Act
     while True:
         actor = gw.stream_actor(name)
         try:
-            result: dict[str, Any] = await actor.claim.remote(token, peer, gw.name)
+            result: StreamReply = await actor.claim.remote(token, peer, gw.name)
             return actor, result
         except RayActorError as exc:  # ActorUnavailableError (restarting) or ActorDiedError (mid-call)
             if loop.time() > deadline:
@@ -115,8 +116,8 @@ class _Authorizer:
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
         token = secrets.token_hex(8)
         actor, claim = await _claim(gw, name, token, str(conn.peer))
-        if not claim["ok"]:
-            raise PublishRefused("NetStream.Publish.BadName", claim["reason"])
+        if not claim.ok:
+            raise PublishRefused("NetStream.Publish.BadName", claim.reason)
         conn.stream_name = name
         log.info("rtmp conn %s: publishing stream %s", conn.id, name)
         sink = gw.sinks[token] = _StreamSink(conn, actor, token, name, gw)

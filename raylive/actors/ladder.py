@@ -10,6 +10,7 @@ alone. The source never waits for any of this.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -27,7 +28,7 @@ from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.taps import TapQueue
 from ..runtime.transcode import ENCODERS, LadderConfig, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
 from ..settings import TranscodeSettings
-from .transcoder import StreamTranscoderActor
+from .transcoder import StreamTranscoderActor, TranscodeReply
 
 log = logging.getLogger(__name__)
 MAX_TRANSCODER_RESTARTS = 3  # per publish
@@ -43,7 +44,7 @@ class LadderSupervisor:
         self.transcode = transcode
         self.ladder: list[str] = transcode.ladder
         self.transcoder: Any = None  # StreamTranscoder handle while a ladder runs
-        self.status: dict[str, Any] = {}  # the transcoder's last report (encoder, lag, realtime factors, pid)
+        self.status: TranscodeReply | None = None  # the transcoder's last report
         self.restarts = 0  # transcoders lost during this publish (died, or failed a batch)
         self._off = False  # no room or a failure: this publish serves the source only
         self._resume = False  # start a new transcoder at the next keyframe
@@ -137,19 +138,19 @@ class LadderSupervisor:
     def _result(self, ref: Any, presentation: LiveHlsPresentation, timeout: float | None = None) -> list[StoredFile]:
         self._queue.answered(True)
         try:
-            result = ray.get(ref, timeout=timeout)
+            result: TranscodeReply = ray.get(ref, timeout=timeout)
         except GetTimeoutError:
             self._failed("the transcoder did not finish in time", presentation)
             return []
         except RayError as exc:
             self._lost(exc, presentation)
             return []
-        files = presentation.add_rung_outputs(result["outputs"])
-        for name in result["dropped"]:
+        files = presentation.add_rung_outputs(result.outputs)
+        for name in result.dropped:
             files += presentation.end_rendition(name)
-        self.status = {k: result[k] for k in ("encoder", "lag_s", "realtime_factor", "pid")}
-        metrics.set_gauge("raylive_transcode_lag_seconds", result["lag_s"], stream=self.stream)
-        for rung, factor in result["realtime_factor"].items():
+        self.status = dataclasses.replace(result, outputs=[], dropped=[])
+        metrics.set_gauge("raylive_transcode_lag_seconds", result.lag_s, stream=self.stream)
+        for rung, factor in result.realtime_factor.items():
             metrics.set_gauge("raylive_transcode_realtime_factor", factor, stream=self.stream, rendition=rung)
         return files
 
@@ -175,4 +176,4 @@ class LadderSupervisor:
             ray.kill(self.transcoder)
         self.transcoder = self._ready = None
         self._calls.clear()
-        self.status = {}
+        self.status = None

@@ -7,7 +7,6 @@ and writes segments and playlists to Redis, from where any playback replica serv
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,16 +14,17 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
-from .. import analytics, metrics, store
-from ..names import REGISTRY_NAME, actor_name
+from .. import metrics, store
+from ..names import actor_name
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER, AskHolder, End, PublisherLifecycle, Refuse
-from ..runtime.packaging.live import RENDITION_DIRS, LiveHlsPresentation, StoredFile
+from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.rtmp.chunk import VIDEO
 from ..settings import HlsSettings, TranscodeSettings
 from .ladder import LadderSupervisor
@@ -41,6 +41,16 @@ HOLDER_CHECK_TIMEOUT_S = 2.0  # asking another gateway whether it still has the 
 # once still finds it warm; later ones get a new actor (≈ 1 CPU-s).
 ENDED_EXIT_S = 10.0
 BITRATE_WINDOW_S = 4.0  # a publisher is held to rtmp.max_bitrate_kbps over this much wall time
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    """The stream actor's answer to a gateway's `claim` or `push`: go on, or close the publisher
+    with `reason` (NOT_CURRENT_PUBLISHER: this actor does not know the connection, e.g. restarted)."""
+
+    ok: bool
+    reason: str = ""
+    epoch: str = ""  # claim: the period the publisher's media starts
 
 
 class StreamIngest:
@@ -61,14 +71,12 @@ class StreamIngest:
         self.tap = MediaTap(name)  # processors and thumbnails
         self.out = StreamOutput(name, redis_url, hls)
         self.redis = self.out.redis
-        self._health_second = 0  # wall second of the last ingest-health event
-        self._late_reported = 0
         self._ended = False  # the last publish ended (the actor exits after ENDED_EXIT_S)
         self.lifecycle = PublisherLifecycle(name, reconnect_grace_s)
         self.timeline: IngestTimeline | None = None
         self.presentation: LiveHlsPresentation | None = None
         self.started_at = 0.0
-        if self.redis.hget(store.live_key(name), "state") in (b"live", b"reconnecting"):
+        if self.out.status().state in ("live", "reconnecting"):
             # Ray restarted this actor mid-publish: the publisher may reclaim the stream (its
             # gateway retries); if nobody does within the grace, the clock ends it.
             self.lifecycle.suspended_after_restart(time.monotonic())
@@ -110,30 +118,29 @@ class StreamIngest:
             self.presentation = restored[0]
         self._finalize(decision.reason)
 
-    def claim(self, token: str, peer: str, gateway: str = "") -> dict[str, Any]:
+    def claim(self, token: str, peer: str, gateway: str = "") -> StreamReply:
         now = self._last_call = time.monotonic()
         decision = self.lifecycle.claim(token, gateway, now)
         if isinstance(decision, AskHolder):
             decision = self.lifecycle.claim(token, gateway, now, holder_present=self._holder_present(decision))
             assert not isinstance(decision, AskHolder)  # answered
         if isinstance(decision, Refuse):
-            return {"ok": False, "reason": decision.reason}
+            return StreamReply(False, decision.reason)
         if decision.replaced is not None:
             # A half-open connection (the encoder reconnected first) or one whose gateway is gone:
             # treat it as dropped and let the new publisher continue its playlists.
             log.warning("stream %s: replacing a publisher that is not there any more", self.name)
             self._suspend_output("replaced by a new publisher")
         self.timeline = IngestTimeline()
-        self._late_reported = 0
         self._ended = False
         epoch = secrets.token_hex(4)
         restored = self._restore(epoch) if self.presentation is None else None
         if restored is not None:
             self.presentation, replay = restored
             self.out.write(self.presentation.push(replay), self.presentation)
-            self.started_at = float(self.redis.hget(store.live_key(self.name), "started_at") or time.time())
+            self.started_at = self.out.status().started_at or time.time()
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
-            self._subscribe_processors()
+            self.tap.subscribe_processors()
         elif decision.resume and self.presentation is not None:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
             log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
@@ -147,13 +154,10 @@ class StreamIngest:
                 advertise_source="source" in self.ladder.ladder,
             )
             self.started_at = time.time()
-            # Drop the previous publish's playlists: viewers wait for this one's first segment.
-            stale = ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
-            self.redis.delete(store.live_key(self.name))
-            self.out.media.delete(*(store.file_key(self.name, p) for p in stale))
+            self.out.new_publish()
             log.info("stream %s: publish started from %s", self.name, peer)
-            analytics.emit(self.redis, "session", stream=self.name, event="start", node=socket.gethostname())
-            self._subscribe_processors()
+            self.out.session_event("start")
+            self.tap.subscribe_processors()
         self.out.set_state(
             "live",
             started_at=self.started_at,
@@ -164,7 +168,7 @@ class StreamIngest:
             epoch=epoch,
         )
         self.out.event("publish")
-        return {"ok": True, "epoch": epoch}
+        return StreamReply(True, epoch=epoch)
 
     def _holder_present(self, ask: AskHolder) -> bool:
         """Whether the gateway of the stream's holder still has its connection (False when that
@@ -176,12 +180,12 @@ class StreamIngest:
             return False
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
-    def push(self, token: str, batch: list[RawMessage]) -> dict[str, Any]:
+    def push(self, token: str, batch: list[RawMessage]) -> StreamReply:
         self._last_call = time.monotonic()
         refused = NOT_CURRENT_PUBLISHER if self.timeline is None or self.presentation is None else None
         refused = refused or self.lifecycle.push(token, self._last_call)
         if refused:
-            return {"ok": False, "reason": refused}
+            return StreamReply(False, refused)
         assert self.timeline is not None and self.presentation is not None
         metrics.inc("raylive_ingest_bytes_total", sum(len(m[2]) for m in batch), stream=self.name)
         metrics.inc("raylive_ingest_frames_total", sum(1 for m in batch if m[0] == VIDEO), stream=self.name)
@@ -200,36 +204,15 @@ class StreamIngest:
             kbps = self.timeline.stats.rates()[0]
             if kbps > self.max_bitrate_kbps:
                 return self._fail(f"ingest bitrate {kbps:.0f} kb/s is above this server's limit of {self.max_bitrate_kbps:.0f} kb/s")
-        second = int(time.time())
-        if second != self._health_second:  # one ingest-health row per second per stream
-            self._health_second = second
-            self._emit_health(second)
-        return {"ok": True}
+        self.out.ingest_health(self.timeline, self.ladder.status)
+        return StreamReply(True)
 
-    def _emit_health(self, second: int) -> None:
-        assert self.timeline is not None
-        kbps, fps = self.timeline.stats.rates()
-        late = self.timeline.stats.late_frames - self._late_reported  # in this second
-        self._late_reported = self.timeline.stats.late_frames
-        analytics.emit(
-            self.redis,
-            "ingest",
-            ts=second,
-            stream=self.name,
-            bitrate_kbps=round(kbps, 1),
-            fps=round(fps, 2),
-            keyframe_interval_ms=self.timeline.stats.keyframe_interval_ms,
-            late_frames=late,
-            transcode_lag_s=self.ladder.status.get("lag_s", 0.0),
-            realtime_factor=self.ladder.status.get("realtime_factor", {}),
-        )
-
-    def _fail(self, reason: str) -> dict[str, Any]:
+    def _fail(self, reason: str) -> StreamReply:
         """Media we cannot package or a limit broken: the publisher is refused with the reason and
         the stream ends when it goes (no reconnect grace); other streams are unaffected."""
         log.warning("stream %s: %s", self.name, reason)
         self.lifecycle.fail(reason)
-        return {"ok": False, "reason": reason}
+        return StreamReply(False, reason)
 
     def release(self, token: str, reason: str) -> None:
         """The publisher is gone. A clean end (unpublish, server stop, kick, bad media) ends the
@@ -257,7 +240,7 @@ class StreamIngest:
         assert self.presentation is not None
         files = self._drain_ladder()
         self.ladder.stop()
-        self._unsubscribe_processors()
+        self.tap.unsubscribe_processors()
         files += self.presentation.finish()
         if not self.redis.exists(store.stream_key(self.name)):  # deleted through the API
             self._forget(reason)
@@ -269,18 +252,7 @@ class StreamIngest:
         self.out.update_status(self.timeline, self.presentation, self.ladder.status, self.ladder.restarts)
         self.out.set_state("ended", ended_at=time.time(), end_reason=reason)
         self._ended = True
-        pkg = self.presentation.packager
-        analytics.emit(
-            self.redis,
-            "session",
-            stream=self.name,
-            event="end",
-            reason=reason,
-            node=socket.gethostname(),
-            video_codec=pkg.sps.codec_string if pkg.sps else "",
-            audio_codec=pkg.aac.codec_string if pkg.aac else "",
-            resolution=f"{pkg.sps.width}x{pkg.sps.height}" if pkg.sps else "",
-        )
+        self.out.session_event("end", reason, self.presentation)
         self.out.event("unpublish")
         log.info("stream %s: publish ended (%s)", self.name, reason)
 
@@ -288,16 +260,9 @@ class StreamIngest:
         """The stream was deleted: no ended playlists stay behind, nor its live state."""
         self.out.forget()
         self._ended = True
-        analytics.emit(self.redis, "session", stream=self.name, event="end", reason=reason, node=socket.gethostname())
+        self.out.session_event("end", reason)
         self.out.event("unpublish")
         log.info("stream %s: publish ended (%s); the stream is deleted, its files are gone", self.name, reason)
-
-    def _unsubscribe_processors(self) -> None:
-        self.tap.consumers = {}
-        try:
-            ray.get_actor(REGISTRY_NAME, namespace=ray.get_runtime_context().namespace).on_unpublish.remote(self.name)
-        except ValueError:
-            pass
 
     def kick(self, reason: str) -> bool:
         """Disconnect the current publisher (revoked key, API stop); the gateway sees it on its next push."""
@@ -305,16 +270,14 @@ class StreamIngest:
 
     def _restore(self, epoch: str) -> tuple[LiveHlsPresentation, list[Any]] | None:
         """After Ray restarted this actor mid-publish: the playlists it was writing, if any."""
-        state = self.redis.hget(store.live_key(self.name), "state")
-        snap = self.out.media.get(store.snapshot_key(self.name))
-        if state not in (b"live", b"reconnecting") or snap is None:
+        snap = self.out.snapshot()
+        if self.out.status().state not in ("live", "reconnecting") or snap is None:
             return None
         self.ladder.new_publish(self._stream_ladder())
-        return LiveHlsPresentation.restore(json.loads(snap), epoch, ladder=True)
+        return LiveHlsPresentation.restore(snap, epoch, ladder=True)
 
     def _stream_ladder(self) -> list[str]:
-        raw = self.redis.hget(store.stream_key(self.name), "ladder")
-        return json.loads(raw) if raw else self.transcode.ladder
+        return store.stream_ladder(self.redis, self.name) or self.transcode.ladder
 
     # -- the tap: transcoder, processors, thumbnails -------------------------------------
     def _feed_tap(self) -> None:
@@ -337,17 +300,6 @@ class StreamIngest:
 
     def unsubscribe(self, name: str) -> None:
         self.tap.detach(name)
-
-    def _subscribe_processors(self) -> None:
-        try:
-            registry = ray.get_actor(REGISTRY_NAME, namespace=ray.get_runtime_context().namespace)
-            hosts = cast(dict[str, Any], ray.get(registry.on_publish.remote(self.name), timeout=10))
-        except (ValueError, RayError, GetTimeoutError) as exc:
-            log.warning("stream %s: processors not started: %s", self.name, exc)
-            return
-        self.tap.consumers = {}
-        for name, handle in hosts.items():
-            self.tap.attach(name, handle)
 
 
 # A token CPU share, because Ray places an actor that asks for no resources on a random node,

@@ -1,21 +1,23 @@
 """`StreamOutput`: where one stream's actor writes — its files to the media Redis (with the TTLs
-the HLS spec asks), its live status and events to the state Redis. The stream actor is its only
-user, so `rl:live:NAME` has one writer."""
+the HLS spec asks), its live status (`store.LiveStatus`), events and ingest-health rows to the
+state Redis. The stream actor is its only user, so `rl:live:NAME` has one writer."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import socket
 import time
 from typing import Any
 
 import redis
 
-from .. import metrics, store
+from .. import analytics, metrics, store
 from ..runtime.ingest import IngestTimeline
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..settings import HlsSettings
+from .transcoder import TranscodeReply
 
 log = logging.getLogger(__name__)
 SEGMENT_TTL_MARGIN_S = 4  # for a viewer's clock and round trips
@@ -28,6 +30,8 @@ class StreamOutput:
         self.redis = redis.Redis.from_url(redis_url)  # the stream's state
         self.media = redis.Redis.from_url(store.media_url(self.redis, redis_url))  # its files
         self.media_errors = 0  # media writes that failed during this actor's life
+        self._health_second = 0  # wall second of the last ingest-health row
+        self._late_reported = 0  # late frames counted in rows so far
 
     def segment_ttl(self, presentation: LiveHlsPresentation | None) -> int:
         """How long a file written now stays fetchable: `hls.segment_ttl_s`, or by default what
@@ -91,9 +95,41 @@ class StreamOutput:
         self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": event, "name": self.name, "time": time.time()}))
 
     def set_state(self, state: str, **fields: Any) -> None:
-        self.redis.hset(store.live_key(self.name), mapping={"state": state, **{k: str(v) for k, v in fields.items()}})
+        """A new `LiveStatus.state` with the fields that go with it (`store.LiveStatus` names them)."""
+        self.redis.hset(store.live_key(self.name), mapping=store.live_fields(state=state, **fields))
 
-    def update_status(self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: dict[str, Any], restarts: int) -> None:
+    def new_publish(self) -> None:
+        """A publish that continues nothing: the previous one's status and playlists go, so viewers
+        wait for this one's first segment."""
+        self.redis.delete(store.live_key(self.name))
+        self.media.delete(*(store.file_key(self.name, p) for p in LiveHlsPresentation.playlist_paths()))
+        self._late_reported = 0
+
+    def ingest_health(self, timeline: IngestTimeline, ladder: TranscodeReply | None) -> None:
+        """One ingest-health row per wall second per stream (analytics)."""
+        second = int(time.time())
+        if second == self._health_second:
+            return
+        self._health_second = second
+        kbps, fps = timeline.stats.rates()
+        late = timeline.stats.late_frames - self._late_reported  # in this second
+        self._late_reported = timeline.stats.late_frames
+        analytics.emit(
+            self.redis,
+            "ingest",
+            ts=second,
+            stream=self.name,
+            bitrate_kbps=round(kbps, 1),
+            fps=round(fps, 2),
+            keyframe_interval_ms=timeline.stats.keyframe_interval_ms,
+            late_frames=late,
+            transcode_lag_s=ladder.lag_s if ladder else 0.0,
+            realtime_factor=ladder.realtime_factor if ladder else {},
+        )
+
+    def update_status(
+        self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int
+    ) -> None:
         kbps, fps = timeline.stats.rates()
         fields: dict[str, Any] = {"bitrate_kbps": round(kbps, 1), "fps": round(fps, 2)}
         pkg = presentation.packager
@@ -104,13 +140,31 @@ class StreamOutput:
         fields["keyframe_interval_ms"] = timeline.stats.keyframe_interval_ms
         if ladder:
             fields.update(
-                encoder=ladder["encoder"],
-                transcode_lag_s=ladder["lag_s"],
-                transcode_realtime_factor=json.dumps(ladder["realtime_factor"]),
-                transcoder_pid=ladder["pid"],
+                encoder=ladder.encoder,
+                transcode_lag_s=ladder.lag_s,
+                transcode_realtime_factor=ladder.realtime_factor,
+                transcoder_pid=ladder.pid,
                 transcoder_restarts=restarts,
             )
-        fields["renditions"] = json.dumps(
-            {r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in presentation.renditions.values()}
-        )
-        self.redis.hset(store.live_key(self.name), mapping={k: str(v) for k, v in fields.items()})
+        fields["renditions"] = {
+            r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in presentation.renditions.values()
+        }
+        self.redis.hset(store.live_key(self.name), mapping=store.live_fields(**fields))
+
+    def session_event(self, event: str, reason: str = "", presentation: LiveHlsPresentation | None = None) -> None:
+        """A publish session's start or end (analytics `stream_sessions`), with its media at the end."""
+        media: dict[str, str] = {}
+        if presentation is not None:
+            sps, aac = presentation.packager.sps, presentation.packager.aac
+            media["video_codec"] = sps.codec_string if sps else ""
+            media["audio_codec"] = aac.codec_string if aac else ""
+            media["resolution"] = f"{sps.width}x{sps.height}" if sps else ""
+        analytics.emit(self.redis, "session", stream=self.name, event=event, reason=reason, node=socket.gethostname(), **media)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The presentation saved with the latest playlist write (`LiveHlsPresentation.snapshot`)."""
+        raw = self.media.get(store.snapshot_key(self.name))
+        return json.loads(raw) if raw else None
+
+    def status(self) -> store.LiveStatus:
+        return store.read_live(self.redis.hgetall(store.live_key(self.name)))

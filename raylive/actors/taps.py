@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
+from ..names import REGISTRY_NAME
 from ..runtime.frames import keyframe_jpeg
 from ..runtime.taps import TapQueue
 from ..runtime.transcode import LadderConfig, LadderFrame, LadderInput
@@ -39,6 +40,25 @@ class MediaTap:
 
     def attach(self, name: str, handle: Any) -> None:
         self.consumers[name] = _Consumer(handle)
+
+    def subscribe_processors(self) -> None:
+        """A publish starts: the processor registry starts the hosts attached to this stream."""
+        self.consumers = {}
+        try:
+            hosts: dict[str, Any] = ray.get(_registry().on_publish.remote(self.stream), timeout=10)
+        except (ValueError, RayError, GetTimeoutError) as exc:
+            log.warning("stream %s: processors not started: %s", self.stream, exc)
+            return
+        for name, handle in hosts.items():
+            self.attach(name, handle)
+
+    def unsubscribe_processors(self) -> None:
+        """The publish ended: the registry stops this stream's hosts."""
+        self.consumers = {}
+        try:
+            _registry().on_unpublish.remote(self.stream)
+        except ValueError:
+            pass
 
     def detach(self, name: str) -> None:
         self.consumers.pop(name, None)
@@ -77,3 +97,7 @@ class MediaTap:
         except (ValueError, OSError) as exc:
             log.info("stream %s: no thumbnail from this keyframe: %s", self.stream, exc)
             return None
+
+
+def _registry() -> Any:
+    return ray.get_actor(REGISTRY_NAME, namespace=ray.get_runtime_context().namespace)

@@ -11,14 +11,26 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import ray
 
-from ..runtime.transcode import LadderInput, LadderTranscoder
+from ..runtime.transcode import LadderInput, LadderTranscoder, RungOutput
 from ..settings import TranscodeSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeReply:
+    """The answer to one batch: rung segments in order, rungs given up, and how the ladder keeps up."""
+
+    outputs: list[RungOutput]
+    dropped: list[str]
+    lag_s: float  # the batch's wait in the queue plus its encoding
+    realtime_factor: dict[str, float]  # per rung: media s encoded per wall s
+    encoder: str
+    pid: int
 
 
 class StreamTranscoder:
@@ -33,7 +45,7 @@ class StreamTranscoder:
         return self.ladder.codec
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
-    def push(self, items: list[LadderInput], sent_at: float) -> dict[str, Any]:
+    def push(self, items: list[LadderInput], sent_at: float) -> TranscodeReply:
         outputs = self.ladder.push(items)
         # How long this batch waited in the queue plus its own encoding: past the bound, the
         # ladder cannot keep up, so shed the most expensive rung instead of growing the queue.
@@ -48,18 +60,11 @@ class StreamTranscoder:
                 self._last_drop = now
         return self._result(outputs, lag_s, dropped)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> TranscodeReply:
         return self._result(self.ladder.finish(), 0.0, [])
 
-    def _result(self, outputs: list[Any], lag_s: float, dropped: list[str]) -> dict[str, Any]:
-        return {
-            "outputs": outputs,
-            "dropped": dropped,
-            "lag_s": round(lag_s, 3),
-            "realtime_factor": self.ladder.realtime_factors(),
-            "encoder": self.ladder.codec,
-            "pid": os.getpid(),
-        }
+    def _result(self, outputs: list[RungOutput], lag_s: float, dropped: list[str]) -> TranscodeReply:
+        return TranscodeReply(outputs, dropped, round(lag_s, 3), self.ladder.realtime_factors(), self.ladder.codec, os.getpid())
 
 
 StreamTranscoderActor = ray.remote(max_restarts=0, max_task_retries=0)(StreamTranscoder)

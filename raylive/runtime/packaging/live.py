@@ -300,6 +300,11 @@ class LiveHlsPresentation:
             )
         return render_multivariant(videos, audio)
 
+    @staticmethod
+    def playlist_paths() -> list[str]:
+        """The playlists of the source and audio renditions and the multivariant one (rungs' come and go)."""
+        return ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
+
     def long_lived_paths(self) -> list[str]:
         """Files written once that live as long as the playlists naming them, not for a segment's
         TTL: the multivariant playlist (rewritten only when it changes) and every init segment a
