@@ -25,6 +25,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "raylive_ingest_frames_total": ("counter", "Video frames received", ("stream",)),
     "raylive_segments_total": ("counter", "Media segments written", ("stream", "rendition")),
     "raylive_segment_latency_seconds": ("histogram", "From the end of a segment's media to the segment being stored", ("rendition",)),
+    "raylive_part_latency_seconds": ("histogram", "From the end of an LL-HLS part's media to the part being stored", ("rendition",)),
+    "raylive_playlist_wait_seconds": ("histogram", "How long a blocking playlist request was held", ("kind",)),
     "raylive_transcode_realtime_factor": ("gauge", "Media seconds encoded per wall second, per ladder rung", ("stream", "rendition")),
     "raylive_transcode_lag_seconds": ("gauge", "How far a stream's transcoder is behind its ingest", ("stream",)),
     "raylive_viewers": ("gauge", "Concurrent viewer sessions (a request in the last 30 s)", ("stream",)),
@@ -36,7 +38,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "raylive_analytics_pending_events": ("gauge", "Analytics events buffered in Redis, not yet in ClickHouse", ()),
 }
-LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+LATENCY_BOUNDARIES = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 # Labels Ray adds that say nothing to a raylive user (WorkerId and NodeAddress keep series apart).
 DROPPED_LABELS = {"otel_scope_name", "otel_scope_schema_url", "otel_scope_version", "SessionName", "Version", "Component"}
 

@@ -29,6 +29,8 @@ class RtmpSettings:
 @dataclass
 class HlsSettings:
     target_duration_s: float = 2.0
+    # LL-HLS parts (and LL-DASH chunks): this much media each, rounded to whole frames; 0: none.
+    part_duration_s: float = 0.2
     window_segments: int = 6
     # How long a segment stays fetchable after it is written; 0: what the HLS spec asks (its
     # duration plus the playlist's after it leaves the playlist: 2 x 12 s + 2 s + 4 s by default).

@@ -54,6 +54,11 @@ def file_key(name: str, path: str) -> str:
     return f"{PREFIX}file:{name}:{path}"
 
 
+def playlists_channel(name: str) -> str:
+    """Pub/sub in the media Redis: each media playlist the stream writes, as `<path>\\n<text>`."""
+    return f"{PREFIX}playlists:{name}"
+
+
 # Where segments and playlists are (a Redis URL), said by `raylive up`: every part that has the
 # state Redis finds the media from it. Absent: the media shares the state Redis.
 MEDIA_URL = PREFIX + "media_url"

@@ -138,6 +138,8 @@ class RtmpGateway:
             max_connections=rt.max_connections,
             publish_timeout_s=rt.publish_timeout_s,
             max_unpublished_per_address=rt.max_unpublished_per_address,
+            segment_ms=int(settings.hls.target_duration_s * 1000),
+            part_ms=int(settings.hls.part_duration_s * 1000),
         )
         self.server = RtmpServer(_Authorizer(self), cfg)
         self.port = 0

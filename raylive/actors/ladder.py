@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import secrets
 import time
 from collections import deque
@@ -51,6 +52,7 @@ class LadderSupervisor:
         self._ready: Any = None  # its `ready()` ref until Ray has placed it
         self._created = 0.0
         self._calls: deque[Any] = deque()  # outstanding `push` refs, oldest first
+        self.sent: queue.SimpleQueue[Any] = queue.SimpleQueue()  # each push ref, for the stream actor's watcher
         self._queue = TapQueue(MAX_IN_FLIGHT)
         self._period = ""  # the epoch the transcoder's next resync starts
 
@@ -79,7 +81,9 @@ class LadderSupervisor:
             return
         if isinstance(batch[0], LadderPeriod):
             self._period = secrets.token_hex(4)  # a later resync starts another period
-        self._calls.append(self.transcoder.push.remote(batch, time.time()))
+        ref = self.transcoder.push.remote(batch, time.time())
+        self._calls.append(ref)
+        self.sent.put(ref)
 
     def _start(self, config: LadderConfig, presentation: LiveHlsPresentation) -> bool:
         sps = sps_from_avcc(config.avcc)

@@ -40,6 +40,7 @@ HOLDER_CHECK_TIMEOUT_S = 2.0  # asking another gateway whether it still has the 
 # left running held ≈ 85 MB and a GCS entry for good. A publisher that restarts its encoder at
 # once still finds it warm; later ones get a new actor (≈ 1 CPU-s).
 ENDED_EXIT_S = 10.0
+LADDER_WATCH_S = 2.0  # how long the ladder watcher waits for one batch's rungs
 BITRATE_WINDOW_S = 4.0  # a publisher is held to rtmp.max_bitrate_kbps over this much wall time
 
 
@@ -82,6 +83,7 @@ class StreamIngest:
             self.lifecycle.suspended_after_restart(time.monotonic())
         self._last_call = time.monotonic()
         threading.Thread(target=self._clock, name="stream-clock", daemon=True).start()
+        threading.Thread(target=self._watch_ladder, name="stream-ladder", daemon=True).start()
 
     # -- publisher lifecycle (the rules: raylive/runtime/lifecycle.py) --------------------
     def _clock(self) -> None:
@@ -104,6 +106,25 @@ class StreamIngest:
         if self.lifecycle.owner is None and self.lifecycle.suspended is None and time.monotonic() - self._last_call >= ENDED_EXIT_S:
             log.info("stream %s: ended %.0fs ago; its actor exits", self.name, time.monotonic() - self._last_call)
             ray.actor.exit_actor()
+
+    def _watch_ladder(self) -> None:
+        """The rungs of a batch are ready a moment after its push: collect them then (a call to
+        this actor, so on its one thread), not at the next push a part later (was +0.2 s per rung part)."""
+        me = ray.get_runtime_context().current_actor
+        while True:
+            ref = self.ladder.sent.get()
+            try:
+                if ray.wait([ref], timeout=LADDER_WATCH_S)[0] and self.ladder.sent.empty():
+                    me.collect_ladder.remote()
+            except RayError:
+                pass  # a lost transcoder: the next push or collect finds out
+
+    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
+    def collect_ladder(self) -> None:
+        if self.presentation is not None:
+            files = self.ladder.collect(self.presentation)
+            if files:
+                self.out.write(files, self.presentation)
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def tick(self) -> None:
@@ -152,6 +173,7 @@ class StreamIngest:
                 self.hls.window_segments,
                 ladder=True,  # the tap also feeds processors and thumbnails
                 advertise_source="source" in self.ladder.ladder,
+                part_ms=int(self.hls.part_duration_s * 1000),
             )
             self.started_at = time.time()
             self.out.new_publish()
@@ -190,7 +212,7 @@ class StreamIngest:
         metrics.inc("raylive_ingest_bytes_total", sum(len(m[2]) for m in batch), stream=self.name)
         metrics.inc("raylive_ingest_frames_total", sum(1 for m in batch if m[0] == VIDEO), stream=self.name)
         try:
-            files = self.presentation.push(self.timeline.push(batch))
+            files = self.presentation.push(self.timeline.push(batch), now=time.time())
             self._feed_tap()
             files += self.ladder.collect(self.presentation)
         except (UnsupportedMedia, ValueError) as exc:

@@ -15,6 +15,7 @@ import redis
 
 from .. import analytics, metrics, store
 from ..runtime.ingest import IngestTimeline
+from ..runtime.packaging.hls import PART_TARGETS_LISTED
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..settings import HlsSettings
 from .transcoder import TranscodeReply
@@ -44,22 +45,37 @@ class StreamOutput:
             window_s = max(window_s, presentation.longest_playlist_s())
         return math.ceil(2 * window_s + self.hls.target_duration_s) + SEGMENT_TTL_MARGIN_S
 
+    def part_ttl(self) -> int:
+        """Parts are listed for 3 target durations after their segment completes; one more, and a
+        margin for a viewer's clock and round trips."""
+        return math.ceil((PART_TARGETS_LISTED + 2) * self.hls.target_duration_s) + SEGMENT_TTL_MARGIN_S
+
     def write(self, files: list[StoredFile], presentation: LiveHlsPresentation | None, ttl: int | None = None) -> None:
         ttl = ttl or self.segment_ttl(presentation)
+        part_ttl = min(ttl, self.part_ttl())
+        playlists = [f for f in files if f.path.endswith("/index.m3u8")]
         with self.media.pipeline(transaction=False) as p:
-            # Files arrive in dependency order (segment before the playlist naming it).
+            # Files arrive in dependency order (segment or part before the playlist naming it).
             for f in files:
-                p.set(store.file_key(self.name, f.path), f.data, ex=ttl)
-            if presentation is not None and any(f.path.endswith("index.m3u8") for f in files):
-                p.set(store.snapshot_key(self.name), json.dumps(presentation.snapshot()), ex=ttl)
+                p.set(store.file_key(self.name, f.path), f.data, ex=part_ttl if f.part else ttl)
+            if presentation is not None and playlists:
+                if any(f.media_end is not None and not f.part for f in files):  # a new segment: what a restart needs
+                    p.set(store.snapshot_key(self.name), json.dumps(presentation.snapshot()), ex=ttl)
                 for path in presentation.long_lived_paths():
                     p.expire(store.file_key(self.name, path), ttl)
+            # The playlists themselves, to the playback replicas holding requests for them (one
+            # message per playlist write, whatever the number of waiting viewers).
+            for f in playlists:
+                p.publish(store.playlists_channel(self.name), f.path.encode() + b"\n" + f.data)
             if not self._execute(p):
                 return
         now = time.time()
         for f in files:
             if f.media_end is not None:
                 rendition = f.path.split("/", 1)[0]
+                if f.part:
+                    metrics.observe("raylive_part_latency_seconds", max(0.0, now - f.media_end), rendition=rendition)
+                    continue
                 metrics.inc("raylive_segments_total", stream=self.name, rendition=rendition)
                 metrics.observe("raylive_segment_latency_seconds", max(0.0, now - f.media_end), rendition=rendition)
 

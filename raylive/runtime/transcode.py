@@ -23,7 +23,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 
 from .avc import annexb_to_avcc_sample, avcc_from_annexb, sps_from_avcc
-from .packaging.cmaf import CmafPackager, PackagerOutput
+from .packaging.cmaf import CmafPackager, Cut, PackagerOutput
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class LadderConfig:
     avcc: bytes
     frame_rate: float = 30.0
     source_kbps: float | None = None
+    parts: bool = False  # the source is cut into parts (LL-HLS): rungs cut theirs at the same frames
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ class LadderFrame:
     keyframe: bool
     data: bytes  # AVCC sample (length-prefixed NAL units), as carried by RTMP
     starts_segment: bool  # the source's packager starts a segment at this frame
+    starts_part: bool = False  # ... or a part (LL-HLS; every segment start is one too)
 
 
 LadderInput = LadderPeriod | LadderConfig | LadderFrame
@@ -120,7 +122,9 @@ def open_encoder(codec: str, rung: PlannedRung, frame_rate: float, preset: str) 
     kbps = rung.video_kbps
     common = {"g": NO_OWN_KEYFRAMES, "bf": "0", "forced-idr": "1", "maxrate": str(kbps * 1200), "bufsize": str(kbps * 2000)}
     if codec == ENCODERS["x264"]:
-        ctx.options = {**common, "preset": preset, "sc_threshold": "0"}
+        # No lookahead: with it each frame waited for 10 more (≈ 0.35 s at 30 fps) before a rung's
+        # part could be cut; a rung listed its parts 0.6 s after the source's.
+        ctx.options = {**common, "preset": preset, "sc_threshold": "0", "rc-lookahead": "0"}
     else:
         ctx.options = {**common, "preset": "p4", "rc": "vbr"}
     ctx.open()
@@ -148,6 +152,7 @@ class _Rung:
     graph: av.filter.Graph | None = None
     graph_input: tuple[int, int, str] | None = None
     cuts: set[int] = field(default_factory=set)  # pts (ms) of frames forced to start a segment
+    part_cuts: set[int] = field(default_factory=set)  # pts (ms) of frames that start a part
     busy_s: float = 0.0  # wall time spent scaling and encoding
 
     def scale(self, frame: VideoFrame) -> VideoFrame:
@@ -238,7 +243,7 @@ class LadderTranscoder:
         self.rungs = []
         for plan in plans:
             enc = self._open(plan, cfg.frame_rate)
-            self.rungs.append(_Rung(plan, enc, CmafPackager(0, video_rendition=plan.name)))
+            self.rungs.append(_Rung(plan, enc, CmafPackager(0, video_rendition=plan.name, parts=cfg.parts)))
         if plans:
             log.info(
                 "ladder for %dx%d: %s with %s",
@@ -269,6 +274,9 @@ class LadderTranscoder:
         if f.starts_segment:
             for r in self.rungs:
                 r.cuts.add(f.dts_ms + f.cts_ms)
+        elif f.starts_part:
+            for r in self.rungs:
+                r.part_cuts.add(f.dts_ms + f.cts_ms)
         try:
             frames = self.decoder.decode(pkt)
         except av.error.FFmpegError as exc:
@@ -301,12 +309,16 @@ class LadderTranscoder:
             outputs += r.packager.video_config(avcc_from_annexb(bytes(r.encoder.extradata or b"")))
         pts = p.pts if p.pts is not None else 0
         dts = p.dts if p.dts is not None else pts
-        cut = pts in r.cuts
-        if cut:
+        cut = Cut.NONE
+        if pts in r.cuts:
             r.cuts.discard(pts)
+            cut = Cut.SEGMENT if p.is_keyframe else Cut.PART
             if not p.is_keyframe:
                 log.warning("ladder %s: encoder ignored a forced keyframe at %d ms", r.plan.name, pts)
-        outputs += r.packager.video_frame(dts, pts - dts, cut and p.is_keyframe, annexb_to_avcc_sample(bytes(p)))
+        elif pts in r.part_cuts:
+            r.part_cuts.discard(pts)
+            cut = Cut.PART
+        outputs += r.packager.video_frame(dts, pts - dts, cut == Cut.SEGMENT, annexb_to_avcc_sample(bytes(p)), cut=cut)
         return [RungOutput(self.epoch, o) for o in outputs]
 
     def _close_period(self) -> list[RungOutput]:

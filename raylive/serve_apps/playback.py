@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+import time
 from collections import OrderedDict
 
 import ray
 import redis
 import redis.asyncio as aioredis
 from ray import serve
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import metrics, store
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
+from ..runtime.packaging.hls import delta_update, playlist_edge
+from .blocking import PlaylistWatch
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -32,8 +36,10 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
+    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
+MSN_RE = re.compile(r"^\d{1,12}$")
 
 
 class SegmentCache:
@@ -71,6 +77,7 @@ class PlaybackApp:
             self.media = aioredis.Redis.from_url(store.media_url(r, redis_url))  # segments and playlists
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
+        self.watch = PlaylistWatch(self.media)
         self.sid_secret = b""  # read from Redis on the first request
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
@@ -101,6 +108,7 @@ class PlaybackApp:
             counts, self.requests = self.requests, collections.Counter()
             for (kind, status), n in counts.items():
                 metrics.inc("raylive_playback_requests_total", n, kind=kind, status=status)
+            await self.watch.drop_idle()
             try:
                 await self.redis.hset(store.PRESENCE, self.presence, store.presence_value("playback", self.node_id))
             except Exception:  # noqa: BLE001 - Redis away for a moment: next round
@@ -129,7 +137,7 @@ class PlaybackApp:
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"
         if m["file"] == "index.m3u8":
-            response = await self._playlist(name, rel, sid, master=False)
+            response = await self._media_playlist(name, rel, request.query_params)
             if viewer and response.status_code == 200:  # a stream and rendition that exist
                 self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -150,16 +158,50 @@ class PlaybackApp:
     async def _playlist(self, name: str, rel: str, sid: str | None, master: bool) -> Response:
         data = await self.media.get(store.file_key(name, rel))
         if data is None:
-            state = await self.redis.hget(store.live_key(name), "state")
-            if state == b"live":
-                return _error(404, f"stream {name} is live but has no playable segment yet")
-            return _error(404, f"stream {name} is not live")
+            return await self._not_live(name)
         # Live playlists change every segment: let a CDN coalesce requests for a moment only.
-        max_age = 30 if b"#EXT-X-ENDLIST" in data else (2 if master else 1)
+        max_age = 30 if b"#EXT-X-ENDLIST" in data else 2
         if sid is None:
             return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"public, max-age={max_age}"})
         text = tag_playlist(store.text(data), sid)  # per-viewer URLs: not for shared caches
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
+
+    async def _not_live(self, name: str) -> Response:
+        state = await self.redis.hget(store.live_key(name), "state")
+        if state == b"live":
+            return _error(404, f"stream {name} is live but has no playable segment yet")
+        return _error(404, f"stream {name} is not live")
+
+    async def _media_playlist(self, name: str, rel: str, query: QueryParams) -> Response:
+        """A media playlist, the same for every viewer (so a shared cache may serve it); with LL-HLS
+        delivery directives, held until it holds the part asked for (RFC 8216bis 6.2.5.2)."""
+        msn_raw, part_raw = query.get("_HLS_msn"), query.get("_HLS_part")
+        if part_raw is not None and msn_raw is None:
+            return _error(400, "_HLS_part needs _HLS_msn")
+        if (msn_raw is not None and not MSN_RE.match(msn_raw)) or (part_raw is not None and not MSN_RE.match(part_raw)):
+            return _error(400, "_HLS_msn and _HLS_part are non-negative integers")
+        data = await self.watch.playlist(name, rel)
+        if data is None:
+            return await self._not_live(name)
+        edge = playlist_edge(data.decode())
+        cache = "public, max-age=30" if edge.ended else "public, max-age=1"
+        if msn_raw is not None:
+            msn, part = int(msn_raw), None if part_raw is None else int(part_raw)
+            if not edge.has(msn, part):
+                if edge.too_far(msn):
+                    return _error(400, f"_HLS_msn={msn} is more than two segments beyond this playlist's last ({edge.next_msn - 1})")
+                started = time.monotonic()
+                # The spec's bound on holding: three target durations, then 503.
+                held = await self.watch.wait(name, rel, msn, part, 3 * max(1, edge.target_duration))
+                metrics.observe("raylive_playlist_wait_seconds", time.monotonic() - started, kind="part" if part is not None else "segment")
+                if held is None:
+                    return _error(503, f"segment {msn} part {part} of {name} did not come in time")
+                data = held
+            # The answer to a blocking request stands for its URL: shared caches may keep it.
+            cache = f"public, max-age={6 * max(1, edge.target_duration)}"
+        if query.get("_HLS_skip") in ("YES", "v2"):
+            data = delta_update(data.decode()).encode()
+        return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": cache})
 
 
 PlaybackDeployment = serve.deployment(name="playback")(PlaybackApp)

@@ -1,11 +1,13 @@
 """Viewer sessions: which session fetched what, counted in Redis without a round trip per request.
 
 A session is the `sid` query parameter: the multivariant playlist hands a new viewer one and
-writes it into every URI it lists (media playlists, and they into init and media segments), so
-hls.js, Safari and ffmpeg carry it along without cookies (which cross-origin players do not send).
-A session counts as a viewer from its first media playlist or segment request (a bare fetch of
-the multivariant playlist, e.g. a health probe, is not watching), of a stream and rendition that
-exist. A sid is signed for its stream (HMAC under a secret kept in Redis), so only a fetch of that
+writes it into the URIs of the media playlists it lists, so hls.js, Safari and ffmpeg carry it
+along without cookies (which cross-origin players do not send). Media playlists, parts, segments
+and init segments are the same bytes at the same URLs for every viewer, so a shared cache or CDN
+can serve them. A session counts as a viewer from its first media playlist request (players
+reload it every part or segment; a bare fetch of the multivariant playlist, e.g. a health probe,
+is not watching), of a stream and rendition that exist; segment bytes count for a session only
+when the request names it (`?sid=`). A sid is signed for its stream (HMAC under a secret kept in Redis), so only a fetch of that
 stream's multivariant playlist makes one: made-up sids, or one stream's sid on another, are
 served but not counted. Requests are recorded in memory and flushed once a second in one
 pipeline per replica.

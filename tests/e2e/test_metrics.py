@@ -39,7 +39,7 @@ def test_metrics_endpoint_serves_every_documented_metric(raylive: RayliveProcess
 
         def viewer() -> None:  # a player polling the 240p rung
             while not watching.is_set():
-                segment = [x for x in get(f"{base}/240p/index.m3u8?sid={sid}").text.splitlines() if ".m4s?sid=" in x][-1]
+                segment = [x for x in get(f"{base}/240p/index.m3u8?sid={sid}").text.splitlines() if x.endswith(".m4s")][-1]
                 assert get(f"{base}/240p/{segment}").status_code == 200
                 watching.wait(1.0)
 

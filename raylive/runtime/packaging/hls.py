@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PlaylistPart:
+    uri: str
+    duration_s: float
+    independent: bool
+
+
 @dataclass(slots=True)
 class PlaylistSegment:
     uri: str
@@ -15,6 +22,14 @@ class PlaylistSegment:
     program_date_time: float  # unix seconds of the first sample
     init_uri: str  # the EXT-X-MAP it needs (changes after a reconnect)
     discontinuity: bool = False
+    parts: list[PlaylistPart] = field(default_factory=list)  # LL-HLS: listed while near the live edge
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionReport:
+    uri: str  # relative to the playlist that carries the report
+    last_msn: int
+    last_part: int  # -1: none
 
 
 @dataclass
@@ -25,9 +40,25 @@ class MediaPlaylist:
     target_duration: int = 2
     ended: bool = False
     segments: deque[PlaylistSegment] = field(default_factory=deque)
+    # LL-HLS (RFC 8216bis): the part target (0: no parts), the segment being written (its parts so
+    # far) and the part the server writes next.
+    part_target: float = 0.0
+    open: PlaylistSegment | None = None
+    preload_hint: str = ""
+
+    def add_part(self, part: PlaylistPart, segment: PlaylistSegment, next_uri: str) -> None:
+        """A part of the segment being written; `segment` says its URI, time, init and discontinuity
+        (taken from the first part's call)."""
+        if self.open is None or self.open.uri != segment.uri:
+            self.open = segment
+        self.open.parts.append(part)
+        self.preload_hint = next_uri
 
     def append(self, seg: PlaylistSegment) -> list[PlaylistSegment]:
         """Add a segment; return the ones that slid out of the window."""
+        if self.open is not None and self.open.uri == seg.uri:
+            seg.parts = self.open.parts
+        self.open = None
         self.segments.append(seg)
         # TARGETDURATION must never shrink and must cover every EXTINF rounded to an integer.
         self.target_duration = max(self.target_duration, math.floor(seg.duration_s + 0.5))
@@ -40,29 +71,68 @@ class MediaPlaylist:
             removed.append(old)
         return removed
 
-    def render(self) -> str:
-        lines = [
-            "#EXTM3U",
-            "#EXT-X-VERSION:7",
-            f"#EXT-X-TARGETDURATION:{self.target_duration}",
-            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
-        ]
+    def edge(self) -> tuple[int, int]:
+        """(media sequence number, part index) of the newest part, or of the newest segment
+        (part -1 when it has none listed): what a rendition report or a blocking reload compares."""
+        if self.open is not None and self.open.parts:
+            return self.media_sequence + len(self.segments), len(self.open.parts) - 1
+        if not self.segments:
+            return self.media_sequence - 1, -1
+        return self.media_sequence + len(self.segments) - 1, len(self.segments[-1].parts) - 1
+
+    def render(self, reports: list[RenditionReport] | None = None) -> str:
+        ll = self.part_target > 0
+        lines = ["#EXTM3U", f"#EXT-X-VERSION:{9 if ll else 7}", f"#EXT-X-TARGETDURATION:{self.target_duration}"]
+        if ll:
+            lines.append(
+                f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={SKIP_TARGETS * self.target_duration:.1f},"
+                f"HOLD-BACK={3 * self.target_duration:.1f},PART-HOLD-BACK={3 * self.part_target:.3f}"
+            )
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.3f}")
+        lines.append(f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}")
         if self.discontinuity_sequence:
             lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
-        init = None
+        # Parts are listed for the segments within 3 target durations of the live edge (the spec's
+        # least), so a playlist stays short while a late joiner still finds independent parts.
+        parts_from = sum(seg.duration_s for seg in self.segments) - PART_TARGETS_LISTED * self.target_duration
+        init, at = None, 0.0
         for i, seg in enumerate(self.segments):
-            if seg.discontinuity and i > 0:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if seg.init_uri != init:
-                init = seg.init_uri
-                lines.append(f'#EXT-X-MAP:URI="{init}"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(seg.program_date_time)}")
+            init = self._segment_head(lines, seg, init, i > 0)
+            if ll and not self.ended and at + seg.duration_s > parts_from:
+                lines += [_part_line(p) for p in seg.parts]
+            at += seg.duration_s
             lines.append(f"#EXTINF:{seg.duration_s:.3f},")
             lines.append(seg.uri)
+        if self.open is not None and self.open.parts and not self.ended:
+            self._segment_head(lines, self.open, init, bool(self.segments))
+            lines += [_part_line(p) for p in self.open.parts]
+        if ll and not self.ended and self.preload_hint:
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
+        for r in [] if self.ended else reports or []:
+            part = f",LAST-PART={r.last_part}" if r.last_part >= 0 else ""
+            lines.append(f'#EXT-X-RENDITION-REPORT:URI="{r.uri}",LAST-MSN={r.last_msn}{part}')
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _segment_head(lines: list[str], seg: PlaylistSegment, init: str | None, after_another: bool) -> str:
+        if seg.discontinuity and after_another:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if seg.init_uri != init:
+            lines.append(f'#EXT-X-MAP:URI="{seg.init_uri}"')
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(seg.program_date_time)}")
+        return seg.init_uri
+
+
+SKIP_TARGETS = 6  # CAN-SKIP-UNTIL: the spec's least, six target durations
+PART_TARGETS_LISTED = 3
+
+
+def _part_line(p: PlaylistPart) -> str:
+    independent = ",INDEPENDENT=YES" if p.independent else ""
+    return f'#EXT-X-PART:DURATION={p.duration_s:.5f},URI="{p.uri}"{independent}'
 
 
 def _iso(ts: float) -> str:
@@ -109,3 +179,98 @@ def render_multivariant(videos: list[VideoVariant], audio: AudioRendition | None
     if not videos and audio is not None:  # audio-only stream: the audio rendition is the variant
         lines += [f'#EXT-X-STREAM-INF:BANDWIDTH={audio.bandwidth},CODECS="{audio.codecs}"', audio.uri]
     return "\n".join(lines) + "\n"
+
+
+# -- what a playback server reads back from a rendered media playlist (blocking reload, deltas) --
+@dataclass(frozen=True, slots=True)
+class PlaylistEdge:
+    """Where a rendered media playlist ends: its complete segments end before `next_msn`, and
+    `open_parts` parts of segment `next_msn` are listed."""
+
+    next_msn: int
+    open_parts: int
+    ended: bool
+    target_duration: int
+    part_target: float
+
+    def has(self, msn: int, part: int | None) -> bool:
+        """Whether the playlist holds segment `msn` (complete), or part `part` of it."""
+        if self.ended or msn < self.next_msn:
+            return True
+        return part is not None and msn == self.next_msn and part < self.open_parts
+
+    def too_far(self, msn: int) -> bool:
+        """A blocking request the spec answers 400: more than two segments beyond the last one."""
+        return msn > self.next_msn + 1
+
+
+def playlist_edge(text: str) -> PlaylistEdge:
+    msn = target = segments = open_parts = 0
+    part_target = 0.0
+    ended = False
+    for line in text.splitlines():
+        if line.startswith("#EXTINF:"):
+            segments += 1
+            open_parts = 0
+        elif line.startswith("#EXT-X-PART:"):
+            open_parts += 1
+        elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            msn = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-SKIP:"):
+            segments += int(_attr(line, "SKIPPED-SEGMENTS") or 0)
+        elif line.startswith("#EXT-X-TARGETDURATION:"):
+            target = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-PART-INF:"):
+            part_target = float(_attr(line, "PART-TARGET") or 0)
+        elif line == "#EXT-X-ENDLIST":
+            ended = True
+    return PlaylistEdge(msn + segments, open_parts, ended, target, part_target)
+
+
+def _attr(line: str, name: str) -> str | None:
+    for item in line.split(":", 1)[1].split(","):
+        key, _, value = item.partition("=")
+        if key == name:
+            return value.strip('"')
+    return None
+
+
+_SEGMENT_TAGS = ("#EXTINF:", "#EXT-X-PART:", "#EXT-X-MAP:", "#EXT-X-PROGRAM-DATE-TIME:", "#EXT-X-DISCONTINUITY", "#EXT-X-GAP")
+
+
+def delta_update(text: str) -> str:
+    """The Playlist Delta Update for `_HLS_skip=YES`: the segments that end more than CAN-SKIP-UNTIL
+    before the playlist's end replaced by `EXT-X-SKIP` (the full playlist when none do). The first
+    segment kept gets the EXT-X-MAP in force, so it reads alone."""
+    lines = text.rstrip("\n").split("\n")
+    skip_until = 0.0
+    for line in lines:
+        if line.startswith("#EXT-X-SERVER-CONTROL:"):
+            skip_until = float(_attr(line, "CAN-SKIP-UNTIL") or 0)
+    if not skip_until:
+        return text
+    head_end = next((i for i, line in enumerate(lines) if line.startswith(_SEGMENT_TAGS)), len(lines))
+    blocks: list[tuple[int, int, float]] = []  # (first line, after its URI, EXTINF) of each complete segment
+    start, duration = head_end, None
+    for i in range(head_end, len(lines)):
+        if lines[i].startswith("#EXTINF:"):
+            duration = float(lines[i][8:].split(",", 1)[0])
+        elif duration is not None and not lines[i].startswith("#"):
+            blocks.append((start, i + 1, duration))
+            start, duration = i + 1, None
+    total = sum(d for _, _, d in blocks)
+    skipped, at, init = 0, 0.0, None
+    for first, after, d in blocks:
+        if at + d > total - skip_until:
+            break
+        for line in lines[first:after]:
+            if line.startswith("#EXT-X-MAP:"):
+                init = line
+        skipped, at = skipped + 1, at + d
+    if not skipped:
+        return text
+    kept_from = blocks[skipped][0] if skipped < len(blocks) else start
+    kept = lines[kept_from:]
+    head = [line if not line.startswith("#EXT-X-VERSION:") else "#EXT-X-VERSION:9" for line in lines[:head_end]]
+    map_line = [init] if init is not None and not any(line.startswith("#EXT-X-MAP:") for line in kept[:3]) else []
+    return "\n".join([*head, f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}", *map_line, *kept]) + "\n"

@@ -8,15 +8,17 @@ that a republished stream never reuses a name a cache may hold.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aac import SAMPLES_PER_FRAME
 from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame, mp4_type
 from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
-from .cmaf import CmafPackager, InitSegment, MediaSegment, PackagerOutput
-from .hls import AudioRendition, MediaPlaylist, PlaylistSegment, VideoVariant, render_multivariant
+from .cmaf import CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
+from .hls import AudioRendition, MediaPlaylist, PlaylistPart, PlaylistSegment, RenditionReport, VideoVariant, render_multivariant
 
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
@@ -29,7 +31,8 @@ class StoredFile:
     data: bytes
     content_type: str
     immutable: bool
-    media_end: float | None = None  # a segment's last sample ends at this wall time (for latency)
+    media_end: float | None = None  # a segment's or part's last sample ends at this wall time (for latency)
+    part: bool = False  # an LL-HLS part: listed for a few target durations only
 
 
 @dataclass
@@ -45,6 +48,7 @@ class _Rendition:
     total_s: float = 0.0
     frames: int = 0
     segments_out: int = 0
+    parts_out: int = 0
     paths: dict[str, float] = field(default_factory=dict)  # segment path -> seconds
 
     @property
@@ -61,11 +65,20 @@ class LiveHlsPresentation:
         wall_start: float | None = None,
         ladder: bool = False,
         advertise_source: bool = True,
+        part_ms: int = 0,
+        part_target: float = 0.0,
     ) -> None:
         self.epoch = epoch
         self.window = window
-        self.packager = CmafPackager(target_duration_ms)
+        self.part_ms = part_ms
+        # PART-TARGET: fixed at the stream's first part and never changed while it lasts, reconnects
+        # included (iOS stops for good when it changes).
+        self.part_target = part_target
+        self.packager = self._packager(target_duration_ms)
+        # Program date-time of media time 0: the wall time the period's first frame reached ingest,
+        # less its timestamp (`push(now=)`), unless given.
         self.wall_start = time.time() if wall_start is None else wall_start
+        self._anchor = wall_start is None
         self.renditions: dict[str, _Rendition] = {}
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
@@ -77,17 +90,31 @@ class LiveHlsPresentation:
         self.expected: set[str] = set()  # rung renditions the master playlist waits for
         self.advertise_source = advertise_source
 
+    def _packager(self, target_duration_ms: int) -> CmafPackager:
+        max_part_ms = (self.part_target - 0.001) * 1000 - self._audio_slack_ms() if self.part_target else 0.0
+        return CmafPackager(target_duration_ms, part_ms=self.part_ms, max_part_ms=max(0.0, max_part_ms))
+
+    def _audio_slack_ms(self) -> float:
+        """Audio parts are cut at the video's instants, to within one AAC frame either way."""
+        aac = getattr(getattr(self, "packager", None), "aac", None)
+        return SAMPLES_PER_FRAME * 1000 / aac.sample_rate if aac is not None else SAMPLES_PER_FRAME * 1000 / 44100
+
     # -- input ---------------------------------------------------------------------------
-    def push(self, events: list[MediaEvent]) -> list[StoredFile]:
+    def push(self, events: list[MediaEvent], now: float | None = None) -> list[StoredFile]:
         files: list[StoredFile] = []
         outputs: list[PackagerOutput] = []
         for ev in events:
             p = self.packager
+            if isinstance(ev, (VideoFrame, AudioFrame)) and self._anchor and (isinstance(ev, VideoFrame) or p.video is None):
+                self.wall_start = (time.time() if now is None else now) - ev.dts_ms / 1000
+                self._anchor = False
             if isinstance(ev, VideoFrame):
-                started = p.segments_started
+                started, parts = p.segments_started, p.parts_started
                 outputs += p.video_frame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data)
                 if self._ladder_input is not None and p.segments_started:
-                    self._ladder_input.append(LadderFrame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data, p.segments_started != started))
+                    self._ladder_input.append(
+                        LadderFrame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data, p.segments_started != started, p.parts_started != parts)
+                    )
             elif isinstance(ev, AudioFrame):
                 outputs += p.audio_frame(ev.dts_ms, ev.data)
             elif isinstance(ev, (VideoConfig, AudioConfig)):
@@ -118,7 +145,8 @@ class LiveHlsPresentation:
 
     def _tap_config(self, avcc: bytes) -> None:
         if self._ladder_input is not None:
-            self._ladder_input.append(LadderConfig(avcc, frame_rate_of(self.metadata), source_kbps_of(self.metadata)))
+            parts = self.part_ms > 0
+            self._ladder_input.append(LadderConfig(avcc, frame_rate_of(self.metadata), source_kbps_of(self.metadata), parts))
 
     def take_ladder_input(self) -> list[LadderInput]:
         if self._ladder_input is None:
@@ -156,9 +184,9 @@ class LiveHlsPresentation:
 
     def _new_period(self, epoch: str, restart_clock: bool) -> None:
         self.epoch = epoch
-        self.packager = CmafPackager(self.packager.target_duration_ms)
-        if restart_clock:  # the new media timeline starts at 0 now
-            self.wall_start = time.time()
+        self.packager = self._packager(self.packager.target_duration_ms)
+        if restart_clock:  # the new media timeline starts at 0: anchored at its first frame
+            self.wall_start, self._anchor = time.time(), True
         self.ended = False
         if self._ladder_input is not None:
             self._ladder_input.append(LadderPeriod(epoch))
@@ -184,6 +212,8 @@ class LiveHlsPresentation:
         p = self.packager
         return {
             "window": self.window,
+            "part_ms": self.part_ms,
+            "part_target": self.part_target,
             "target_duration_ms": p.target_duration_ms,
             "advertise_source": self.advertise_source,
             "video_avcc": p.video_avcc.hex() if p.video_avcc else "",
@@ -195,11 +225,15 @@ class LiveHlsPresentation:
     def restore(cls, snap: dict[str, Any], epoch: str, ladder: bool) -> tuple[LiveHlsPresentation, list[MediaEvent]]:
         """The playlists of `snap`, continued in a new period (after an EXT-X-DISCONTINUITY), and
         the codec configurations to replay: the publisher will not send them again."""
-        pres = cls(epoch, snap["target_duration_ms"], snap["window"], ladder=ladder, advertise_source=snap["advertise_source"])
+        pres = cls(
+            epoch, snap["target_duration_ms"], snap["window"], ladder=ladder, advertise_source=snap["advertise_source"],
+            part_ms=snap.get("part_ms", 0), part_target=snap.get("part_target", 0.0),
+        )  # fmt: skip
         for key, d in snap["renditions"].items():
             pl = MediaPlaylist(
-                d["window"] if "window" in d else snap["window"], d["media_sequence"], d["discontinuity_sequence"], d["target_duration"]
-            )
+                d["window"] if "window" in d else snap["window"], d["media_sequence"], d["discontinuity_sequence"], d["target_duration"],
+                part_target=pres.part_target,
+            )  # fmt: skip
             pl.segments.extend(PlaylistSegment(*seg) for seg in d["segments"])
             init = InitSegment(key, b"", **d["init"])
             r = _Rendition(d["name"], init, d["init_uri"], pl, d["epoch"], d["dropped"], d["peak_bps"], d["total_bits"], d["total_s"])
@@ -228,12 +262,14 @@ class LiveHlsPresentation:
         epoch = epoch or self.epoch
         files: list[StoredFile] = []
         for out in outputs:
-            if isinstance(out, InitSegment):
+            if isinstance(out, MediaPart):
+                files += self._store_part(out, epoch)
+            elif isinstance(out, InitSegment):
                 name = RENDITION_DIRS.get(out.rendition, out.rendition)
                 init_uri = f"init-{epoch}.mp4"
                 known = self.renditions.get(out.rendition)
                 if known is None:
-                    pl = MediaPlaylist(window=self.window, target_duration=self._target_s)
+                    pl = MediaPlaylist(window=self.window, target_duration=self._target_s, part_target=self.part_target)
                     self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl)
                 else:  # a reconnected publisher: same playlist, new init segment
                     known.init, known.init_uri = out, init_uri
@@ -255,25 +291,52 @@ class LiveHlsPresentation:
                 seg = PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s, r.init_uri, r.epoch not in ("", epoch))
                 r.epoch = epoch
                 removed = r.playlist.append(seg)
+                r.playlist.preload_hint = f"{epoch}-{out.index + 1}.0.m4s"
                 for old in removed:
                     r.paths.pop(f"{r.name}/{old.uri}", None)
                 r.paths[f"{r.name}/{seg_name}"] = out.duration_s
                 files.append(self._playlist_file(r))
-        if any(isinstance(o, MediaSegment) for o in outputs):
+        if any(isinstance(o, (MediaSegment, MediaPart)) for o in outputs):
             files += self._master_files()
         return files
 
+    def _store_part(self, out: MediaPart, epoch: str) -> list[StoredFile]:
+        r = self.renditions[out.rendition]
+        if r.dropped:
+            return []
+        if not self.part_target:
+            # Fixed by the first part of the stream: its nominal duration (whole frames) plus an
+            # AAC frame, which audio parts may run over the video's instants.
+            nominal = self.packager.nominal_part_s or out.duration_s
+            self.part_target = math.ceil((nominal + self._audio_slack_ms() / 1000) * 1000) / 1000
+            for each in self.renditions.values():
+                each.playlist.part_target = self.part_target
+        uri = f"{epoch}-{out.segment_index}.{out.index}.m4s"
+        media_end = self.wall_start + out.start_s + out.duration_s
+        r.parts_out += 1
+        head = PlaylistSegment(
+            f"{epoch}-{out.segment_index}.m4s", 0.0, self.wall_start + out.start_s, r.init_uri, r.epoch not in ("", epoch)
+        )
+        r.playlist.add_part(PlaylistPart(uri, out.duration_s, out.independent), head, f"{epoch}-{out.segment_index}.{out.index + 1}.m4s")
+        return [StoredFile(f"{r.name}/{uri}", out.data, mp4_type(out.rendition), True, media_end, part=True), self._playlist_file(r)]
+
     def _playlist_file(self, r: _Rendition) -> StoredFile:
-        return StoredFile(f"{r.name}/index.m3u8", r.playlist.render().encode(), PLAYLIST_TYPE, False)
+        reports = []
+        if self.part_target:
+            for other in self.renditions.values():
+                if other is not r and not other.dropped and (other.segments_out or other.parts_out):
+                    msn, part = other.playlist.edge()
+                    reports.append(RenditionReport(f"../{other.name}/index.m3u8", msn, part))
+        return StoredFile(f"{r.name}/index.m3u8", r.playlist.render(reports).encode(), PLAYLIST_TYPE, False)
 
     def _master_files(self, force: bool = False) -> list[StoredFile]:
         # Only advertise renditions once each has a segment, so no player meets an empty playlist;
         # a ladder rung that is slow to start is not waited for beyond a few source segments.
         if not force:
             source = self.renditions.get("video") or self.renditions.get("audio")
-            if any(r.segments_out == 0 for r in self.renditions.values() if not r.dropped):
+            if any(r.segments_out == 0 and r.parts_out == 0 for r in self.renditions.values() if not r.dropped):
                 return []
-            waiting = self.expected - {n for n, r in self.renditions.items() if r.segments_out}
+            waiting = self.expected - {n for n, r in self.renditions.items() if r.segments_out or r.parts_out}
             if waiting and (source is None or source.segments_out < MASTER_WAIT_SEGMENTS):
                 return []
         text = self.multivariant()
@@ -284,7 +347,7 @@ class LiveHlsPresentation:
 
     def multivariant(self) -> str:
         videos = []
-        rungs = [r for n, r in self.renditions.items() if n not in ("video", "audio") and not r.dropped and r.segments_out]
+        rungs = [r for n, r in self.renditions.items() if n not in ("video", "audio") and not r.dropped and (r.segments_out or r.parts_out)]
         for v in [self.renditions.get("video") if self.advertise_source or not rungs else None, *rungs]:
             if v is None:
                 continue

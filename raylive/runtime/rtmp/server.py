@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..packaging.cmaf import Cut, CutClock
 from .chunk import VIDEO, ChunkError, ChunkLimits, RtmpMessage
 from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, SessionEvent, Unpublished
 
@@ -52,6 +53,10 @@ class RtmpServerConfig:
     # within one round trip of the handshake) and one address may have this many at once.
     publish_timeout_s: float = 10.0
     max_unpublished_per_address: int = 16
+    # The packager's cuts (`CutClock`): the media that closes a segment or a part goes at once, so
+    # batching adds nothing to when a part is listed.
+    segment_ms: int = 2000
+    part_ms: int = 0
 
 
 _conn_ids = itertools.count(1)
@@ -94,6 +99,8 @@ class RtmpConnection:
         self.stopped = False  # the server ended it (shutdown, kick): a deliberate end
         self.end_reason = ""  # why it ended (for the server's counters)
         self._refused = False
+        self._clock = CutClock(config.segment_ms, config.part_ms)
+        self._clock_started = False
 
     async def run(self) -> None:
         pump: asyncio.Task[None] | None = None
@@ -132,8 +139,8 @@ class RtmpConnection:
                         msg = ev.message
                         self._pending.append(msg)
                         self._pending_bytes += len(msg.payload)
-                        if msg.type_id == VIDEO and msg.payload[:1] and msg.payload[0] >> 4 == 1:
-                            self._urgent.set()  # a keyframe may close a segment: deliver it now
+                        if msg.type_id == VIDEO and self._closes_a_part(msg.timestamp, msg.payload):
+                            self._urgent.set()  # it closes a part or a segment: deliver it now
                     elif isinstance(ev, PublishRequested):
                         self.publish_requested = True
                         queue.extend(await self._on_publish(ev))
@@ -174,6 +181,16 @@ class RtmpConnection:
                     log.exception("rtmp conn %s: sink close failed", self.id)
             self._writer.close()
             self.end_reason = "publish refused" if self._refused else reason
+
+    def _closes_a_part(self, timestamp: int, payload: bytes) -> bool:
+        """The same decision the stream's packager makes on this video message (an AVC NALU)."""
+        if len(payload) < 2 or payload[1] != 1:
+            return False  # a sequence header or end of sequence: no frame
+        keyframe = payload[0] >> 4 == 1
+        if not (keyframe or self._clock_started):
+            return False  # the packager skips frames before the first keyframe
+        self._clock_started = True
+        return self._clock.starts(timestamp, keyframe) != Cut.NONE
 
     async def stop(self, description: str) -> None:
         """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""

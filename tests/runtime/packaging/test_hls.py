@@ -1,4 +1,17 @@
-from raylive.runtime.packaging.hls import AudioRendition, MediaPlaylist, PlaylistSegment, VideoVariant, render_multivariant
+import m3u8
+import pytest
+
+from raylive.runtime.packaging.hls import (
+    AudioRendition,
+    MediaPlaylist,
+    PlaylistPart,
+    PlaylistSegment,
+    RenditionReport,
+    VideoVariant,
+    delta_update,
+    playlist_edge,
+    render_multivariant,
+)
 
 
 def test_sliding_window_advances_media_sequence() -> None:
@@ -50,3 +63,60 @@ def test_multivariant_with_audio_group() -> None:
     )
     audio_only = render_multivariant([], a)
     assert '#EXT-X-STREAM-INF:BANDWIDTH=128000,CODECS="mp4a.40.2"\naudio/index.m3u8' in audio_only
+
+
+def _ll_playlist(segments: int, window: int = 20, open_parts: int = 2) -> MediaPlaylist:
+    pl = MediaPlaylist(window=window, target_duration=2, part_target=0.224)
+    for i in range(segments):
+        head = PlaylistSegment(f"e-{i}.m4s", 0.0, 1_700_000_000 + 2 * i, "init-e.mp4")
+        for k in range(10):
+            pl.add_part(PlaylistPart(f"e-{i}.{k}.m4s", 0.2, k % 5 == 0), head, f"e-{i}.{k + 1}.m4s")
+        pl.append(PlaylistSegment(f"e-{i}.m4s", 2.0, 1_700_000_000 + 2 * i, "init-e.mp4"))
+        pl.preload_hint = f"e-{i + 1}.0.m4s"
+    head = PlaylistSegment(f"e-{segments}.m4s", 0.0, 1_700_000_000 + 2 * segments, "init-e.mp4")
+    for k in range(open_parts):
+        pl.add_part(PlaylistPart(f"e-{segments}.{k}.m4s", 0.2, k == 0), head, f"e-{segments}.{k + 1}.m4s")
+    return pl
+
+
+def test_ll_playlist_reads_back_in_a_third_party_parser() -> None:
+    text = _ll_playlist(8, window=6).render([RenditionReport("../audio/index.m3u8", 8, 1)])
+    pl = m3u8.loads(text)
+    assert pl.server_control.can_block_reload == "YES" and pl.server_control.part_hold_back == pytest.approx(0.672)
+    assert pl.server_control.can_skip_until == pytest.approx(12.0) and pl.server_control.hold_back == pytest.approx(6.0)
+    assert pl.part_inf.part_target == pytest.approx(0.224)
+    assert pl.media_sequence == 2 and len(pl.segments) == 7  # 6 complete + the one being written
+    # Parts are listed for the last 3 target durations (6 s: 3 segments) and the open segment.
+    with_parts = [s for s in pl.segments if s.parts]
+    assert len(with_parts) == 4 and [p.uri for p in with_parts[-1].parts] == ["e-8.0.m4s", "e-8.1.m4s"]
+    assert pl.preload_hint.uri == "e-8.2.m4s" and pl.preload_hint.hint_type == "PART"
+    assert [(r.uri, r.last_msn, r.last_part) for r in pl.rendition_reports] == [("../audio/index.m3u8", 8, 1)]
+    assert all(p.duration <= pl.part_inf.part_target for s in pl.segments for p in s.parts)
+
+
+def test_edge_says_what_a_blocking_request_may_be_answered_with() -> None:
+    text = _ll_playlist(3, open_parts=2).render()
+    edge = playlist_edge(text)
+    assert (edge.next_msn, edge.open_parts, edge.ended, edge.target_duration) == (3, 2, False, 2)
+    assert edge.part_target == pytest.approx(0.224)
+    assert edge.has(2, None) and edge.has(2, 9) and edge.has(3, 0) and edge.has(3, 1)  # the past: at once
+    assert not edge.has(3, 2) and not edge.has(3, None) and not edge.has(4, 0)  # held until it exists
+    assert not edge.too_far(4) and edge.too_far(5)  # more than two beyond the last segment (2): 400
+    assert _ll_playlist(3).edge() == (3, 1) and _ll_playlist(3, open_parts=0).edge() == (2, 9)
+
+
+def test_delta_update_is_the_full_playlist_less_the_skipped_segments() -> None:
+    full = _ll_playlist(12, window=12).render([RenditionReport("../audio/index.m3u8", 12, 1)])
+    delta = delta_update(full)
+    a, b = m3u8.loads(full), m3u8.loads(delta)
+    skipped = b.skip.skipped_segments
+    # Everything that ends more than CAN-SKIP-UNTIL (12 s) before the last segment's end goes.
+    assert skipped == 12 - 6 and len(b.segments) == len(a.segments) - skipped
+    assert [s.uri for s in b.segments] == [s.uri for s in a.segments[skipped:]]
+    assert [[p.uri for p in s.parts] for s in b.segments] == [[p.uri for p in s.parts] for s in a.segments[skipped:]]
+    assert b.media_sequence == a.media_sequence and b.preload_hint.uri == a.preload_hint.uri
+    assert "#EXT-X-VERSION:9" in delta and delta.index("#EXT-X-SKIP") < delta.index('#EXT-X-MAP:URI="init-e.mp4"')
+    assert playlist_edge(delta) == playlist_edge(full)
+    # A playlist too short to skip anything is answered whole.
+    short = _ll_playlist(4, window=6).render()
+    assert delta_update(short) == short

@@ -1,0 +1,138 @@
+"""Blocking playlist reload (LL-HLS `_HLS_msn`/`_HLS_part`) without a Redis round trip per viewer.
+
+Each stream actor publishes every media playlist it writes on `store.playlists_channel(NAME)`.
+A playback replica subscribes to a stream's channel while its viewers ask for that stream's
+playlists, keeps the newest text of each, and answers from it: a request for a part that
+exists is answered at once, one for the next part is held until the message that lists it
+arrives — one message per playlist write per replica, whatever the number of waiting viewers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from .. import store
+from ..runtime.packaging.hls import PlaylistEdge, playlist_edge
+
+log = logging.getLogger(__name__)
+IDLE_UNSUBSCRIBE_S = 30.0  # a stream nobody asked about for this long: its channel is dropped
+
+
+FRESH_S = 5.0  # a text newer than this answers a non-blocking request without Redis
+
+
+@dataclass
+class _Latest:
+    text: bytes
+    edge: PlaylistEdge
+    received: float = field(default_factory=time.monotonic)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced at each new text
+
+
+class PlaylistWatch:
+    def __init__(self, media: aioredis.Redis) -> None:
+        self.media = media
+        self._pubsub = media.pubsub()
+        self._latest: dict[tuple[str, str], _Latest] = {}  # (stream, playlist path)
+        self._streams: dict[str, float] = {}  # subscribed stream -> last asked about (monotonic)
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def playlist(self, name: str, rel: str) -> bytes | None:
+        """The newest text of a media playlist: from the subscription when there is one, else Redis."""
+        latest = self._latest.get((name, rel)) if name in self._streams else None
+        if latest is not None and time.monotonic() - latest.received < FRESH_S:
+            self._streams[name] = time.monotonic()
+            return latest.text
+        raw = await self.media.get(store.file_key(name, rel))
+        return raw.encode() if isinstance(raw, str) else raw
+
+    async def wait(self, name: str, rel: str, msn: int, part: int | None, timeout_s: float) -> bytes | None:
+        """The playlist once it holds segment `msn` (or part `part` of it); None after `timeout_s`
+        (or when the stream has no such playlist)."""
+        await self._subscribe(name)
+        key = (name, rel)
+        latest = self._latest.get(key)
+        if latest is None:  # nothing heard since subscribing: what Redis has now
+            raw = await self.media.get(store.file_key(name, rel))
+            if raw is None:
+                return None
+            data = raw.encode() if isinstance(raw, str) else raw
+            latest = self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
+        deadline = time.monotonic() + timeout_s
+        while not latest.edge.has(msn, part):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(latest.changed.wait(), remaining)
+            newer = self._latest.get(key)
+            if newer is None:  # dropped meanwhile
+                return None
+            latest = newer
+        self._streams[name] = time.monotonic()
+        return latest.text
+
+    async def _subscribe(self, name: str) -> None:
+        if name in self._streams:
+            self._streams[name] = time.monotonic()
+            return
+        pending = self._subscribing.get(name)
+        if pending is None:
+            pending = self._subscribing[name] = asyncio.get_running_loop().create_future()
+            try:
+                await self._pubsub.subscribe(store.playlists_channel(name))
+                self._streams[name] = time.monotonic()
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.get_running_loop().create_task(self._read())
+                pending.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - the waiters see it too
+                pending.set_exception(exc)
+                raise
+            finally:
+                del self._subscribing[name]
+        else:
+            await asyncio.shield(pending)
+
+    async def _read(self) -> None:
+        while self._streams:
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception:  # noqa: BLE001 - Redis away for a moment: the next message, or Redis on request
+                log.warning("playlist subscription lost; re-subscribing", exc_info=True)
+                self._latest.clear()
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(*(store.playlists_channel(n) for n in self._streams))
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            name = store.text(message["channel"]).rpartition(":")[2]
+            rel, _, data = bytes(message["data"]).partition(b"\n")
+            self._update((name, rel.decode()), data)
+
+    def _update(self, key: tuple[str, str], data: bytes) -> None:
+        previous = self._latest.get(key)
+        self._latest[key] = _Latest(data, playlist_edge(data.decode()))
+        if previous is not None:
+            previous.changed.set()  # wakes every request held on the older text
+
+    async def drop_idle(self) -> None:
+        """Unsubscribe from streams nobody asked about lately (called once a second)."""
+        now = time.monotonic()
+        idle = [n for n, t in self._streams.items() if now - t > IDLE_UNSUBSCRIBE_S]
+        if not idle:
+            return
+        for n in idle:
+            del self._streams[n]
+            for key in [k for k in self._latest if k[0] == n]:
+                self._latest[key].changed.set()
+                del self._latest[key]
+        with contextlib.suppress(Exception):
+            await self._pubsub.unsubscribe(*(store.playlists_channel(n) for n in idle))
