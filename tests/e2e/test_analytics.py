@@ -32,8 +32,9 @@ def watch(base: str, seconds: float, out: list[tuple[str, float, float]]) -> Non
         while time.monotonic() < deadline:
             t = time.time()
             playlist = http.get(f"{base}/source/index.m3u8?sid={sid}").text
-            segment = [line for line in playlist.splitlines() if line and not line.startswith("#")][-1]
-            assert http.get(f"{base}/source/{segment}").status_code == 200
+            # (At the start the playlist may list only parts of its first segment: LL-HLS.)
+            for segment in [line for line in playlist.splitlines() if line and not line.startswith("#")][-1:]:
+                assert http.get(f"{base}/source/{segment}").status_code == 200
             first, last = first or t, t
             time.sleep(1.0)
     out.append((sid, first, last))

@@ -106,6 +106,7 @@ class MediaPart:
     data: bytes
     independent: bool  # starts with a sync sample
     frames: int
+    start: int = 0  # earliest presentation time of its first sample, in the track's timescale
 
 
 @dataclass(slots=True)
@@ -116,7 +117,7 @@ class MediaSegment:
     duration_s: float
     data: bytes  # its parts, in order (one fragment when there are no parts)
     frames: int
-    start: int = 0  # the same in the track's timescale (DASH SegmentTimeline)
+    start: int = 0  # earliest presentation time, in the track's timescale (DASH SegmentTimeline)
     duration: int = 0
     timescale: int = 1
 
@@ -133,6 +134,7 @@ class _TrackState:
     held: Sample | None = None  # video: the last sample, whose duration is known when the next arrives
     parts: list[bytes] = field(default_factory=list)  # the open segment's closed parts
     seg_start: int | None = None  # dts (track units) of the open segment's first sample
+    seg_cts: int = 0  # and its composition offset
     seg_frames: int = 0
     next_index: int = 0
     sequence: int = 0  # fragments written (moof sequence numbers)
@@ -152,7 +154,7 @@ class _TrackState:
         if self.held is not None:
             self._complete_held(sample.dts)
         if self.seg_start is None:
-            self.seg_start = sample.dts
+            self.seg_start, self.seg_cts = sample.dts, sample.cts_offset
         if known_duration:
             self.part.append(sample)
             self.end = sample.dts + sample.duration
@@ -183,7 +185,10 @@ class _TrackState:
         if not self.emit_parts:
             return []
         ts = self.timescale
-        return [MediaPart(self.rendition, self.next_index, len(self.parts) - 1, first.dts / ts, duration / ts, data, first.keyframe, n)]
+        start = first.dts + first.cts_offset
+        return [
+            MediaPart(self.rendition, self.next_index, len(self.parts) - 1, first.dts / ts, duration / ts, data, first.keyframe, n, start)
+        ]
 
     def close_segment(self, at: int | None) -> list[PackagerOutput]:
         out = self.close_part(at)
@@ -193,7 +198,7 @@ class _TrackState:
             duration = self.end - self.seg_start
             seg = MediaSegment(
                 self.rendition, self.next_index, self.seg_start / ts, duration / ts, b"".join(self.parts), self.seg_frames,
-                self.seg_start, duration, ts,
+                self.seg_start + self.seg_cts, duration, ts,
             )  # fmt: skip
             out.append(seg)
             self.next_index += 1

@@ -23,6 +23,8 @@ class PlaylistSegment:
     init_uri: str  # the EXT-X-MAP it needs (changes after a reconnect)
     discontinuity: bool = False
     parts: list[PlaylistPart] = field(default_factory=list)  # LL-HLS: listed while near the live edge
+    start: int = 0  # earliest presentation time and duration in the track's timescale (for DASH)
+    duration: int = 0
 
 
 @dataclass(frozen=True, slots=True)

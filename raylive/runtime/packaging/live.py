@@ -17,7 +17,8 @@ from typing import Any
 from ..aac import SAMPLES_PER_FRAME
 from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame, mp4_type
 from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
-from .cmaf import CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
+from .cmaf import VIDEO_TIMESCALE, CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
+from .dash import MPD_TYPE, DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
 from .hls import AudioRendition, MediaPlaylist, PlaylistPart, PlaylistSegment, RenditionReport, VideoVariant, render_multivariant
 
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
@@ -55,6 +56,24 @@ class _Rendition:
     def average_bps(self) -> int:
         return int(self.total_bits / self.total_s) if self.total_s else 0
 
+    @property
+    def timescale(self) -> int:
+        return self.init.sample_rate if self.init.sample_rate else VIDEO_TIMESCALE
+
+
+@dataclass
+class _Period:
+    """A publish period as DASH sees it: media time 0 of its timeline was at wall time `anchor`,
+    and the period starts at its earliest media `first_s` (frozen once an MPD has named it)."""
+
+    anchor: float
+    first_s: float
+    frozen: bool = False
+
+    @property
+    def start(self) -> float:
+        return self.anchor + self.first_s
+
 
 class LiveHlsPresentation:
     def __init__(
@@ -80,6 +99,8 @@ class LiveHlsPresentation:
         self.wall_start = time.time() if wall_start is None else wall_start
         self._anchor = wall_start is None
         self.renditions: dict[str, _Rendition] = {}
+        self.periods: dict[str, _Period] = {}  # epoch -> its DASH period, in order
+        self.availability_start = 0.0  # the MPD's availabilityStartTime: the first period's start
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
         self._master = ""
@@ -255,6 +276,7 @@ class LiveHlsPresentation:
             files.append(self._playlist_file(r))
         if self.renditions:
             files += self._master_files(force=True)
+            files.append(self.mpd_file())
         return files
 
     # -- output --------------------------------------------------------------------------
@@ -279,7 +301,8 @@ class LiveHlsPresentation:
                 if r.dropped:
                     continue
                 seg_name = f"{epoch}-{out.index}.m4s"
-                media_end = self.wall_start + out.start_s + out.duration_s
+                anchor = self._period(out.rendition, epoch, out.start_s)
+                media_end = anchor + out.start_s + out.duration_s
                 files.append(StoredFile(f"{r.name}/{seg_name}", out.data, mp4_type(out.rendition), True, media_end))
                 bits = len(out.data) * 8
                 if out.duration_s > 0:
@@ -288,7 +311,10 @@ class LiveHlsPresentation:
                 r.total_s += out.duration_s
                 r.frames += out.frames
                 r.segments_out += 1
-                seg = PlaylistSegment(seg_name, out.duration_s, self.wall_start + out.start_s, r.init_uri, r.epoch not in ("", epoch))
+                seg = PlaylistSegment(
+                    seg_name, out.duration_s, anchor + out.start_s, r.init_uri, r.epoch not in ("", epoch),
+                    start=out.start, duration=out.duration,
+                )  # fmt: skip
                 r.epoch = epoch
                 removed = r.playlist.append(seg)
                 r.playlist.preload_hint = f"{epoch}-{out.index + 1}.0.m4s"
@@ -298,7 +324,20 @@ class LiveHlsPresentation:
                 files.append(self._playlist_file(r))
         if any(isinstance(o, (MediaSegment, MediaPart)) for o in outputs):
             files += self._master_files()
+            if self._master and any(isinstance(o, MediaSegment) or (isinstance(o, MediaPart) and o.index == 0) for o in outputs):
+                files.append(self.mpd_file())  # a segment completed, or the next one began
         return files
+
+    def _period(self, rendition: str, epoch: str, media_start_s: float) -> float:
+        """The wall time of media time 0 in `epoch` (its first output registers the period)."""
+        period = self.periods.get(epoch)
+        if period is None:
+            if rendition not in RENDITION_DIRS:  # a rung whose own period (a new transcoder) DASH does not list
+                return self.wall_start
+            period = self.periods[epoch] = _Period(self.wall_start, media_start_s)
+        elif not period.frozen and rendition in RENDITION_DIRS and media_start_s < period.first_s:
+            period.first_s = media_start_s  # audio began before the video's first frame
+        return period.anchor
 
     def _store_part(self, out: MediaPart, epoch: str) -> list[StoredFile]:
         r = self.renditions[out.rendition]
@@ -312,10 +351,11 @@ class LiveHlsPresentation:
             for each in self.renditions.values():
                 each.playlist.part_target = self.part_target
         uri = f"{epoch}-{out.segment_index}.{out.index}.m4s"
-        media_end = self.wall_start + out.start_s + out.duration_s
+        anchor = self._period(out.rendition, epoch, out.start_s)
+        media_end = anchor + out.start_s + out.duration_s
         r.parts_out += 1
         head = PlaylistSegment(
-            f"{epoch}-{out.segment_index}.m4s", 0.0, self.wall_start + out.start_s, r.init_uri, r.epoch not in ("", epoch)
+            f"{epoch}-{out.segment_index}.m4s", 0.0, anchor + out.start_s, r.init_uri, r.epoch not in ("", epoch), start=out.start
         )
         r.playlist.add_part(PlaylistPart(uri, out.duration_s, out.independent), head, f"{epoch}-{out.segment_index}.{out.index + 1}.m4s")
         return [StoredFile(f"{r.name}/{uri}", out.data, mp4_type(out.rendition), True, media_end, part=True), self._playlist_file(r)]
@@ -389,6 +429,55 @@ class LiveHlsPresentation:
         for r in self.renditions.values():
             paths += [f"{r.name}/index.m3u8", *r.paths]
         return paths
+
+    # -- DASH ----------------------------------------------------------------------------
+    def mpd_file(self, now: float | None = None) -> StoredFile:
+        """The MPD of what the playlists list: dynamic while live, static once ended."""
+        now = time.time() if now is None else now
+        periods: list[DashPeriod] = []
+        for epoch, period in self.periods.items():
+            reps = [rep for r in self.renditions.values() if (rep := self._dash_representation(r, epoch, period)) is not None]
+            if not reps:
+                continue
+            if not period.frozen:
+                period.frozen = True
+                self.availability_start = self.availability_start or period.start
+            periods.append(DashPeriod(epoch, period.start - self.availability_start, reps))
+        end = max(
+            (p.start_s + (s.start + s.duration - r.presentation_time_offset) / r.timescale for p in periods for r in p.representations
+             for s in r.segments[-1:]),
+            default=0.0,
+        )  # fmt: skip
+        timing = DashTiming(
+            self.availability_start, now, self.packager.target_duration_ms / 1000, self.window * self._target_s,
+            self.part_target and self.packager.nominal_part_s, self.ended, end,
+        )  # fmt: skip
+        return StoredFile("index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
+
+    def _dash_representation(self, r: _Rendition, epoch: str, period: _Period) -> DashRepresentation | None:
+        """`r`'s segments of period `epoch` (None when it has none: a rung given up, or one whose
+        transcoder restarted in a period of its own, which DASH cannot name)."""
+        if r.dropped:
+            return None
+        ts = r.timescale
+        listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]
+        segments: list[DashSegment] = []
+        for seg in listed:
+            seg_epoch, _, number = seg.uri.removesuffix(".m4s").partition("-")
+            if seg_epoch != epoch:
+                continue
+            duration = seg.duration
+            if seg is r.playlist.open:  # being written: expected to last as long as the one before
+                duration = segments[-1].duration if segments else round(self.packager.target_duration_ms * ts / 1000)
+            segments.append(DashSegment(int(number), seg.start, duration))
+        if not segments:
+            return None
+        fps = nominal_frame_rate(r.frames / r.total_s) if r.total_s else 0.0
+        return DashRepresentation(
+            r.name, bool(r.init.sample_rate), r.init.codec, max(r.peak_bps, r.average_bps), ts, f"{r.name}/init-{epoch}.mp4",
+            f"{r.name}/{epoch}-$Number$.m4s", round(period.first_s * ts), segments, r.init.width, r.init.height, fps,
+            r.init.sample_rate, r.init.channels,
+        )  # fmt: skip
 
 
 COMMON_RATES = (10.0, 12.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 120.0)
