@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
 from .. import store
-from ..runtime.packaging.hls import PlaylistEdge, playlist_edge
+from ..runtime.packaging.hls import PlaylistEdge, playlist_edge, segment_parts
 
 log = logging.getLogger(__name__)
 IDLE_UNSUBSCRIBE_S = 30.0  # a stream nobody asked about for this long: its channel is dropped
@@ -78,6 +79,32 @@ class PlaylistWatch:
             latest = newer
         self._streams[name] = time.monotonic()
         return latest.text
+
+    async def parts_of(self, name: str, rendition: str, segment: str, timeout_s: float) -> AsyncIterator[str]:
+        """The part URIs of `segment` (being written) as the playlist lists them, until it is
+        complete (LL-DASH serves such a segment part by part); stops early after `timeout_s`
+        without a new part."""
+        await self._subscribe(name)
+        key = (name, f"{rendition}/index.m3u8")
+        sent = 0
+        while True:
+            latest = self._latest.get(key)
+            if latest is None:
+                data = await self.playlist(name, key[1])
+                if data is None:
+                    return
+                latest = self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
+            parts, complete = segment_parts(latest.text.decode(), segment)
+            for uri in parts[sent:]:
+                yield uri
+            sent = max(sent, len(parts))
+            if complete or latest.edge.ended:
+                return
+            try:
+                await asyncio.wait_for(latest.changed.wait(), timeout_s)
+            except TimeoutError:
+                return
+            self._streams[name] = time.monotonic()
 
     async def _subscribe(self, name: str) -> None:
         if name in self._streams:

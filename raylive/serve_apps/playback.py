@@ -12,6 +12,8 @@ import collections
 import re
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import ray
 import redis
@@ -19,10 +21,11 @@ import redis.asyncio as aioredis
 from ray import serve
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import metrics, store
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
+from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
 from ..runtime.packaging.hls import delta_update, playlist_edge
 from .blocking import PlaylistWatch
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
@@ -36,10 +39,12 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?:(?P<master>index\.m3u8)|(?P<mpd>index\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
     r"(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
+TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
+PART_WAIT_S = 3.0  # a segment being streamed part by part ends early if no part comes for this long
 
 
 class SegmentCache:
@@ -119,6 +124,9 @@ class PlaybackApp:
             return Response(status_code=204, headers={**CORS, "Access-Control-Max-Age": "86400"})
         if request.method not in ("GET", "HEAD"):
             return _error(405, "method not allowed")
+        if request.url.path == TIME_PATH:  # the MPD's UTCTiming clock
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            return Response(now, media_type="text/plain", headers={**CORS, "Cache-Control": "no-store"})
         m = PATH_RE.match(request.url.path)
         if m is None:
             return _error(404, "not found")
@@ -130,6 +138,11 @@ class PlaybackApp:
             # A new viewer gets a session here; the playlists carry it into every later URL.
             return await self._playlist(name, "index.m3u8", sid or new_sid(self.sid_secret, name), master=True)
         viewer = sid if counted_sid(self.sid_secret, name, sid) else None
+        if m["mpd"]:
+            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name))
+            if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
+                self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
+            return response
         if m["thumbnail"]:
             data = await self.media.get(store.file_key(name, "thumbnail.jpg"))
             if data is None:
@@ -145,6 +158,8 @@ class PlaybackApp:
         data = self.cache.get(key)
         if data is None:
             raw = await self.media.get(key)
+            if raw is None and request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):
+                return await self._segment_being_written(name, m["rendition"], m["file"])
             if raw is None:
                 return _error(404, "segment not found (expired or never produced)")
             data = raw.encode() if isinstance(raw, str) else raw
@@ -165,6 +180,40 @@ class PlaybackApp:
             return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"public, max-age={max_age}"})
         text = tag_playlist(store.text(data), sid)  # per-viewer URLs: not for shared caches
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
+
+    async def _mpd(self, request: Request, name: str, sid: str) -> Response:
+        data = await self.media.get(store.file_key(name, "index.mpd"))
+        if data is None:
+            return await self._not_live(name)
+        text = store.text(data).replace(UTC_TIMING_URL, f"{request.url.scheme}://{request.url.netloc}{TIME_PATH}")
+        if 'type="dynamic"' not in text:
+            return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": "public, max-age=30"})
+        # A DASH player reloads the MPD from its Location: the session travels there, as HLS's
+        # does in the media playlist URLs.
+        location = f"<Location>{request.url.scheme}://{request.url.netloc}{request.url.path}?sid={sid}</Location>"
+        text = text.replace("\n  <Period", f"\n  {location}\n  <Period", 1)
+        return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": "private, max-age=1"})
+
+    async def _segment_being_written(self, name: str, rendition: str, file: str) -> Response:
+        """LL-DASH: a segment requested while it is written (its MPD says it is available a part
+        after it began) is sent part by part as the parts are made (chunked transfer)."""
+        first = await self.media.get(store.file_key(name, f"{rendition}/{file.removesuffix('.m4s')}.0.m4s"))
+        if first is None:
+            return _error(404, "segment not found (expired or never produced)")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for uri in self.watch.parts_of(name, rendition, file, PART_WAIT_S):
+                key = store.file_key(name, f"{rendition}/{uri}")
+                data = self.cache.get(key)
+                if data is None:
+                    raw = await self.media.get(key)
+                    if raw is None:
+                        return
+                    data = raw.encode() if isinstance(raw, str) else raw
+                    self.cache.put(key, data)
+                yield data
+
+        return StreamingResponse(body(), media_type=mp4_type(rendition), headers={**CORS, "Cache-Control": "no-store"})
 
     async def _not_live(self, name: str) -> Response:
         state = await self.redis.hget(store.live_key(name), "state")

@@ -15,7 +15,7 @@ import pytest
 
 from ..conftest import RayliveProcess, start_raylive, stop_raylive
 from ..helpers import get, publish, wait_for
-from .test_hlsjs import player, player_origin  # noqa: F401 - the fixture
+from .browser import browser_page, page_url, video_state
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def _ffprobe_frames(url: str) -> int:
     return int(out.stdout.strip().splitlines()[0])
 
 
-def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_raylive: RayliveProcess, player_origin: str) -> None:  # noqa: F811
+def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_raylive: RayliveProcess, player_origin: str) -> None:
     rl = short_ttl_raylive
     created = rl.api("POST", "/api/v1/streams", json={"name": "longlive", "ladder": ["source", "240p"]}).json()
     master = f"{rl.base_url}/live/longlive/index.m3u8"
@@ -52,8 +52,10 @@ def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_rayliv
     try:
         wait_for(lambda: get(master).text.count("#EXT-X-STREAM-INF") == 2, 60, "the source and its 240p rung")
         live_since = time.monotonic()
-        source = get(f"{rl.base_url}/live/longlive/source/index.m3u8").text
-        first_segment = next(line for line in source.splitlines() if line.endswith(".m4s"))
+        source_url = f"{rl.base_url}/live/longlive/source/index.m3u8"
+        source = wait_for(lambda: t if "#EXTINF" in (t := get(source_url).text) else None, 10, "the first segment")
+        assert isinstance(source, str)
+        first_segment = next(line for line in source.splitlines() if line.endswith(".m4s") and not line.startswith("#"))
         # Nobody watches until the stream has been live for well over the TTL: no replica has the
         # init segments cached, so they must still be in Redis.
         while time.monotonic() - live_since < 2.5 * SEGMENT_TTL_S:
@@ -68,9 +70,9 @@ def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_rayliv
         assert get(master).status_code == 200
         # The TTL was in force: the first segment, long out of the window, is gone.
         assert get(f"{rl.base_url}/live/longlive/source/{first_segment}").status_code == 404
-        with player(f"{player_origin}/index.html?src={master}") as page:
+        with browser_page(page_url(player_origin, "hls", master)) as page:
             page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
-            state = page.evaluate("() => ({t: document.getElementById('v').currentTime, errors: window.errors})")
+            state = video_state(page)
     finally:
         ff.terminate()
         ff.wait(10)

@@ -39,8 +39,9 @@ def test_metrics_endpoint_serves_every_documented_metric(raylive: RayliveProcess
 
         def viewer() -> None:  # a player polling the 240p rung
             while not watching.is_set():
-                segment = [x for x in get(f"{base}/240p/index.m3u8?sid={sid}").text.splitlines() if x.endswith(".m4s")][-1]
-                assert get(f"{base}/240p/{segment}").status_code == 200
+                listed = [x for x in get(f"{base}/240p/index.m3u8?sid={sid}").text.splitlines() if x.endswith(".m4s")]
+                for segment in listed[-1:]:  # (none yet while the first segment is being written)
+                    assert get(f"{base}/240p/{segment}").status_code == 200
                 watching.wait(1.0)
 
         player = threading.Thread(target=viewer, daemon=True)

@@ -276,3 +276,17 @@ def delta_update(text: str) -> str:
     head = [line if not line.startswith("#EXT-X-VERSION:") else "#EXT-X-VERSION:9" for line in lines[:head_end]]
     map_line = [init] if init is not None and not any(line.startswith("#EXT-X-MAP:") for line in kept[:3]) else []
     return "\n".join([*head, f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}", *map_line, *kept]) + "\n"
+
+
+def segment_parts(text: str, segment_uri: str) -> tuple[list[str], bool]:
+    """The parts a rendered media playlist lists for segment `segment_uri`, and whether that
+    segment is complete (listed with its EXTINF); `[], False` when it names no part of it."""
+    prefix = segment_uri.removesuffix(".m4s") + "."
+    parts: list[str] = []
+    complete = False
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-PART:") and f'URI="{prefix}' in line:
+            parts.append(line.split('URI="', 1)[1].split('"', 1)[0])
+        elif line == segment_uri:
+            complete = True
+    return parts, complete

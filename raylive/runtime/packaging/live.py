@@ -51,10 +51,26 @@ class _Rendition:
     segments_out: int = 0
     parts_out: int = 0
     paths: dict[str, float] = field(default_factory=dict)  # segment path -> seconds
+    part_bits: int = 0  # parts: what there is to go by before the first segment is complete
+    part_s: float = 0.0
+    part_frames: int = 0
 
     @property
     def average_bps(self) -> int:
-        return int(self.total_bits / self.total_s) if self.total_s else 0
+        return int(self.total_bits / self.total_s) if self.total_s else self.bandwidth
+
+    @property
+    def bandwidth(self) -> int:
+        """Peak bits/s of its segments; before the first is complete, that of its parts so far
+        (the multivariant playlist and the MPD are out at the first part)."""
+        if self.peak_bps or not self.part_s:
+            return self.peak_bps
+        return int(self.part_bits / self.part_s)
+
+    @property
+    def frame_rate(self) -> float:
+        frames, seconds = (self.frames, self.total_s) if self.total_s else (self.part_frames, self.part_s)
+        return nominal_frame_rate(frames / seconds) if seconds else 0.0
 
     @property
     def timescale(self) -> int:
@@ -354,6 +370,7 @@ class LiveHlsPresentation:
         anchor = self._period(out.rendition, epoch, out.start_s)
         media_end = anchor + out.start_s + out.duration_s
         r.parts_out += 1
+        r.part_bits, r.part_s, r.part_frames = r.part_bits + 8 * len(out.data), r.part_s + out.duration_s, r.part_frames + out.frames
         head = PlaylistSegment(
             f"{epoch}-{out.segment_index}.m4s", 0.0, anchor + out.start_s, r.init_uri, r.epoch not in ("", epoch), start=out.start
         )
@@ -391,22 +408,23 @@ class LiveHlsPresentation:
         for v in [self.renditions.get("video") if self.advertise_source or not rungs else None, *rungs]:
             if v is None:
                 continue
-            fps = nominal_frame_rate(v.frames / v.total_s) if v.total_s else 0.0
             videos.append(
-                VideoVariant(f"{v.name}/index.m3u8", v.peak_bps, v.average_bps, v.init.codec, v.init.width, v.init.height, round(fps, 3))
+                VideoVariant(
+                    f"{v.name}/index.m3u8", v.bandwidth, v.average_bps, v.init.codec, v.init.width, v.init.height, round(v.frame_rate, 3)
+                )
             )
         a = self.renditions.get("audio")
         audio = None
         if a is not None:
             audio = AudioRendition(
-                f"{a.name}/index.m3u8", "audio", "default", a.init.codec, max(a.peak_bps, a.average_bps), a.init.channels
+                f"{a.name}/index.m3u8", "audio", "default", a.init.codec, max(a.bandwidth, a.average_bps), a.init.channels
             )
         return render_multivariant(videos, audio)
 
     @staticmethod
     def playlist_paths() -> list[str]:
-        """The playlists of the source and audio renditions and the multivariant one (rungs' come and go)."""
-        return ["index.m3u8", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
+        """The playlists of the source and audio renditions, the multivariant one and the MPD (rungs' come and go)."""
+        return ["index.m3u8", "index.mpd", *(f"{d}/index.m3u8" for d in RENDITION_DIRS.values())]
 
     def long_lived_paths(self) -> list[str]:
         """Files written once that live as long as the playlists naming them, not for a segment's
@@ -472,10 +490,9 @@ class LiveHlsPresentation:
             segments.append(DashSegment(int(number), seg.start, duration))
         if not segments:
             return None
-        fps = nominal_frame_rate(r.frames / r.total_s) if r.total_s else 0.0
         return DashRepresentation(
-            r.name, bool(r.init.sample_rate), r.init.codec, max(r.peak_bps, r.average_bps), ts, f"{r.name}/init-{epoch}.mp4",
-            f"{r.name}/{epoch}-$Number$.m4s", round(period.first_s * ts), segments, r.init.width, r.init.height, fps,
+            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{epoch}.mp4",
+            f"{r.name}/{epoch}-$Number$.m4s", round(period.first_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
             r.init.sample_rate, r.init.channels,
         )  # fmt: skip
 

@@ -1,0 +1,125 @@
+"""Real web players in Debian Chromium (Playwright, never `playwright install`): hls.js, dash.js and
+Shaka Player from npm (`bash scripts/test` puts them in tests/.cache), each on a page served from
+another origin than raylive's, so CORS matters as it does for a real site."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CACHE = Path(__file__).parent.parent / ".cache"
+CHROMIUM = "/usr/bin/chromium"
+PLAYERS = {"hls": "hls.min.js", "dash": "dash.all.min.js", "shaka": "shaka-player.compiled.js"}
+
+# Each page plays `src` with its player and keeps, for the test to read: `errors` (fatal ones),
+# `stalls`, `lat` (latency samples, s, every 250 ms once playing) and `player`.
+PAGES = {
+    "hls": """<!doctype html><html><body><video id="v" muted autoplay playsinline></video>
+<script src="hls.min.js"></script><script>
+  window.errors = []; window.stalls = []; window.lat = [];
+  const q = new URLSearchParams(location.search), video = document.getElementById('v');
+  const player = window.player = new Hls(JSON.parse(q.get('cfg') || '{}'));
+  player.on(Hls.Events.ERROR, (_, d) => {
+    if (d.fatal) window.errors.push(d.type + ':' + d.details);
+    if (d.details === 'bufferStalledError') window.stalls.push(video.currentTime);
+  });
+  player.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+  player.loadSource(q.get('src'));
+  player.attachMedia(video);
+  // Live latency as a viewer sees it: wall clock minus the on-screen frame's PROGRAM-DATE-TIME.
+  setInterval(() => { if (player.playingDate && video.currentTime > 0 && !video.paused)
+    window.lat.push((Date.now() - player.playingDate.getTime()) / 1000); }, 250);
+</script></body></html>""",
+    "dash": """<!doctype html><html><body><video id="v" muted autoplay playsinline></video>
+<script src="dash.all.min.js"></script><script>
+  window.errors = []; window.stalls = []; window.lat = [];
+  const q = new URLSearchParams(location.search), video = document.getElementById('v');
+  const player = window.player = dashjs.MediaPlayer().create();
+  player.updateSettings(JSON.parse(q.get('cfg') || '{}'));
+  player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.errors.push(JSON.stringify(e.error || e)));
+  player.on(dashjs.MediaPlayer.events.PLAYBACK_STALLED, () => window.stalls.push(video.currentTime));
+  player.initialize(video, q.get('src'), true);
+  // dash.js's own measure: the MPD's wall clock (synchronised through UTCTiming) minus the playhead's.
+  setInterval(() => { if (video.currentTime > 0 && !video.paused && player.isDynamic())
+    window.lat.push(player.getCurrentLiveLatency()); }, 250);
+</script></body></html>""",
+    "shaka": """<!doctype html><html><body><video id="v" muted autoplay playsinline></video>
+<script src="shaka-player.compiled.js"></script><script>
+  window.errors = []; window.stalls = []; window.lat = [];
+  const q = new URLSearchParams(location.search), video = document.getElementById('v');
+  shaka.polyfill.installAll();
+  const player = window.player = new shaka.Player();
+  player.configure(JSON.parse(q.get('cfg') || '{}'));
+  player.addEventListener('error', (e) => window.errors.push(String(e.detail && e.detail.code)));
+  player.attach(video).then(() => player.load(q.get('src'))).then(() => video.play())
+    .catch((e) => window.errors.push(String(e.code || e)));
+  setInterval(() => { const d = player.getPlayheadTimeAsDate(); if (d && video.currentTime > 0 && !video.paused)
+    window.lat.push((Date.now() - d.getTime()) / 1000); }, 250);
+</script></body></html>""",
+}
+
+
+@pytest.fixture(scope="session")
+def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A static page server on its own port with a page per player."""
+    missing = [p for p in [*(CACHE / f for f in PLAYERS.values()), Path(CHROMIUM)] if not p.exists()]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"missing {missing}: bash scripts/test installs them")
+        pytest.skip(f"missing {missing}: run bash scripts/test to install them")
+    root = tmp_path_factory.mktemp("players")
+    for name, script in PLAYERS.items():
+        shutil.copy(CACHE / script, root / script)
+        (root / f"{name}.html").write_text(PAGES[name])
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def page_url(origin: str, player: str, src: str, cfg: dict[str, Any] | None = None) -> str:
+    return f"{origin}/{player}.html?" + urllib.parse.urlencode({"src": src, "cfg": json.dumps(cfg or {})})
+
+
+@contextmanager
+def browser_page(url: str) -> Iterator[Any]:
+    """A headless Chromium page at `url`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+                  "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+def video_state(page: Any) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate(
+        """() => { const v = document.getElementById('v'); return {
+            t: v.currentTime, w: v.videoWidth, h: v.videoHeight, ended: v.ended, errors: window.errors,
+            stalls: window.stalls, lat: window.lat, decoded: v.getVideoPlaybackQuality().totalVideoFrames }; }"""
+    )
+    return state

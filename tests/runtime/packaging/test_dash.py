@@ -1,0 +1,108 @@
+"""MPDs of the same segments HLS lists: read back by a third-party parser (mpegdash), every segment
+at the wall time its HLS PROGRAM-DATE-TIME says, periods for reconnects, static at the end."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import pytest
+from mpegdash.parser import MPEGDASHParser
+
+from raylive.runtime.ingest import IngestTimeline
+from raylive.runtime.packaging.live import LiveHlsPresentation, StoredFile
+from tests.helpers import ffmpeg_publish_messages
+
+
+def _feed(pres: LiveHlsPresentation, files: dict[str, StoredFile]) -> None:
+    tl = IngestTimeline()
+    for m in ffmpeg_publish_messages():
+        files.update((f.path, f) for f in pres.push(tl.push([(m.type_id, m.timestamp, m.payload)])))
+
+
+def _iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _seconds(duration: str) -> float:
+    return float(re.fullmatch(r"PT([\d.]+)S", duration)[1])  # type: ignore[index]
+
+
+def _segment_walls(mpd_text: str) -> dict[str, float]:
+    """'rendition/uri' -> the wall time the MPD says the segment starts at."""
+    mpd = MPEGDASHParser.parse(mpd_text)
+    ast = _iso(mpd.availability_start_time) if mpd.availability_start_time else 0.0
+    out = {}
+    for period in mpd.periods:
+        for aset in period.adaptation_sets:
+            for rep in aset.representations:
+                tpl = rep.segment_templates[0]
+                number, t = tpl.start_number, None
+                for s in tpl.segment_timelines[0].Ss:
+                    t = s.t if s.t is not None else t
+                    for _ in range((s.r or 0) + 1):
+                        uri = tpl.media.replace("$Number$", str(number))
+                        out[uri] = ast + _seconds(period.start) + (t - tpl.presentation_time_offset) / tpl.timescale
+                        t, number = t + s.d, number + 1
+    return out
+
+
+def _hls_walls(files: dict[str, StoredFile], rendition: str) -> dict[str, float]:
+    text = files[f"{rendition}/index.m3u8"].data.decode()
+    return {
+        f"{rendition}/{uri}": _iso(pdt)
+        for pdt, uri in re.findall(r"PROGRAM-DATE-TIME:(\S+)\n(?:#EXT-X-PART[^\n]*\n)*#EXTINF:[^\n]*\n(\S+)", text)
+    }
+
+
+def test_live_mpd_places_every_segment_where_hls_does() -> None:
+    pres = LiveHlsPresentation("ab12", target_duration_ms=1000, window=20, wall_start=1_700_000_000.0, part_ms=200)
+    files: dict[str, StoredFile] = {}
+    _feed(pres, files)
+    text = files["index.mpd"].data.decode()
+    mpd = MPEGDASHParser.parse(text)
+    assert mpd.type == "dynamic" and _iso(mpd.availability_start_time) == pytest.approx(1_700_000_000.0, abs=0.05)
+    assert [a.content_type for a in mpd.periods[0].adaptation_sets] == ["video", "audio"]
+    template = mpd.periods[0].adaptation_sets[0].representations[0].segment_templates[0]
+    assert template.media == "source/ab12-$Number$.m4s" and template.initialization == "source/init-ab12.mp4"
+    assert 0.7 <= template.availability_time_offset <= 0.8  # the segment being written: a part after it began
+    walls = _segment_walls(text)
+    for rendition in ("source", "audio"):
+        hls = _hls_walls(files, rendition)
+        assert hls and all(uri in files for uri in hls)
+        for uri, wall in hls.items():
+            assert walls[uri] == pytest.approx(wall, abs=0.002), uri
+    # ... and the segment being written is listed too (LL-DASH), after the complete ones.
+    assert len([u for u in walls if u.startswith("source/")]) == len(_hls_walls(files, "source")) + 1
+
+
+def test_a_reconnect_is_a_new_period_and_the_end_makes_the_mpd_static() -> None:
+    pres = LiveHlsPresentation("ab12", target_duration_ms=1000, window=20, wall_start=1_700_000_000.0, part_ms=200)
+    files: dict[str, StoredFile] = {}
+    _feed(pres, files)
+    files.update((f.path, f) for f in pres.suspend())
+    pres.resume("cd34")
+    _feed(pres, files)
+    live = MPEGDASHParser.parse(files["index.mpd"].data.decode())
+    assert [p.id for p in live.periods] == ["ab12", "cd34"]
+    first, second = (_seconds(p.start) for p in live.periods)
+    assert first == 0.0 and second > 1.0  # the second began when its first frame arrived, later
+    files.update((f.path, f) for f in pres.finish())
+    text = files["index.mpd"].data.decode()
+    ended = MPEGDASHParser.parse(text)
+    assert ended.type == "static" and ended.availability_start_time is None and ended.minimum_update_period is None
+    assert "availabilityTimeOffset" not in text
+    # Every segment of both periods is listed and stored; the presentation lasts until the last one ends.
+    walls = _segment_walls(text)
+    assert walls and all(uri in files for uri in walls)
+    assert sum(1 for u in walls if "/cd34-" in u) >= 2
+    assert _seconds(ended.media_presentation_duration) > second
+
+
+def test_an_unknown_rung_period_is_left_out_of_the_mpd() -> None:
+    """A ladder rung whose transcoder restarted writes segments in a period of its own, which DASH
+    cannot name within the stream's period: the MPD leaves those out rather than lie."""
+    pres = LiveHlsPresentation("ab12", target_duration_ms=1000, window=20, wall_start=1_700_000_000.0)
+    files: dict[str, StoredFile] = {}
+    _feed(pres, files)
+    assert "ffff0000" not in files["index.mpd"].data.decode() and pres._period("240p", "ffff0000", 0.0) == pres.wall_start
