@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from .. import store
-from ..runtime.packaging.hls import PlaylistEdge, playlist_edge, segment_parts
+from ..runtime.packaging.hls import PlaylistEdge, is_upcoming_part, playlist_edge, segment_parts
 
 log = logging.getLogger(__name__)
 IDLE_UNSUBSCRIBE_S = 30.0  # a stream nobody asked about for this long: its channel is dropped
@@ -79,6 +79,30 @@ class PlaylistWatch:
             latest = newer
         self._streams[name] = time.monotonic()
         return latest.text
+
+    async def part_listed(self, name: str, rendition: str, part: str, timeout_s: float) -> bool:
+        """Hold a request for a part that is about to be written (a preload hint) until the
+        playlist lists it; False at once for any other missing part, or after `timeout_s`."""
+        key = (name, f"{rendition}/index.m3u8")
+        data = await self.playlist(name, key[1])
+        if data is None or not is_upcoming_part(data.decode(), part):
+            return False
+        await self._subscribe(name)
+        listed = f'URI="{part}"'.encode()
+        deadline = time.monotonic() + timeout_s
+        latest = self._latest.get(key) or self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
+        while listed not in latest.text.split(b"#EXT-X-PRELOAD-HINT", 1)[0]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or latest.edge.ended:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(latest.changed.wait(), remaining)
+            newer = self._latest.get(key)
+            if newer is None:
+                return False
+            latest = newer
+        self._streams[name] = time.monotonic()
+        return True
 
     async def parts_of(self, name: str, rendition: str, segment: str, timeout_s: float) -> AsyncIterator[str]:
         """The part URIs of `segment` (being written) as the playlist lists them, until it is

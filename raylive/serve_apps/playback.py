@@ -160,6 +160,8 @@ class PlaybackApp:
             raw = await self.media.get(key)
             if raw is None and request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):
                 return await self._segment_being_written(name, m["rendition"], m["file"])
+            if raw is None and m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
+                raw = await self.media.get(key)  # a preload-hinted part: held until it was written
             if raw is None:
                 return _error(404, "segment not found (expired or never produced)")
             data = raw.encode() if isinstance(raw, str) else raw

@@ -290,3 +290,21 @@ def segment_parts(text: str, segment_uri: str) -> tuple[list[str], bool]:
         elif line == segment_uri:
             complete = True
     return parts, complete
+
+
+def is_upcoming_part(text: str, part_uri: str) -> bool:
+    """Whether `part_uri` (`<epoch>-<segment>.<part>.m4s`) comes after every part of its period
+    the playlist lists: the part a player asks for before it exists (EXT-X-PRELOAD-HINT, or one
+    it expects next), which the server holds rather than answer 404."""
+    asked = _part_position(part_uri)
+    if asked is None:
+        return False
+    listed = [p for line in text.splitlines() if line.startswith(("#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:")) and 'URI="' in line
+              if (p := _part_position(line.split('URI="', 1)[1].split('"', 1)[0])) is not None and p[0] == asked[0]]  # fmt: skip
+    return bool(listed) and asked[1:] >= max(listed)[1:]
+
+
+def _part_position(uri: str) -> tuple[str, int, int] | None:
+    epoch, _, rest = uri.removesuffix(".m4s").partition("-")
+    segment, _, part = rest.partition(".")
+    return (epoch, int(segment), int(part)) if segment.isdigit() and part.isdigit() else None

@@ -9,6 +9,7 @@ from raylive.runtime.packaging.hls import (
     RenditionReport,
     VideoVariant,
     delta_update,
+    is_upcoming_part,
     playlist_edge,
     render_multivariant,
 )
@@ -120,3 +121,10 @@ def test_delta_update_is_the_full_playlist_less_the_skipped_segments() -> None:
     # A playlist too short to skip anything is answered whole.
     short = _ll_playlist(4, window=6).render()
     assert delta_update(short) == short
+
+
+def test_a_part_not_written_yet_is_upcoming_an_old_missing_one_is_not() -> None:
+    text = _ll_playlist(3, open_parts=2).render()  # e-3.0, e-3.1 listed; e-3.2 hinted
+    assert is_upcoming_part(text, "e-3.2.m4s") and is_upcoming_part(text, "e-3.3.m4s") and is_upcoming_part(text, "e-4.0.m4s")
+    assert not is_upcoming_part(text, "e-3.1.m4s") and not is_upcoming_part(text, "e-1.4.m4s")
+    assert not is_upcoming_part(text, "other-9.0.m4s") and not is_upcoming_part(text, "e-3.m4s")
