@@ -40,7 +40,11 @@ REPORT = HERE / "report.md"
 # name -> (script args for a full run, args for --quick, what it compares)
 BENCHMARKS: dict[str, tuple[list[str], list[str], str]] = {
     "ingest": ([], ["--streams", "1", "10", "--measure-s", "10", "--idle-s", "5"], "CPU per passthrough stream vs nginx-rtmp"),
-    "latency": ([], ["--repeats", "2", "--seconds", "12"], "publish → first playable, frame → playlist vs nginx-rtmp"),
+    "latency": (
+        [],
+        ["--repeats", "2", "--seconds", "12", "--player-s", "20"],
+        "LL-HLS/LL-DASH vs nginx-rtmp HLS/DASH: first playable, frame → listed, players' latency",
+    ),
     "capacity": ([], ["--steps", "10", "20", "40", "--window-s", "16"], "streams held in real time vs nginx-rtmp"),
     "transcode": ([], ["--seconds", "10", "--repeats", "1"], "ABR ladder CPU-seconds vs the ffmpeg CLI"),
     "playback": ([], ["--duration", "5"], "playlist and segment requests/s through Serve vs nginx static"),

@@ -122,6 +122,8 @@ class Server:
     publish_url: Callable[[int], str]  # stream index -> RTMP URL
     playlist_url: Callable[[int], str]  # stream index -> media playlist URL
     http_base: str = ""
+    data_dir: Path | None = None  # raylive's
+    dash_url: Callable[[int], str] | None = None  # stream index -> MPD URL (nginx-rtmp's own DASH)
 
 
 def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = None) -> Server:
@@ -159,6 +161,7 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
         lambda i: f"rtmp://127.0.0.1:{rtmp}/live/{keys[i]}",
         lambda i: f"http://127.0.0.1:{http}/live/bench{i}/source/index.m3u8",
         f"http://127.0.0.1:{http}",
+        data,
     )
 
 
@@ -198,6 +201,10 @@ rtmp {{
       hls_path {work}/hls;
       hls_fragment 2s;
       hls_playlist_length 12s;
+      dash on;
+      dash_path {work}/dash;
+      dash_fragment 2s;
+      dash_playlist_length 12s;
     }}
   }}
 }}
@@ -205,7 +212,8 @@ http {{
   access_log off;
   server {{
     listen 127.0.0.1:{http};
-    location /hls/ {{ alias {work}/hls/; add_header Cache-Control no-cache; }}
+    location /hls/ {{ alias {work}/hls/; add_header Cache-Control no-cache; add_header Access-Control-Allow-Origin *; }}
+    location /dash/ {{ alias {work}/dash/; add_header Cache-Control no-cache; add_header Access-Control-Allow-Origin *; }}
   }}
 }}
 """
@@ -217,6 +225,7 @@ def start_nginx(work: Path) -> Server | None:
         return None
     rtmp, http = free_port(), free_port()
     (work / "hls").mkdir(parents=True, exist_ok=True)
+    (work / "dash").mkdir(parents=True, exist_ok=True)
     conf = work / "nginx.conf"
     # Workers must write HLS into our private temp dir: run them as the current user.
     user = "user root;" if os.geteuid() == 0 else ""
@@ -234,6 +243,7 @@ def start_nginx(work: Path) -> Server | None:
         lambda: stop_process(proc, signal.SIGQUIT, 20),
         lambda i: f"rtmp://127.0.0.1:{rtmp}/live/bench{i}",
         lambda i: f"http://127.0.0.1:{http}/hls/bench{i}.m3u8",
+        dash_url=lambda i: f"http://127.0.0.1:{http}/dash/bench{i}.mpd",
     )
 
 

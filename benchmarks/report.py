@@ -42,11 +42,13 @@ def headline(b: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
         rl, ff = _get(row, "ray-actor", "cpu_s_per_min") or _get(row, "in-process", "cpu_s_per_min"), _get(row, "ffmpeg", "cpu_s_per_min")
         rows.append((f"ladder {case}, CPU-s per minute of video", rl, ff, _ratio(rl, ff), "ffmpeg CLI"))
     lat = _get(b, "latency", "results", "servers") or {}
-    for key, label in (
-        ("first_playable_s_median", "publish → first playable playlist, s"),
-        ("frame_to_playlist_s_median", "frame → playlist, s"),
+    for keys, label in (
+        (("first_playable_s_median",), "publish → first playable (raylive: a part), s"),
+        (("frame_to_listed_s_p50",), "frame → listed (raylive: its part), p50 s"),
+        (("players", "hls.js", "p50_s"), "hls.js live latency (raylive: LL-HLS), p50 s"),
+        (("players", "dash.js", "p50_s"), "dash.js live latency (raylive: LL-DASH), p50 s"),
     ):
-        rl, ng = _get(lat, "raylive", key), _get(lat, "nginx-rtmp", key)
+        rl, ng = _get(lat, "raylive", *keys), _get(lat, "nginx-rtmp", *keys)
         if rl is not None:
             rows.append((label, rl, ng, _ratio(rl, ng), "nginx-rtmp"))
     pb = {r["mode"]: r for r in _get(b, "playback", "results", "rows") or []}
@@ -102,11 +104,13 @@ def plots(b: dict[str, Any], out: Path) -> dict[str, Path]:
     lat = _get(b, "latency", "results", "servers") or {}
     if _get(lat, "raylive", "first_playable_s_median") is not None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        keys = [("first_playable_s_median", "publish → first playable"), ("frame_to_playlist_s_median", "frame → playlist")]
+        keys = [(("first_playable_s_median",), "publish →\nfirst playable"), (("frame_to_listed_s_p50",), "frame →\nlisted"),
+                (("players", "hls.js", "p50_s"), "hls.js\nlatency"), (("players", "dash.js", "p50_s"), "dash.js\nlatency")]  # fmt: skip
         for i, (name, color) in enumerate((("raylive", RAYLIVE), ("nginx-rtmp", REFERENCE))):
-            ax.bar([j + (i - 0.5) * 0.35 for j in range(2)], [_get(lat, name, k) or 0 for k, _ in keys], 0.35, label=name, color=color)
-        ax.set_xticks(range(2), [label for _, label in keys])
-        ax.set(ylabel="seconds (median)", title="Latency, 2 s segments")
+            ax.bar([j + (i - 0.5) * 0.35 for j in range(len(keys))], [_get(lat, name, *k) or 0 for k, _ in keys], 0.35, label=name,
+                   color=color)  # fmt: skip
+        ax.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
+        ax.set(ylabel="seconds (median)", title="Latency: raylive LL-HLS/LL-DASH vs nginx-rtmp HLS/DASH")
         ax.legend()
         save("latency", fig)
     rows = _get(b, "playback", "results", "rows") or []

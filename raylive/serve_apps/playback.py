@@ -199,8 +199,10 @@ class PlaybackApp:
     async def _segment_being_written(self, name: str, rendition: str, file: str) -> Response:
         """LL-DASH: a segment requested while it is written (its MPD says it is available a part
         after it began) is sent part by part as the parts are made (chunked transfer)."""
-        first = await self.media.get(store.file_key(name, f"{rendition}/{file.removesuffix('.m4s')}.0.m4s"))
-        if first is None:
+        first_part = f"{file.removesuffix('.m4s')}.0.m4s"
+        if not await self.media.exists(store.file_key(name, f"{rendition}/{first_part}")) and not await self.watch.part_listed(
+            name, rendition, first_part, PART_WAIT_S
+        ):  # neither being written nor about to be
             return _error(404, "segment not found (expired or never produced)")
 
         async def body() -> AsyncIterator[bytes]:

@@ -70,15 +70,12 @@ PAGES = {
 }
 
 
-@pytest.fixture(scope="session")
-def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A static page server on its own port with a page per player."""
+@contextmanager
+def players_server(root: Path) -> Iterator[str]:
+    """Serve a page per player from `root` (a fresh folder) on a port of its own; yields its origin."""
     missing = [p for p in [*(CACHE / f for f in PLAYERS.values()), Path(CHROMIUM)] if not p.exists()]
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"missing {missing}: bash scripts/test installs them")
-        pytest.skip(f"missing {missing}: run bash scripts/test to install them")
-    root = tmp_path_factory.mktemp("players")
+        raise FileNotFoundError(f"missing {missing}: bash scripts/test installs them")
     for name, script in PLAYERS.items():
         shutil.copy(CACHE / script, root / script)
         (root / f"{name}.html").write_text(PAGES[name])
@@ -89,8 +86,21 @@ def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def player_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with players_server(tmp_path_factory.mktemp("players")) as origin:
+            yield origin
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def page_url(origin: str, player: str, src: str, cfg: dict[str, Any] | None = None) -> str:

@@ -177,6 +177,9 @@ def render_multivariant(videos: list[VideoVariant], audio: AudioRendition | None
             attrs += f",FRAME-RATE={v.frame_rate:.3f}"
         if audio is not None:
             attrs += f',AUDIO="{audio.group_id}"'
+        # Said, so that no player probes segments for CEA-608 captions (Shaka Player probed the
+        # segment being written, which has no URI of its own, and stopped).
+        attrs += ",CLOSED-CAPTIONS=NONE"
         lines += [f"#EXT-X-STREAM-INF:{attrs}", v.uri]
     if not videos and audio is not None:  # audio-only stream: the audio rendition is the variant
         lines += [f'#EXT-X-STREAM-INF:BANDWIDTH={audio.bandwidth},CODECS="{audio.codecs}"', audio.uri]
