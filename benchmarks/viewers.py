@@ -168,7 +168,7 @@ def start_varnish(work: Path, origin_port: int) -> tuple[subprocess.Popen[bytes]
     vcl = work / "edge.vcl"
     vcl.write_text(VARNISH_CONF.read_text().replace('.port = "8000"', f'.port = "{origin_port}"'))
     proc = subprocess.Popen(
-        ["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-f", str(vcl), "-n", str(work / "varnish"), "-s", "malloc,256m"],
+        ["varnishd", "-F", "-j", "none", "-a", f"127.0.0.1:{port}", "-f", str(vcl), "-n", str(work / "varnish"), "-s", "malloc,256m"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 20

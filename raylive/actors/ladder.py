@@ -16,6 +16,7 @@ import queue
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -37,6 +38,7 @@ LADDER_DRAIN_TIMEOUT_S = 10.0
 # Batches sent and not yet answered: 16 x 0.25 s flushes = 4 s of media, rung dropping
 # (`transcode.max_lag_s`, 4 s) acts first; this bounds what a stuck transcoder holds.
 MAX_IN_FLIGHT = 16
+WATCH_TIMEOUT_S = 2.0  # how long the watcher waits for one batch's rungs
 
 
 class LadderSupervisor:
@@ -84,6 +86,18 @@ class LadderSupervisor:
         ref = self.transcoder.push.remote(batch, time.time())
         self._calls.append(ref)
         self.sent.put(ref)
+
+    def watch(self, collect: Callable[[], object]) -> None:
+        """A thread of the stream actor's: the rungs of a batch are ready a moment after its push;
+        `collect` them then (a call to the actor, so on its one thread), not at the next push a part
+        later (that added 0.2 s to every rung part)."""
+        while True:
+            ref = self.sent.get()
+            try:
+                if ray.wait([ref], timeout=WATCH_TIMEOUT_S)[0] and self.sent.empty():
+                    collect()
+            except RayError:
+                pass  # a lost transcoder: the next push or collect finds out
 
     def _start(self, config: LadderConfig, presentation: LiveHlsPresentation) -> bool:
         sps = sps_from_avcc(config.avcc)

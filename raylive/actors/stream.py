@@ -40,7 +40,6 @@ HOLDER_CHECK_TIMEOUT_S = 2.0  # asking another gateway whether it still has the 
 # left running held ≈ 85 MB and a GCS entry for good. A publisher that restarts its encoder at
 # once still finds it warm; later ones get a new actor (≈ 1 CPU-s).
 ENDED_EXIT_S = 10.0
-LADDER_WATCH_S = 2.0  # how long the ladder watcher waits for one batch's rungs
 BITRATE_WINDOW_S = 4.0  # a publisher is held to rtmp.max_bitrate_kbps over this much wall time
 
 
@@ -83,7 +82,8 @@ class StreamIngest:
             self.lifecycle.suspended_after_restart(time.monotonic())
         self._last_call = time.monotonic()
         threading.Thread(target=self._clock, name="stream-clock", daemon=True).start()
-        threading.Thread(target=self._watch_ladder, name="stream-ladder", daemon=True).start()
+        collect = lambda: ray.get_runtime_context().current_actor.collect_ladder.remote()  # noqa: E731 - on this actor's thread
+        threading.Thread(target=self.ladder.watch, args=(collect,), name="stream-ladder", daemon=True).start()
 
     # -- publisher lifecycle (the rules: raylive/runtime/lifecycle.py) --------------------
     def _clock(self) -> None:
@@ -106,18 +106,6 @@ class StreamIngest:
         if self.lifecycle.owner is None and self.lifecycle.suspended is None and time.monotonic() - self._last_call >= ENDED_EXIT_S:
             log.info("stream %s: ended %.0fs ago; its actor exits", self.name, time.monotonic() - self._last_call)
             ray.actor.exit_actor()
-
-    def _watch_ladder(self) -> None:
-        """The rungs of a batch are ready a moment after its push: collect them then (a call to
-        this actor, so on its one thread), not at the next push a part later (was +0.2 s per rung part)."""
-        me = ray.get_runtime_context().current_actor
-        while True:
-            ref = self.ladder.sent.get()
-            try:
-                if ray.wait([ref], timeout=LADDER_WATCH_S)[0] and self.ladder.sent.empty():
-                    me.collect_ladder.remote()
-            except RayError:
-                pass  # a lost transcoder: the next push or collect finds out
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def collect_ladder(self) -> None:
@@ -158,7 +146,7 @@ class StreamIngest:
         restored = self._restore(epoch) if self.presentation is None else None
         if restored is not None:
             self.presentation, replay = restored
-            self.out.write(self.presentation.push(replay), self.presentation)
+            self.out.write(self.out.recover_open_segments(self.presentation) + self.presentation.push(replay), self.presentation)
             self.started_at = self.out.status().started_at or time.time()
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
             self.tap.subscribe_processors()

@@ -15,6 +15,7 @@ import redis
 
 from .. import analytics, metrics, store
 from ..runtime.ingest import IngestTimeline
+from ..runtime.media import mp4_type
 from ..runtime.packaging.hls import PART_TARGETS_LISTED
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..settings import HlsSettings
@@ -33,6 +34,7 @@ class StreamOutput:
         self.media_errors = 0  # media writes that failed during this actor's life
         self._health_second = 0  # wall second of the last ingest-health row
         self._late_reported = 0  # late frames counted in rows so far
+        self._snapshotted = False  # a snapshot of this publish is in Redis
 
     def segment_ttl(self, presentation: LiveHlsPresentation | None) -> int:
         """How long a file written now stays fetchable: `hls.segment_ttl_s`, or by default what
@@ -59,8 +61,11 @@ class StreamOutput:
             for f in files:
                 p.set(store.file_key(self.name, f.path), f.data, ex=part_ttl if f.part else ttl)
             if presentation is not None and playlists:
-                if any(f.media_end is not None and not f.part for f in files):  # a new segment: what a restart needs
+                # What a restart needs, at each new segment (and at the first part): a restarted
+                # owner recovers the parts of the segment being written from the playlist itself.
+                if not self._snapshotted or any(f.media_end is not None and not f.part for f in files):
                     p.set(store.snapshot_key(self.name), json.dumps(presentation.snapshot()), ex=ttl)
+                    self._snapshotted = True
                 for path in presentation.long_lived_paths():
                     p.expire(store.file_key(self.name, path), ttl)
             # The playlists themselves, to the playback replicas holding requests for them (one
@@ -120,6 +125,7 @@ class StreamOutput:
         self.redis.delete(store.live_key(self.name))
         self.media.delete(*(store.file_key(self.name, p) for p in LiveHlsPresentation.playlist_paths()))
         self._late_reported = 0
+        self._snapshotted = False
 
     def ingest_health(self, timeline: IngestTimeline, ladder: TranscodeReply | None) -> None:
         """One ingest-health row per wall second per stream (analytics)."""
@@ -176,6 +182,24 @@ class StreamOutput:
             media["audio_codec"] = aac.codec_string if aac else ""
             media["resolution"] = f"{sps.width}x{sps.height}" if sps else ""
         analytics.emit(self.redis, "session", stream=self.name, event=event, reason=reason, node=socket.gethostname(), **media)
+
+    def recover_open_segments(self, presentation: LiveHlsPresentation) -> list[StoredFile]:
+        """After a restart: each rendition's segment that the old owner was writing, joined from the
+        parts its playlist lists (still in Redis), so that what viewers saw stays listed."""
+        files: list[StoredFile] = []
+        for key, r in presentation.renditions.items():
+            text = self.media.get(store.file_key(self.name, f"{r.name}/index.m3u8"))
+            found = presentation.recovered_segment(key, store.text(text)) if text else None
+            if found is None:
+                continue
+            seg, part_paths = found
+            parts = [p for p in self.media.mget([store.file_key(self.name, path) for path in part_paths]) if isinstance(p, bytes)]
+            if len(parts) < len(part_paths):
+                continue  # expired meanwhile: those viewers saw them; the playlist moves on without
+            data = b"".join(parts)
+            files.append(StoredFile(f"{r.name}/{seg.uri}", data, mp4_type(key), True))
+            files += presentation.add_recovered(key, seg, len(data))
+        return files
 
     def snapshot(self) -> dict[str, Any] | None:
         """The presentation saved with the latest playlist write (`LiveHlsPresentation.snapshot`)."""

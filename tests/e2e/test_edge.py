@@ -39,7 +39,7 @@ def edge(raylive: RayliveProcess, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     vcl.write_text(VCL.read_text().replace('.port = "8000"', f'.port = "{raylive.http_port}"'))
     work = tmp_path / "varnish"
     proc = subprocess.Popen(
-        ["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-f", str(vcl), "-n", str(work), "-s", "malloc,64m"],
+        ["varnishd", "-F", "-j", "none", "-a", f"127.0.0.1:{port}", "-f", str(vcl), "-n", str(work), "-s", "malloc,64m"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

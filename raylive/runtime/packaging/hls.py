@@ -311,3 +311,30 @@ def _part_position(uri: str) -> tuple[str, int, int] | None:
     epoch, _, rest = uri.removesuffix(".m4s").partition("-")
     segment, _, part = rest.partition(".")
     return (epoch, int(segment), int(part)) if segment.isdigit() and part.isdigit() else None
+
+
+def open_segment(text: str) -> PlaylistSegment | None:
+    """The segment a rendered media playlist lists only as parts (the one being written), with its
+    parts, program date-time, init segment and discontinuity; None when there is none."""
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if line.startswith("#EXTINF:")), default=-1)
+    tail = lines[last + 2 :] if last >= 0 else lines
+    init = None
+    for line in lines[: last + 2] if last >= 0 else []:
+        if line.startswith("#EXT-X-MAP:"):
+            init = _attr(line, "URI")
+    parts: list[PlaylistPart] = []
+    pdt, discontinuity = 0.0, False
+    for line in tail:
+        if line.startswith("#EXT-X-MAP:"):
+            init = _attr(line, "URI")
+        elif line == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line.startswith("#EXT-X-PART:"):
+            parts.append(PlaylistPart(_attr(line, "URI") or "", float(_attr(line, "DURATION") or 0), _attr(line, "INDEPENDENT") == "YES"))
+    if not parts or init is None or _part_position(parts[0].uri) is None:
+        return None
+    epoch, segment, _ = _part_position(parts[0].uri)  # type: ignore[misc]
+    return PlaylistSegment(f"{epoch}-{segment}.m4s", sum(p.duration_s for p in parts), pdt, init, discontinuity, parts)

@@ -19,7 +19,16 @@ from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata
 from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from .cmaf import VIDEO_TIMESCALE, CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
 from .dash import MPD_TYPE, DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
-from .hls import AudioRendition, MediaPlaylist, PlaylistPart, PlaylistSegment, RenditionReport, VideoVariant, render_multivariant
+from .hls import (
+    AudioRendition,
+    MediaPlaylist,
+    PlaylistPart,
+    PlaylistSegment,
+    RenditionReport,
+    VideoVariant,
+    open_segment,
+    render_multivariant,
+)
 
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
@@ -244,10 +253,14 @@ class LiveHlsPresentation:
                 "total_bits": r.total_bits, "total_s": r.total_s, "frames": r.frames, "segments_out": r.segments_out,
                 "paths": r.paths, "media_sequence": pl.media_sequence, "discontinuity_sequence": pl.discontinuity_sequence,
                 "target_duration": pl.target_duration,
-                "segments": [[g.uri, g.duration_s, g.program_date_time, g.init_uri, g.discontinuity] for g in pl.segments],
+                "segments": [
+                    [g.uri, g.duration_s, g.program_date_time, g.init_uri, g.discontinuity, g.start, g.duration] for g in pl.segments
+                ],
             }  # fmt: skip
         p = self.packager
         return {
+            "periods": {epoch: [period.anchor, period.first_s] for epoch, period in self.periods.items() if period.frozen},
+            "availability_start": self.availability_start,
             "window": self.window,
             "part_ms": self.part_ms,
             "part_target": self.part_target,
@@ -271,17 +284,48 @@ class LiveHlsPresentation:
                 d["window"] if "window" in d else snap["window"], d["media_sequence"], d["discontinuity_sequence"], d["target_duration"],
                 part_target=pres.part_target,
             )  # fmt: skip
-            pl.segments.extend(PlaylistSegment(*seg) for seg in d["segments"])
+            for uri, duration_s, pdt, init_uri, discontinuity, *ticks in d["segments"]:
+                start, duration = ticks or (0, 0)
+                pl.segments.append(PlaylistSegment(uri, duration_s, pdt, init_uri, discontinuity, start=start, duration=duration))
             init = InitSegment(key, b"", **d["init"])
             r = _Rendition(d["name"], init, d["init_uri"], pl, d["epoch"], d["dropped"], d["peak_bps"], d["total_bits"], d["total_s"])
             r.frames, r.segments_out, r.paths = d["frames"], d["segments_out"], dict(d["paths"])
             pres.renditions[key] = r
+        pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
+        pres.availability_start = snap.get("availability_start", 0.0)
         replay: list[MediaEvent] = []
         if snap["video_avcc"]:
             replay.append(VideoConfig(bytes.fromhex(snap["video_avcc"])))
         if snap["audio_asc"]:
             replay.append(AudioConfig(bytes.fromhex(snap["audio_asc"])))
         return pres, replay
+
+    def recovered_segment(self, rendition: str, playlist: str) -> tuple[PlaylistSegment, list[str]] | None:
+        """After a restart: the segment `rendition`'s playlist (as last written, `playlist`) listed
+        only as parts when the old owner died, and the paths of those parts. The owner joins them
+        into the segment file and calls `add_recovered`, so the parts viewers saw stay in the
+        playlist as a complete (shorter) segment before the discontinuity."""
+        r = self.renditions.get(rendition)
+        seg = open_segment(playlist)
+        if r is None or seg is None or any(s.uri == seg.uri for s in r.playlist.segments):
+            return None
+        return seg, [f"{r.name}/{p.uri}" for p in seg.parts]
+
+    def add_recovered(self, rendition: str, seg: PlaylistSegment, size: int) -> list[StoredFile]:
+        r = self.renditions[rendition]
+        ts = r.timescale
+        if r.playlist.segments:
+            last = r.playlist.segments[-1]
+            seg.start = last.start + last.duration
+        seg.duration = round(seg.duration_s * ts)
+        removed = r.playlist.append(seg)
+        for old in removed:
+            r.paths.pop(f"{r.name}/{old.uri}", None)
+        r.paths[f"{r.name}/{seg.uri}"] = seg.duration_s
+        r.segments_out += 1
+        r.total_bits, r.total_s = r.total_bits + 8 * size, r.total_s + seg.duration_s
+        r.epoch = seg.uri.partition("-")[0]
+        return [self._playlist_file(r)]
 
     def finish(self) -> list[StoredFile]:
         """End of stream: last segments, and every playlist gets EXT-X-ENDLIST."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 
 import av
 import pytest
@@ -143,3 +145,37 @@ def test_without_parts_nothing_changes() -> None:
     _, files = _present(part_ms=0)
     text = files["source/index.m3u8"].data.decode()
     assert "#EXT-X-PART" not in text and "SERVER-CONTROL" not in text and not any(f.part for f in files.values())
+
+
+def test_a_restarted_owner_keeps_the_parts_viewers_saw_as_a_complete_segment() -> None:
+    """The owner died while a segment was half written (its parts listed): the new owner, from the
+    snapshot of the last complete segment and the playlist as last written, lists those parts as
+    one shorter complete segment (the parts joined) before the discontinuity."""
+    pres = LiveHlsPresentation("ab12", target_duration_ms=1000, window=20, wall_start=1_700_000_000.0, part_ms=200)
+    tl = IngestTimeline()
+    files: dict[str, StoredFile] = {}
+    snapshot = None
+    for m in ffmpeg_publish_messages():
+        out = pres.push(tl.push([(m.type_id, m.timestamp, m.payload)]))
+        files.update((f.path, f) for f in out)
+        if any(f.media_end is not None and not f.part for f in out):  # what StreamOutput keeps
+            snapshot = json.loads(json.dumps(pres.snapshot()))
+    assert snapshot is not None
+    playlist = files["source/index.m3u8"].data.decode()
+    open_parts = [
+        line.split('URI="')[1].split('"')[0] for line in playlist.split("#EXTINF")[-1].splitlines() if line.startswith("#EXT-X-PART:")
+    ]
+    assert open_parts, "the capture should end mid-segment"
+    restored, _ = LiveHlsPresentation.restore(snapshot, "cd34", ladder=False)
+    found = restored.recovered_segment("video", playlist)
+    assert found is not None
+    seg, paths = found
+    assert paths == [f"source/{u}" for u in open_parts] and seg.uri == open_parts[0].split(".")[0] + ".m4s"
+    data = b"".join(files[p].data for p in paths)
+    text = restored.add_recovered("video", seg, len(data))[0].data.decode()
+    assert text.count("#EXTINF") == playlist.count("#EXTINF") + 1 and seg.uri in text.splitlines()
+    assert seg.duration_s == pytest.approx(sum(float(x) for x in re.findall(r"DURATION=([\d.]+)", playlist.split("#EXTINF")[-1])), abs=1e-4)
+    # The joined parts decode as one segment, and what follows comes after a discontinuity.
+    with av.open(io.BytesIO(files["source/init-ab12.mp4"].data + data)) as container:
+        assert len(list(container.decode(video=0))) >= len(open_parts)
+    assert restored.recovered_segment("video", text) is None  # once only
