@@ -29,12 +29,15 @@ def test_dashjs_plays_live_with_low_latency_then_the_ended_stream(raylive: Rayli
         # part by part, and the whole is the segment the playlist will list.
         with httpx.Client(timeout=10) as http:
             playlist = http.get(f"{raylive.base_url}/live/dash1/source/index.m3u8").text
-            writing = playlist.split('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="')[1].split(".")[0] + ".m4s"
+            # The segment after the one being written: asked before it begins (as a player with
+            # availabilityTimeOffset may), held until its first part, then sent as it is made.
+            epoch, number = playlist.split('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="')[1].split(".")[0].split("-")
+            writing = f"{epoch}-{int(number) + 1}.m4s"
             t0 = time.monotonic()
             with http.stream("GET", f"{raylive.base_url}/live/dash1/source/{writing}") as r:
                 assert r.status_code == 200 and "content-length" not in r.headers
                 chunks = [(time.monotonic() - t0, len(c)) for c in r.iter_raw()]
-            assert chunks[-1][0] - chunks[0][0] > 0.5  # streamed over the segment's time, not at its end
+            assert chunks[-1][0] - chunks[0][0] > 1.2  # streamed over the segment's 2 s, not at its end
             assert sum(n for _, n in chunks) == len(http.get(f"{raylive.base_url}/live/dash1/source/{writing}").content)
         with browser_page(page_url(player_origin, "dash", mpd, DASHJS_LOW_LATENCY)) as page:
             page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
