@@ -48,12 +48,13 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], str]] = {
     "capacity": ([], ["--steps", "10", "20", "40", "--window-s", "16"], "streams held in real time vs nginx-rtmp"),
     "transcode": ([], ["--seconds", "10", "--repeats", "1"], "ABR ladder CPU-seconds vs the ffmpeg CLI"),
     "playback": ([], ["--duration", "5"], "playlist and segment requests/s through Serve vs nginx static"),
+    "viewers": ([], ["--viewers", "100", "300", "--seconds", "15"], "LL-HLS viewers within one part of live: Serve vs an edge cache"),
     "analytics": ([], ["--events", "100000", "--rows", "1000000", "--repeats", "3"], "analytics pipeline and 24 h report query"),
     "fuzz_rtmp": ([], ["--inputs", "100000"], "mutated RTMP inputs through the parsers: crashes, memory"),
     "soak": ([], ["--minutes", "3", "--warmup-s", "60"], "RSS growth of every process over a long run"),
 }
 TIMEOUT_S = {"soak": 3600, "capacity": 2400, "transcode": 2400, "analytics": 2400}
-DEBIAN = {"nginx": "nginx", "wrk": "wrk", "ffmpeg": "ffmpeg"}
+DEBIAN = {"nginx": "nginx", "wrk": "wrk", "ffmpeg": "ffmpeg", "varnishd": "varnish"}
 
 
 def install_references() -> None:

@@ -75,6 +75,9 @@ def test_viewers_watch_time_and_ingest_health_reach_the_analytics_api(raylive: R
     viewers: list[tuple[str, float, float]] = []
     try:
         wait_for(playlist_ready(f"{base}/index.m3u8"), 30, "an1 to go live")
+        # Viewers join a stream that is live, not one still starting (the multivariant playlist is
+        # out at the first part, while the stream's actor and encoder still load the 2 cores).
+        wait_for(lambda: "#EXTINF" in get(f"{base}/source/index.m3u8").text, 30, "an1's first segment")
         threads = [threading.Thread(target=watch, args=(base, s, viewers)) for s in (9, 6, 3)]
         probe_sid = re.search(r"sid=([\w-]+)", get(f"{base}/index.m3u8").text)[1]  # type: ignore[index]
         threads.append(threading.Thread(target=strangers, args=(base, probe_sid, 8)))
