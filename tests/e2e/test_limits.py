@@ -44,7 +44,12 @@ def test_max_streams_per_node_and_max_ingest_bitrate(limited: RayliveProcess) ->
     b = publish(rl.rtmp_url(big), seconds=30)  # 640x360 ultrafast: well above 600 kb/s
     try:
         assert b.wait(30) != 0
-        info = wait_for(lambda: (i := rl.api("GET", "/api/v1/streams/big").json()).get("state") == "ended" and i, 15, "big to end")
+        info = wait_for(
+            lambda: (i := rl.api("GET", "/api/v1/streams/big").json()).get("state") == "ended" and i,
+            15,
+            "big to end",
+            detail=lambda: (rl.api("GET", "/api/v1/streams/big").json(), rl.log()[-3000:]),
+        )
         assert isinstance(info, dict) and "above this server's limit of 600 kb/s" in info["end_reason"], info
     finally:
         b.kill()
