@@ -140,10 +140,13 @@ def run_step(host: str, port: int, base: str, media_url: str, name: str, n: int,
     published = out.get(timeout=10)
     listener.join(10)
     delays, within, errors = [], 0, 0
+    kinds: dict[str, int] = {}
     for got, errs in viewers:
         mine = [t - published[p] for p, t in got.items() if p in published]
         delays += mine
         errors += len(errs)
+        for e in errs:
+            kinds[e] = kinds.get(e, 0) + 1
         if mine and not errs and sorted(mine)[int(0.95 * (len(mine) - 1))] <= part_target:
             within += 1
     delays.sort()
@@ -151,6 +154,7 @@ def run_step(host: str, port: int, base: str, media_url: str, name: str, n: int,
         "viewers": n,
         "within_one_part": within,
         "errors": errors,
+        "error_kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:5]),
         "parts_received": len(delays),
         "delay_s_p50": round(statistics.median(delays), 3) if delays else None,
         "delay_s_p95": round(delays[int(0.95 * (len(delays) - 1))], 3) if delays else None,

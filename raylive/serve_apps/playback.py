@@ -44,6 +44,7 @@ PATH_RE = re.compile(
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
 TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
+REDIS_CONNECTIONS = 64  # per Redis per replica
 PART_WAIT_S = 3.0  # a segment being streamed part by part ends early if no part comes for this long
 
 
@@ -71,15 +72,22 @@ class SegmentCache:
             self.bytes -= len(old)
 
 
+def _pool(url: str) -> aioredis.BlockingConnectionPool:
+    return aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=5)
+
+
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers={**CORS, "Cache-Control": "no-store"})
 
 
 class PlaybackApp:
     def __init__(self, redis_url: str, segment_cache_mb: int = 256) -> None:
-        self.redis = aioredis.Redis.from_url(redis_url)  # stream state, viewers
+        # Bounded pools that wait for a free connection: 100 viewers asking at once made redis-py's
+        # default pool refuse ("Too many connections", a 500 for the viewer).
+        self.redis = aioredis.Redis(connection_pool=_pool(redis_url))  # stream state, viewers
         with redis.Redis.from_url(redis_url) as r:
-            self.media = aioredis.Redis.from_url(store.media_url(r, redis_url))  # segments and playlists
+            self.media = aioredis.Redis(connection_pool=_pool(store.media_url(r, redis_url)))  # segments and playlists
+        self._fetching: dict[str, asyncio.Future[bytes | None]] = {}  # file key -> the one GET under way
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
@@ -155,22 +163,36 @@ class PlaybackApp:
                 self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
             return response
         key = store.file_key(name, rel)
-        data = self.cache.get(key)
+        data = self.cache.get(key) or await self._fetch(key)
         if data is None:
-            raw = await self.media.get(key)
-            if raw is None and request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):
+            if request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):
                 return await self._segment_being_written(name, m["rendition"], m["file"])
-            if raw is None and m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
-                raw = await self.media.get(key)  # a preload-hinted part: held until it was written
-            if raw is None:
+            if m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
+                data = await self._fetch(key)  # a preload-hinted part: held until it was written
+            if data is None:
                 return _error(404, "segment not found (expired or never produced)")
-            data = raw.encode() if isinstance(raw, str) else raw
-            self.cache.put(key, data)
         if viewer:
             self.viewers.record(name, m["rendition"], viewer, len(data), request.headers.get("user-agent", ""))
         ctype = mp4_type(m["rendition"])
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
+
+    async def _fetch(self, key: str) -> bytes | None:
+        """An immutable file from the media Redis into the LRU; the viewers asking for it at the same
+        moment (every LL-HLS viewer wants the new part at once) share one GET, which a viewer who
+        leaves meanwhile does not cancel."""
+        task = self._fetching.get(key)
+        if task is None:
+            task = self._fetching[key] = asyncio.ensure_future(self._get_file(key))
+            task.add_done_callback(lambda _: self._fetching.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _get_file(self, key: str) -> bytes | None:
+        raw = await self.media.get(key)
+        data = raw.encode() if isinstance(raw, str) else raw
+        if data is not None:
+            self.cache.put(key, data)
+        return data
 
     async def _playlist(self, name: str, rel: str, sid: str | None, master: bool) -> Response:
         data = await self.media.get(store.file_key(name, rel))

@@ -38,8 +38,11 @@ PAGES = {
   player.loadSource(q.get('src'));
   player.attachMedia(video);
   // Live latency as a viewer sees it: wall clock minus the on-screen frame's PROGRAM-DATE-TIME.
-  setInterval(() => { if (player.playingDate && video.currentTime > 0 && !video.paused)
-    window.lat.push((Date.now() - player.playingDate.getTime()) / 1000); }, 250);
+  // (Without PROGRAM-DATE-TIME, hls.js's own measure: the distance to the playlist's live edge.)
+  window.edge = [];
+  setInterval(() => { if (video.currentTime > 0 && !video.paused) {
+    if (player.playingDate) window.lat.push((Date.now() - player.playingDate.getTime()) / 1000);
+    window.edge.push(player.latency); } }, 250);
 </script></body></html>""",
     "dash": """<!doctype html><html><body><video id="v" muted autoplay playsinline></video>
 <script src="dash.all.min.js"></script><script>
@@ -76,6 +79,7 @@ def players_server(root: Path) -> Iterator[str]:
     missing = [p for p in [*(CACHE / f for f in PLAYERS.values()), Path(CHROMIUM)] if not p.exists()]
     if missing:
         raise FileNotFoundError(f"missing {missing}: bash scripts/test installs them")
+    root.mkdir(parents=True, exist_ok=True)
     for name, script in PLAYERS.items():
         shutil.copy(CACHE / script, root / script)
         (root / f"{name}.html").write_text(PAGES[name])
