@@ -81,3 +81,40 @@ def listen_port() -> int:
                 return port
             except OSError:
                 continue
+
+
+PYAV_VIDEO = {  # PyAV's FLV muxer (FFmpeg 8) writes these as Enhanced RTMP (FourCC hvc1, av01)
+    "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "keyint=30:min-keyint=30:scenecut=0:log-level=error"}),
+    "av1": ("libsvtav1", {"preset": "12", "g": "30", "svtav1-params": "scd=0"}),
+    "h264": ("libx264", {"preset": "ultrafast", "g": "30", "bf": "0"}),
+}
+
+
+def pyav_publish(target: str, codec: str, seconds: float, size: tuple[int, int] = (320, 180), realtime: bool = False) -> None:
+    """A PyAV broadcaster: a moving pattern in `codec` at 30 fps, 1 s GOP, and AAC, written as FLV
+    to `target` (a file, or an rtmp:// URL; `realtime` paces it like a camera)."""
+    import av
+    import numpy as np
+
+    width, height = size
+    name, options = PYAV_VIDEO[codec]
+    t0 = time.monotonic()
+    with av.open(target, "w", format="flv") as out:
+        video = out.add_stream(name, rate=30, options=options)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = out.add_stream("aac", rate=48000, layout="mono")
+        samples = 0
+        for i in range(int(seconds * 30)):
+            img = np.zeros((height, width, 3), dtype=np.uint8)
+            img[:, : (i * 7) % width] = (200, 80, 40)
+            img[(i * 3) % height :, :, 2] = 180
+            out.mux(video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            while samples < (i + 1) * 48000 // 30:
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 48000, samples
+                out.mux(audio.encode(frame))
+                samples += 1024
+            if realtime and (ahead := t0 + (i + 1) / 30 - time.monotonic()) > 0:
+                time.sleep(ahead)
+        out.mux(video.encode())
+        out.mux(audio.encode())

@@ -25,10 +25,10 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
 from ..names import transcoder_name
-from ..runtime.avc import sps_from_avcc
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.taps import TapQueue
 from ..runtime.transcode import ENCODERS, LadderConfig, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
+from ..runtime.video import describe
 from ..settings import TranscodeSettings
 from .transcoder import StreamTranscoderActor, TranscodeReply
 
@@ -100,8 +100,8 @@ class LadderSupervisor:
                 pass  # a lost transcoder: the next push or collect finds out
 
     def _start(self, config: LadderConfig, presentation: LiveHlsPresentation) -> bool:
-        sps = sps_from_avcc(config.avcc)
-        plan = plan_ladder(self.ladder, self.transcode.renditions, sps.width, sps.height, config.source_kbps)
+        sps = describe(config.video)
+        plan = plan_ladder(self.ladder, self.transcode.renditions, sps.width, sps.height, config.source_kbps, sps.codec)
         if not plan:
             return False  # e.g. a 360p source with a 720p/480p/360p ladder: nothing below it
         options: dict[str, Any] = {

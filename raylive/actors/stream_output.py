@@ -155,8 +155,8 @@ class StreamOutput:
         kbps, fps = timeline.stats.rates()
         fields: dict[str, Any] = {"bitrate_kbps": round(kbps, 1), "fps": round(fps, 2)}
         pkg = presentation.packager
-        if pkg.sps is not None:
-            fields.update(video_codec=pkg.sps.codec_string, resolution=f"{pkg.sps.width}x{pkg.sps.height}")
+        if pkg.video_info is not None:
+            fields.update(video_codec=pkg.video_info.codec_string, resolution=f"{pkg.video_info.width}x{pkg.video_info.height}")
         if pkg.aac is not None:
             fields.update(audio_codec=pkg.aac.codec_string, sample_rate=pkg.aac.sample_rate)
         fields["keyframe_interval_ms"] = timeline.stats.keyframe_interval_ms
@@ -177,10 +177,10 @@ class StreamOutput:
         """A publish session's start or end (analytics `stream_sessions`), with its media at the end."""
         media: dict[str, str] = {}
         if presentation is not None:
-            sps, aac = presentation.packager.sps, presentation.packager.aac
-            media["video_codec"] = sps.codec_string if sps else ""
+            video, aac = presentation.packager.video_info, presentation.packager.aac
+            media["video_codec"] = video.codec_string if video else ""
             media["audio_codec"] = aac.codec_string if aac else ""
-            media["resolution"] = f"{sps.width}x{sps.height}" if sps else ""
+            media["resolution"] = f"{video.width}x{video.height}" if video else ""
         analytics.emit(self.redis, "session", stream=self.name, event=event, reason=reason, node=socket.gethostname(), **media)
 
     def recover_open_segments(self, presentation: LiveHlsPresentation) -> list[StoredFile]:

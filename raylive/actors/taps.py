@@ -93,7 +93,7 @@ class MediaTap:
         if self.config is None:
             return None
         try:
-            return keyframe_jpeg(self.config.avcc, frame.data)
+            return keyframe_jpeg(self.config.video, frame.data)
         except (ValueError, OSError) as exc:
             log.info("stream %s: no thumbnail from this keyframe: %s", self.stream, exc)
             return None

@@ -1,4 +1,4 @@
-"""Decoded frames for researchers and thumbnails: compressed H.264 in, RGB numpy frames out.
+"""Decoded frames for researchers and thumbnails: compressed video in, RGB numpy frames out.
 
 `FrameSampler` takes the same inputs as the ladder transcoder (`LadderPeriod`, `LadderConfig`,
 `LadderFrame`: what the stream actor taps), decodes every frame, keeps at most `fps` frames per
@@ -17,7 +17,8 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 
-from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, scale_graph
+from .media import VideoConfig
+from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, open_decoder, scale_graph
 
 
 class FrameSampler:
@@ -36,11 +37,7 @@ class FrameSampler:
         out: list[tuple[float, np.ndarray]] = []
         for item in items:
             if isinstance(item, LadderConfig):
-                dec = CodecContext.create("h264", "r")
-                assert isinstance(dec, VideoCodecContext)
-                dec.extradata = item.avcc
-                dec.thread_type = "SLICE"  # see LadderTranscoder._configure
-                self.decoder = dec
+                self.decoder = open_decoder(item.video)
             elif isinstance(item, LadderPeriod):
                 self.decoder, self._next_ms = None, None  # timestamps restart; a config follows
             elif self.decoder is not None:
@@ -75,12 +72,9 @@ class FrameSampler:
         return self._graph.vpull().to_ndarray()
 
 
-def keyframe_jpeg(avcc: bytes, keyframe: bytes, width: int = 320) -> bytes:
-    """A JPEG thumbnail of one IDR access unit (an IDR decodes on its own)."""
-    dec = CodecContext.create("h264", "r")
-    assert isinstance(dec, VideoCodecContext)
-    dec.extradata = avcc
-    dec.thread_type = "SLICE"  # see LadderTranscoder._configure
+def keyframe_jpeg(config: VideoConfig, keyframe: bytes, width: int = 320) -> bytes:
+    """A JPEG thumbnail of one keyframe (it decodes on its own)."""
+    dec = open_decoder(config)
     frames = list(dec.decode(av.Packet(keyframe))) + list(dec.decode(None))
     if not frames:
         raise ValueError("the keyframe did not decode")

@@ -95,10 +95,10 @@ class IngestTimeline:
     def _video(self, ts: int, payload: bytes, out: list[MediaEvent]) -> None:
         tag = flv.parse_video(payload)
         if isinstance(tag, flv.UnsupportedCodec):
-            raise UnsupportedMedia(f"unsupported video codec {tag.name}; publish H.264")
-        if isinstance(tag, flv.AvcConfig):
-            out.append(VideoConfig(tag.record))
-        elif isinstance(tag, flv.AvcFrame):
+            raise UnsupportedMedia(f"unsupported video codec {tag.name}; publish H.264, HEVC or AV1")
+        if isinstance(tag, flv.VideoSequenceStart):
+            out.append(VideoConfig(tag.record, tag.codec))
+        elif isinstance(tag, flv.CodedVideoFrame):
             dts = self._unwrap(ts)
             self.stats.video_frames += 1
             if self.stats._last_video_dts is not None and dts < self.stats._last_video_dts:

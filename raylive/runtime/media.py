@@ -16,9 +16,10 @@ def mp4_type(rendition: str) -> str:
 
 
 # The typed media stream that ingest produces and the packager, transcoder and taps consume.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class VideoConfig:
-    avcc: bytes
+    record: bytes  # the decoder configuration record: the avcC, hvcC or av1C box body
+    codec: str = "avc1"  # its MP4 FourCC: avc1 (H.264), hvc1 (HEVC), av01 (AV1)
 
 
 @dataclass(slots=True)

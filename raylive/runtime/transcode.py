@@ -1,4 +1,4 @@
-"""ABR ladder transcoding: one H.264 source in, N lower renditions out as CMAF segments.
+"""ABR ladder transcoding: one H.264, HEVC or AV1 source in, N H.264 renditions out as CMAF segments.
 
 `LadderTranscoder` decodes the source once, scales it per rung through an `av.filter.Graph` and
 encodes each rung (libx264, or NVENC where a GPU is visible). Segment boundaries follow the
@@ -22,14 +22,18 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 
-from .avc import annexb_to_avcc_sample, avcc_from_annexb, sps_from_avcc
+from .avc import annexb_to_avcc_sample, avcc_from_annexb
+from .media import VideoConfig
 from .packaging.cmaf import CmafPackager, Cut, PackagerOutput
+from .video import DECODERS, describe
 
 log = logging.getLogger(__name__)
 
 ENCODERS = {"x264": "libx264", "nvenc": "h264_nvenc"}
 # No keyframes but the forced ones: a rung's GOP is the source's segment.
 NO_OWN_KEYFRAMES = str(1 << 20)
+# HEVC and AV1 need about half H.264's bitrate for the same quality.
+H264_BITS_PER_NEWER_CODEC_BIT = 2
 # Cores per 10^9 output pixels/s for x264 veryfast incl. scaling, from benchmarks/transcode.py.
 CPU_PER_GPIXEL = 8.5
 
@@ -47,11 +51,19 @@ class PlannedRung:
 
 
 def plan_ladder(
-    ladder: list[str], renditions: dict[str, dict[str, int]], src_width: int, src_height: int, src_kbps: float | None = None
+    ladder: list[str],
+    renditions: dict[str, dict[str, int]],
+    src_width: int,
+    src_height: int,
+    src_kbps: float | None = None,
+    src_codec: str = "avc1",
 ) -> list[PlannedRung]:
     """The rungs to encode for a source: never upscale, never above the source's bitrate, and no
-    re-encode at the source's own height while the source itself is served."""
-    passthrough = "source" in ladder
+    re-encode at the source's own height while the source itself is served. An HEVC or AV1 source
+    gets its H.264 rung at its own height too (not every player decodes it), and counts as twice
+    its bitrate (what H.264 needs for the same picture)."""
+    passthrough = "source" in ladder and src_codec == "avc1"
+    h264_kbps = src_kbps * (1 if src_codec == "avc1" else H264_BITS_PER_NEWER_CODEC_BIT) if src_kbps else None
     rungs: list[PlannedRung] = []
     for name in ladder:
         if name == "source":
@@ -60,7 +72,7 @@ def plan_ladder(
         height = spec["height"]
         if height > src_height or (passthrough and height == src_height):
             continue
-        if src_kbps and spec["video_kbps"] > src_kbps:
+        if h264_kbps and spec["video_kbps"] > h264_kbps:
             continue
         width = max(2, round(src_width * height / src_height / 2) * 2)  # keep the aspect, even sizes
         rungs.append(PlannedRung(name, width, height - height % 2, spec["video_kbps"]))
@@ -76,7 +88,7 @@ class LadderPeriod:
 
 @dataclass(slots=True)
 class LadderConfig:
-    avcc: bytes
+    video: VideoConfig
     frame_rate: float = 30.0
     source_kbps: float | None = None
     parts: bool = False  # the source is cut into parts (LL-HLS): rungs cut theirs at the same frames
@@ -87,7 +99,7 @@ class LadderFrame:
     dts_ms: int
     cts_ms: int
     keyframe: bool
-    data: bytes  # AVCC sample (length-prefixed NAL units), as carried by RTMP
+    data: bytes  # an MP4 sample of the source's codec, as ingest made it
     starts_segment: bool  # the source's packager starts a segment at this frame
     starts_part: bool = False  # ... or a part (LL-HLS; every segment start is one too)
 
@@ -165,6 +177,16 @@ class _Rung:
         return out
 
 
+def open_decoder(config: VideoConfig) -> VideoCodecContext:
+    decoder = CodecContext.create(DECODERS[config.codec], "r")
+    assert isinstance(decoder, VideoCodecContext)
+    decoder.extradata = config.record
+    # Not frame threads: they release packets (which wrap Python bytes) from their own
+    # threads, and freeing the decoder then deadlocks on the GIL (seen in PyAV 18).
+    decoder.thread_type = "SLICE"
+    return decoder
+
+
 class LadderTranscoder:
     def __init__(
         self,
@@ -184,7 +206,7 @@ class LadderTranscoder:
         self.decoder: VideoCodecContext | None = None
         self.media_ms = 0  # pts of the latest frame encoded
         self._first_pts: int | None = None
-        self._avcc: bytes | None = None
+        self._source: VideoConfig | None = None
 
     @property
     def planned(self) -> list[PlannedRung]:
@@ -197,19 +219,19 @@ class LadderTranscoder:
                 if self.decoder is not None and self.rungs:
                     self._decode(item, out)
             elif isinstance(item, LadderConfig):
-                if item.avcc != self._avcc:
+                if item.video != self._source:
                     out += self._close_period()
                     self._configure(item)
             else:
                 out += self._close_period()
                 self.epoch = item.epoch
-                self._avcc = None  # a new period brings its own configuration
+                self._source = None  # a new period brings its own configuration
         return out
 
     def finish(self) -> list[RungOutput]:
         """End of the period (publisher gone): flush the encoders and close the open segments."""
         out = self._close_period()
-        self._avcc = None
+        self._source = None
         return out
 
     def drop_most_expensive(self) -> str | None:
@@ -230,16 +252,13 @@ class LadderTranscoder:
 
     # -- internals -----------------------------------------------------------------------
     def _configure(self, cfg: LadderConfig) -> None:
-        sps = sps_from_avcc(cfg.avcc)
-        self._avcc = cfg.avcc
-        plans = [p for p in plan_ladder(self.ladder, self.renditions, sps.width, sps.height, cfg.source_kbps) if p.name not in self.dropped]
-        decoder = CodecContext.create("h264", "r")
-        assert isinstance(decoder, VideoCodecContext)
-        decoder.extradata = cfg.avcc
-        # Not frame threads: they release packets (which wrap Python bytes) from their own
-        # threads, and freeing the decoder then deadlocks on the GIL (seen in PyAV 18).
-        decoder.thread_type = "SLICE"
-        self.decoder = decoder
+        sps = describe(cfg.video)
+        self._source = cfg.video
+        plans = [
+            p for p in plan_ladder(self.ladder, self.renditions, sps.width, sps.height, cfg.source_kbps, sps.codec)
+            if p.name not in self.dropped
+        ]  # fmt: skip
+        self.decoder = open_decoder(cfg.video)
         self.rungs = []
         for plan in plans:
             enc = self._open(plan, cfg.frame_rate)
@@ -306,7 +325,7 @@ class LadderTranscoder:
     def _package(self, r: _Rung, p: av.Packet) -> list[RungOutput]:
         outputs: list[PackagerOutput] = []
         if r.packager.video is None:
-            outputs += r.packager.video_config(avcc_from_annexb(bytes(r.encoder.extradata or b"")))
+            outputs += r.packager.video_config(VideoConfig(avcc_from_annexb(bytes(r.encoder.extradata or b""))))
         pts = p.pts if p.pts is not None else 0
         dts = p.dts if p.dts is not None else pts
         cut = Cut.NONE

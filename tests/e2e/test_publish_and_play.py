@@ -236,7 +236,7 @@ def test_unsupported_codec_is_refused_with_a_clear_reason(raylive: RayliveProces
     assert ff.wait(30) != 0  # disconnected, not left hanging
     info = wait_for(lambda: (i := raylive.api("GET", "/api/v1/streams/sorenson").json())["state"] == "ended" and i, 10, "the end")
     assert isinstance(info, dict)
-    assert info["end_reason"] == "unsupported video codec Sorenson H.263; publish H.264"
+    assert info["end_reason"] == "unsupported video codec Sorenson H.263; publish H.264, HEVC or AV1"
 
 
 def test_ffmpeg_default_flv_audio_mp3_is_served_as_aac(raylive: RayliveProcess) -> None:

@@ -14,8 +14,8 @@ def _tags() -> tuple[list[flv.VideoTag], list[flv.AudioTag]]:
 
 def test_avc_sequence_header_then_keyframe_then_frames() -> None:
     video, _ = _tags()
-    assert isinstance(video[0], flv.AvcConfig)
-    frames = [t for t in video if isinstance(t, flv.AvcFrame)]
+    assert isinstance(video[0], flv.VideoSequenceStart)
+    frames = [t for t in video if isinstance(t, flv.CodedVideoFrame)]
     assert frames[0].keyframe and sum(f.keyframe for f in frames) >= 2  # GOP of 15 at 15 fps, 1.5 s
     length_size, sps, pps = parse_avcc(video[0].record)
     assert length_size == 4 and len(sps) == 1 and len(pps) == 1
@@ -26,7 +26,7 @@ def test_avc_sequence_header_then_keyframe_then_frames() -> None:
 
 def test_sps_gives_dimensions_and_codec_string() -> None:
     video, _ = _tags()
-    assert isinstance(video[0], flv.AvcConfig)
+    assert isinstance(video[0], flv.VideoSequenceStart)
     info = sps_from_avcc(video[0].record)
     assert (info.width, info.height) == (160, 96)
     assert info.codec_string.startswith("avc1.42")  # ultrafast -> constrained baseline
@@ -43,7 +43,8 @@ def test_aac_config_and_frames() -> None:
 
 def test_other_codecs_are_reported_not_crashed() -> None:
     assert flv.parse_video(bytes([0x12, 0, 0])) == flv.UnsupportedCodec("video", "Sorenson H.263")
-    assert flv.parse_video(bytes([0x90]) + b"hvc1") == flv.UnsupportedCodec("video", "enhanced-RTMP hvc1")
+    assert flv.parse_video(bytes([0x90]) + b"vp09" + bytes(8)) == flv.UnsupportedCodec("video", "enhanced-RTMP vp09")
+    assert flv.parse_audio(bytes([0x90]) + b"Opus" + bytes(8)) == flv.UnsupportedCodec("audio", "enhanced-RTMP Opus")
     assert flv.parse_audio(bytes([0x2F, 0])) == flv.Mp3Frame(b"\x00")  # re-encoded to AAC on ingest
     assert flv.parse_audio(bytes([0xBF, 0])) == flv.UnsupportedCodec("audio", "Speex")
     assert isinstance(flv.parse_video(b""), flv.Ignored)
@@ -51,4 +52,4 @@ def test_other_codecs_are_reported_not_crashed() -> None:
 
 def test_composition_time_is_signed() -> None:
     tag = flv.parse_video(bytes([0x27, 1, 0xFF, 0xFF, 0xFE]) + b"\x00\x00\x00\x01\x41")
-    assert isinstance(tag, flv.AvcFrame) and tag.composition_time == -2 and not tag.keyframe
+    assert isinstance(tag, flv.CodedVideoFrame) and tag.composition_time == -2 and not tag.keyframe

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from raylive.runtime.media import VideoConfig
 from raylive.runtime.taps import TapQueue
 from raylive.runtime.transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod
 
-CONFIG = LadderConfig(b"avcc")
+CONFIG = LadderConfig(VideoConfig(b"avcc"))
 
 
 def frames(start: int, n: int, keyframe_at: int | None = None) -> list[LadderInput]:

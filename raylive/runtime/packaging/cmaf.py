@@ -18,7 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..aac import SAMPLES_PER_FRAME, AacInfo, parse_audio_specific_config
-from ..avc import SpsInfo, sps_from_avcc
+from ..media import VideoConfig
+from ..video import VideoInfo, describe
 from .fmp4 import AudioTrack, Sample, Track, VideoTrack, fragment, init_segment
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,10 @@ class Cut(enum.IntEnum):
 
 
 class CutClock:
-    """Where the lead track is cut. `starts(dts_ms, keyframe)` for each frame about to be added
-    says whether it starts a segment (a keyframe `segment_ms` or more after the segment's start;
-    also the first frame) or a part (the part would not hold it: its duration would exceed the
+    """Where the lead track is cut. `starts(dts_ms, keyframe, cts_ms)` for each frame about to be
+    added says whether it starts a segment (a keyframe presented `segment_ms` or more after the
+    segment's first keyframe: with B-frames, x265 puts keyframes 967 ms apart in decode time and
+    1,000 in presentation time; also the first frame) or a part (the part would not hold it: its duration would exceed the
     nominal part duration). The nominal part is a whole number of frames, the nearest to `part_ms`,
     measured from the frames seen before the first part is cut (so 24 fps gets 208 ms parts, not a
     167 ms one below the 85 % the HLS spec asks of parts), and at most `max_part_ms`. The gateway runs
@@ -53,20 +55,21 @@ class CutClock:
         self.part_ms = part_ms
         self.max_part_ms = max_part_ms
         self.nominal_part_ms = 0.0  # fixed at the first part cut
-        self._seg_start: int | None = None
+        self._seg_pts: int | None = None  # presentation time of the segment's first frame
         self._part_start = 0
         self._last: int | None = None
         self._first = 0
         self._frames = 0
 
-    def starts(self, dts_ms: int, keyframe: bool) -> Cut:
+    def starts(self, dts_ms: int, keyframe: bool, cts_ms: int = 0) -> Cut:
         last, self._last = self._last, dts_ms
         self._frames += 1
-        if self._seg_start is None:
-            self._seg_start = self._part_start = self._first = dts_ms
+        if self._seg_pts is None:
+            self._part_start = self._first = dts_ms
+            self._seg_pts = dts_ms + cts_ms
             return Cut.SEGMENT
-        if keyframe and dts_ms - self._seg_start >= self.segment_ms:
-            self._seg_start = self._part_start = dts_ms
+        if keyframe and dts_ms + cts_ms - self._seg_pts >= self.segment_ms:
+            self._part_start, self._seg_pts = dts_ms, dts_ms + cts_ms
             return Cut.SEGMENT
         if not self.part_ms or last is None:
             return Cut.NONE
@@ -235,13 +238,15 @@ class CmafPackager:
         self.parts_started = 0
         self.video: _TrackState | None = None
         self.audio: _TrackState | None = None
-        self.sps: SpsInfo | None = None
+        self.video_info: VideoInfo | None = None
         self.aac: AacInfo | None = None
         self._seen_keyframe = False
 
     @property
-    def video_avcc(self) -> bytes | None:
-        return self.video.track.avcc if self.video is not None else None  # type: ignore[union-attr]
+    def video_source(self) -> VideoConfig | None:
+        """The video configuration being packaged."""
+        track = self.video.track if self.video is not None else None
+        return VideoConfig(track.record, track.codec) if isinstance(track, VideoTrack) else None
 
     @property
     def audio_asc(self) -> bytes | None:
@@ -254,17 +259,17 @@ class CmafPackager:
         return clock.nominal_part_ms / 1000
 
     # -- configuration ------------------------------------------------------------------
-    def video_config(self, avcc: bytes) -> list[PackagerOutput]:
-        sps = sps_from_avcc(avcc)
+    def video_config(self, config: VideoConfig) -> list[PackagerOutput]:
+        info = describe(config)
         if self.video is not None:
-            if self.video.track.avcc == avcc:  # type: ignore[union-attr]
+            if self.video_source == config:
                 return []
             # A changed config (resolution switch) needs a discontinuity; handled by the caller.
             raise ValueError("video configuration changed mid-stream")
-        self.sps = sps
-        track = VideoTrack(avcc, sps.width, sps.height, VIDEO_TIMESCALE)
+        self.video_info = info
+        track = VideoTrack(config.record, info.width, info.height, VIDEO_TIMESCALE, codec=config.codec)
         self.video = _TrackState(self.video_rendition, track, self.emit_parts)
-        return [InitSegment(self.video_rendition, init_segment(track), sps.codec_string, width=sps.width, height=sps.height)]
+        return [InitSegment(self.video_rendition, init_segment(track), info.codec_string, width=info.width, height=info.height)]
 
     def audio_config(self, asc: bytes) -> list[PackagerOutput]:
         info = parse_audio_specific_config(asc)
@@ -287,7 +292,7 @@ class CmafPackager:
                 return []  # undecodable without the preceding keyframe
             self._seen_keyframe = True
         if cut is None:
-            cut = self.clock.starts(dts_ms, keyframe)
+            cut = self.clock.starts(dts_ms, keyframe, cts_ms)
         elif not v.open:
             cut = Cut.SEGMENT  # the first frame a rung encodes starts its first segment
         dts = dts_ms * VIDEO_TIMESCALE // 1000

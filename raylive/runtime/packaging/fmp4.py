@@ -26,11 +26,12 @@ def full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class VideoTrack:
-    avcc: bytes
+    record: bytes  # the decoder configuration record of `codec`
     width: int
     height: int
     timescale: int = 90000
     track_id: int = 1
+    codec: str = "avc1"  # the sample entry: avc1, hvc1 or av01
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ class Sample:
     data: bytes
 
 
+# The sample entry's configuration box (ISO/IEC 14496-15 5.4.2.1 and 8.4.1.1, AV1-ISOBMFF 2.3).
+CONFIG_BOXES = {"avc1": b"avcC", "hvc1": b"hvcC", "av01": b"av1C"}
+
+
 def _esds(track: AudioTrack) -> bytes:
     def descriptor(tag: int, body: bytes) -> bytes:
         n = len(body)
@@ -72,14 +77,14 @@ def _esds(track: AudioTrack) -> bytes:
 def _sample_entry(track: Track) -> bytes:
     if isinstance(track, VideoTrack):
         return box(
-            b"avc1",
+            track.codec.encode(),
             bytes(6),
             struct.pack(">H", 1),
             bytes(16),
             struct.pack(">HHIIIH", track.width, track.height, 0x00480000, 0x00480000, 0, 1),
             bytes(32),
             struct.pack(">Hh", 0x0018, -1),
-            box(b"avcC", track.avcc),
+            box(CONFIG_BOXES[track.codec], track.record),
         )
     return box(
         b"mp4a",

@@ -164,11 +164,11 @@ class LiveHlsPresentation:
             elif isinstance(ev, AudioFrame):
                 outputs += p.audio_frame(ev.dts_ms, ev.data)
             elif isinstance(ev, (VideoConfig, AudioConfig)):
-                video = ev.avcc if isinstance(ev, VideoConfig) else p.video_avcc
+                video = ev if isinstance(ev, VideoConfig) else p.video_source
                 audio = ev.audio_specific_config if isinstance(ev, AudioConfig) else p.audio_asc
-                if (p.video_avcc, p.audio_asc) == (video, audio):
+                if (p.video_source, p.audio_asc) == (video, audio):
                     continue  # a repeated sequence header
-                if (isinstance(ev, VideoConfig) and p.video_avcc) or (isinstance(ev, AudioConfig) and p.audio_asc):
+                if (isinstance(ev, VideoConfig) and p.video_source) or (isinstance(ev, AudioConfig) and p.audio_asc):
                     # New codec parameters mid-stream (e.g. a resolution switch): close the open
                     # segments, then continue after a discontinuity with new init segments.
                     files += self._store(outputs + p.finish())
@@ -181,18 +181,18 @@ class LiveHlsPresentation:
                     if audio:
                         outputs += p.audio_config(audio)
                 elif isinstance(ev, VideoConfig):
-                    outputs += p.video_config(ev.avcc)
-                    self._tap_config(ev.avcc)
+                    outputs += p.video_config(ev)
+                    self._tap_config(ev)
                 else:
                     outputs += p.audio_config(ev.audio_specific_config)
             elif isinstance(ev, Metadata):
                 self.metadata = dict(ev.values)
         return files + self._store(outputs)
 
-    def _tap_config(self, avcc: bytes) -> None:
+    def _tap_config(self, video: VideoConfig) -> None:
         if self._ladder_input is not None:
             parts = self.part_ms > 0
-            self._ladder_input.append(LadderConfig(avcc, frame_rate_of(self.metadata), source_kbps_of(self.metadata), parts))
+            self._ladder_input.append(LadderConfig(video, frame_rate_of(self.metadata), source_kbps_of(self.metadata), parts))
 
     def take_ladder_input(self) -> list[LadderInput]:
         if self._ladder_input is None:
@@ -266,7 +266,8 @@ class LiveHlsPresentation:
             "part_target": self.part_target,
             "target_duration_ms": p.target_duration_ms,
             "advertise_source": self.advertise_source,
-            "video_avcc": p.video_avcc.hex() if p.video_avcc else "",
+            "video_record": p.video_source.record.hex() if p.video_source else "",
+            "video_codec": p.video_source.codec if p.video_source else "",
             "audio_asc": p.audio_asc.hex() if p.audio_asc else "",
             "renditions": rends,
         }
@@ -294,8 +295,8 @@ class LiveHlsPresentation:
         pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
         pres.availability_start = snap.get("availability_start", 0.0)
         replay: list[MediaEvent] = []
-        if snap["video_avcc"]:
-            replay.append(VideoConfig(bytes.fromhex(snap["video_avcc"])))
+        if snap["video_record"]:
+            replay.append(VideoConfig(bytes.fromhex(snap["video_record"]), snap["video_codec"]))
         if snap["audio_asc"]:
             replay.append(AudioConfig(bytes.fromhex(snap["audio_asc"])))
         return pres, replay

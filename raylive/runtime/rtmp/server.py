@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from .. import flv
 from ..packaging.cmaf import Cut, CutClock
 from .chunk import VIDEO, ChunkError, ChunkLimits, RtmpMessage
 from .session import MediaReceived, PublishRequested, RtmpProtocolError, RtmpServerSession, SessionEvent, Unpublished
@@ -183,14 +184,15 @@ class RtmpConnection:
             self.end_reason = "publish refused" if self._refused else reason
 
     def _closes_a_part(self, timestamp: int, payload: bytes) -> bool:
-        """The same decision the stream's packager makes on this video message (an AVC NALU)."""
-        if len(payload) < 2 or payload[1] != 1:
-            return False  # a sequence header or end of sequence: no frame
-        keyframe = payload[0] >> 4 == 1
+        """The same decision the stream's packager makes on this video message."""
+        frame = flv.frame_header(payload)
+        if frame is None:
+            return False  # a sequence header, metadata or end of sequence: no frame
+        keyframe, cts = frame
         if not (keyframe or self._clock_started):
             return False  # the packager skips frames before the first keyframe
         self._clock_started = True
-        return self._clock.starts(timestamp, keyframe) != Cut.NONE
+        return self._clock.starts(timestamp, keyframe, cts) != Cut.NONE
 
     async def stop(self, description: str) -> None:
         """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""

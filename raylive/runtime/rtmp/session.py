@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from ..flv import VIDEO_FOURCCS
 from . import amf0
 from .chunk import (
     ACKNOWLEDGEMENT,
@@ -219,11 +220,14 @@ class RtmpServerSession:
             self._send(CSID_CONTROL, WINDOW_ACK_SIZE, 0, WINDOW_ACK.to_bytes(4, "big"))
             self._send(CSID_CONTROL, SET_PEER_BANDWIDTH, 0, WINDOW_ACK.to_bytes(4, "big") + b"\x02")
             self._send(CSID_CONTROL, SET_CHUNK_SIZE, 0, OUT_CHUNK_SIZE.to_bytes(4, "big"))
+            server: dict[str, Any] = {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0}
+            if "fourCcList" in obj:  # an Enhanced RTMP client (OBS 30+): say which codecs we take
+                server["fourCcList"] = list(VIDEO_FOURCCS)
             self._send_command(
                 0,
                 "_result",
                 txn,
-                {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+                server,
                 {
                     "level": "status",
                     "code": "NetConnection.Connect.Success",

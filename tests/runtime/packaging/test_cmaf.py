@@ -5,12 +5,13 @@ import av
 import pytest
 
 from raylive.runtime.ingest import IngestTimeline
+from raylive.runtime.media import VideoConfig
 from raylive.runtime.packaging.cmaf import CmafPackager, InitSegment, MediaSegment
 from raylive.runtime.packaging.live import LiveHlsPresentation, StoredFile
 from tests.helpers import ffmpeg_publish_messages
 
 # A real avcC (640x360 baseline) and AudioSpecificConfig (AAC-LC 44.1 kHz stereo).
-AVCC = bytes.fromhex("0142c01effe100196742c01eda0280bfe5c04400000300040000030078f162ea0100046ce08f20")
+AVCC = VideoConfig(bytes.fromhex("0142c01effe100196742c01eda0280bfe5c04400000300040000030078f162ea0100046ce08f20"))
 ASC = bytes.fromhex("1210")
 
 
