@@ -83,6 +83,18 @@ class HttpSettings:
 
 
 @dataclass
+class HookSettings:
+    """Admission hooks (raylive/hooks.py): URLs of the platform's service asked before a publish
+    (after the key check) and before a viewer's session starts; empty: not asked."""
+
+    publish_url: str = ""
+    play_url: str = ""
+    timeout_s: float = 2.0
+    fail_open: bool = False  # a hook that does not answer in time admits (true) or refuses (false)
+    cache_s: float = 5.0  # answers kept per (stream, client, params)
+
+
+@dataclass
 class Settings:
     host: str = "0.0.0.0"
     data_dir: str = "~/.raylive"
@@ -99,6 +111,7 @@ class Settings:
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    hooks: HookSettings = field(default_factory=HookSettings)
 
     @property
     def data_path(self) -> Path:

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import logging
 import secrets
+import urllib.parse
 from typing import Any
 
 import ray
@@ -19,6 +20,7 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import metrics, store
+from ..hooks import AdmissionHook, AdmissionRequest
 from ..names import NAMESPACE, actor_name, gateway_name
 from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER
 from ..runtime.rtmp.chunk import RtmpMessage
@@ -98,8 +100,10 @@ async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[Act
 class _Authorizer:
     def __init__(self, gateway: RtmpGateway) -> None:
         self.gw = gateway
+        hooks = gateway.settings.hooks
+        self.hook = AdmissionHook(hooks.publish_url, hooks.timeout_s, hooks.fail_open, hooks.cache_s) if hooks.publish_url else None
 
-    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> _StreamSink:
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str, query: str = "") -> _StreamSink:
         gw = self.gw
         if app != gw.settings.rtmp.app:
             raise PublishRefused(
@@ -114,6 +118,11 @@ class _Authorizer:
         digest = digest.encode() if isinstance(digest, str) else digest
         if name is None or not store.check_stream_key(name, digest, stream_key):
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
+        if self.hook is not None:
+            params = dict(urllib.parse.parse_qsl(query))
+            admission = await self.hook.ask(AdmissionRequest("publish", name, conn.address, params, gw.node_id))
+            if not admission.allowed:
+                raise PublishRefused("NetStream.Publish.Rejected", admission.reason)
         token = secrets.token_hex(8)
         actor, claim = await _claim(gw, name, token, str(conn.peer))
         if not claim.ok:

@@ -10,14 +10,14 @@ from typing import Any
 
 from ray.serve import Application
 
-from ..settings import Settings
+from ..settings import HookSettings, Settings
 from .control import ControlDeployment
 from .playback import PlaybackDeployment
 
 
 def playback_app(args: dict[str, Any]) -> Application:
-    """args: redis_url, segment_cache_mb (256)."""
-    return PlaybackDeployment.bind(args["redis_url"], int(args.get("segment_cache_mb", 256)))
+    """args: redis_url, segment_cache_mb (256), hooks (as in raylive's settings: play_url, ...)."""
+    return PlaybackDeployment.bind(args["redis_url"], int(args.get("segment_cache_mb", 256)), HookSettings(**args.get("hooks", {})))
 
 
 def control_app(args: dict[str, Any]) -> Application:

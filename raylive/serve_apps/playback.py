@@ -24,9 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import metrics, store
+from ..hooks import AdmissionHook, AdmissionRequest
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
 from ..runtime.packaging.hls import delta_update, playlist_edge
+from ..settings import HookSettings
 from .blocking import PlaylistWatch
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 
@@ -81,7 +83,7 @@ def _error(status: int, message: str) -> Response:
 
 
 class PlaybackApp:
-    def __init__(self, redis_url: str, segment_cache_mb: int = 256) -> None:
+    def __init__(self, redis_url: str, segment_cache_mb: int = 256, hooks: HookSettings | None = None) -> None:
         # Bounded pools that wait for a free connection: 100 viewers asking at once made redis-py's
         # default pool refuse ("Too many connections", a 500 for the viewer).
         self.redis = aioredis.Redis(connection_pool=_pool(redis_url))  # stream state, viewers
@@ -92,6 +94,8 @@ class PlaybackApp:
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
         self.sid_secret = b""  # read from Redis on the first request
+        play_url = hooks.play_url if hooks else ""
+        self.play_hook = AdmissionHook(play_url, hooks.timeout_s, hooks.fail_open, hooks.cache_s) if hooks and play_url else None
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -142,10 +146,14 @@ class PlaybackApp:
         sid = valid_sid(request.query_params.get("sid"))
         if not self.sid_secret:
             self.sid_secret = await sid_secret(self.redis)
+        viewer = sid if counted_sid(self.sid_secret, name, sid) else None
+        if (m["master"] or m["mpd"]) and viewer is None and self.play_hook is not None:
+            refused = await self._admit(request, name)
+            if refused is not None:
+                return refused
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            return await self._playlist(name, "index.m3u8", sid or new_sid(self.sid_secret, name), master=True)
-        viewer = sid if counted_sid(self.sid_secret, name, sid) else None
+            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), master=True)
         if m["mpd"]:
             response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name))
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
@@ -176,6 +184,16 @@ class PlaybackApp:
         ctype = mp4_type(m["rendition"])
         body = b"" if request.method == "HEAD" else data
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
+
+    async def _admit(self, request: Request, name: str) -> Response | None:
+        """Ask the play hook before a viewer's session starts; a 403 with its reason if refused."""
+        assert self.play_hook is not None
+        # The proxy in front (HAProxy, Serve's) appends the address it saw: the last one is ours to trust.
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        client = forwarded or (request.client.host if request.client else "")
+        params = {k: v for k, v in request.query_params.items() if k != "sid"}
+        admission = await self.play_hook.ask(AdmissionRequest("play", name, client, params, self.node_id))
+        return None if admission.allowed else _error(403, admission.reason)
 
     async def _fetch(self, key: str) -> bytes | None:
         """An immutable file from the media Redis into the LRU; the viewers asking for it at the same

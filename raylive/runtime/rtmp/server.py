@@ -37,7 +37,7 @@ class PublishSink(Protocol):
 
 
 class PublishAuthorizer(Protocol):
-    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> PublishSink:
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str, query: str = "") -> PublishSink:
         """Return where the stream's media goes, or raise PublishRefused."""
         ...
 
@@ -209,7 +209,7 @@ class RtmpConnection:
 
     async def _on_publish(self, ev: PublishRequested) -> list[SessionEvent]:
         try:
-            self._sink = await self._auth.open(self, ev.app, ev.stream_key)
+            self._sink = await self._auth.open(self, ev.app, ev.stream_key, ev.query)
         except PublishRefused as exc:
             log.info("rtmp conn %s %s: publish refused: %s", self.id, self.peer, exc.code)
             self._refused = True

@@ -58,6 +58,7 @@ class PublishRequested:
     stream_key: str
     app: str
     publish_type: str
+    query: str = ""  # what followed the key after `?` (`rtmp://host/live/KEY?a=b`), for admission hooks
 
 
 @dataclass(slots=True)
@@ -248,7 +249,8 @@ class RtmpServerSession:
             ptype = args[2] if len(args) > 2 and isinstance(args[2], str) else "live"
             self.publish_stream_id = stream_id
             self._publish_pending = True
-            events.append(PublishRequested(key.split("?", 1)[0], self.app, ptype))
+            key, _, query = key.partition("?")
+            events.append(PublishRequested(key, self.app, ptype, query))
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             if self.publishing:
                 self.publishing = False

@@ -29,7 +29,7 @@ class KeyAuthorizer:
     def __init__(self) -> None:
         self.sinks: list[RecordingSink] = []
 
-    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> RecordingSink:
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str, query: str = "") -> RecordingSink:
         if stream_key != "fixturekey":
             raise PublishRefused("NetStream.Publish.BadName", "invalid or revoked stream key")
         sink = RecordingSink()
@@ -139,7 +139,7 @@ def _end_of_publish_command(data: bytes) -> int:
 class SlowAuthorizer(KeyAuthorizer):
     """A busy cluster: starting the stream's actor takes longer than the idle timeout."""
 
-    async def open(self, conn: RtmpConnection, app: str, stream_key: str) -> RecordingSink:
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str, query: str = "") -> RecordingSink:
         await asyncio.sleep(1.5)
         return await super().open(conn, app, stream_key)
 
