@@ -5,6 +5,7 @@ from __future__ import annotations
 NAMESPACE = "raylive"
 WRITER_NAME = "analytics:writer"  # the one AnalyticsWriter
 REGISTRY_NAME = "processors"  # the ProcessorRegistry
+WEBHOOKS_NAME = "webhooks"  # the WebhookDispatcher
 
 
 def actor_name(stream: str) -> str:

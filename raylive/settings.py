@@ -95,6 +95,17 @@ class HookSettings:
 
 
 @dataclass
+class WebhookSettings:
+    """Event webhooks (raylive/webhooks.py), signed with `RAYLIVE_WEBHOOK_SECRET` or else the secret
+    kept in <data_dir>/webhook_secret."""
+
+    endpoints: list[str] = field(default_factory=list)  # URLs; each gets every event, in order
+    events: list[str] = field(default_factory=list)  # the events sent (empty: all)
+    timeout_s: float = 5.0  # per attempt
+    max_age_s: float = 86400.0  # an event undelivered this long is given up (listed as failed)
+
+
+@dataclass
 class Settings:
     host: str = "0.0.0.0"
     data_dir: str = "~/.raylive"
@@ -112,6 +123,7 @@ class Settings:
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     hooks: HookSettings = field(default_factory=HookSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def data_path(self) -> Path:

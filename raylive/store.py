@@ -7,6 +7,7 @@ final comparison is constant-time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -109,6 +110,40 @@ ANALYTICS_EVENTS = PREFIX + "analytics"
 ANALYTICS_DEAD_LETTERS = PREFIX + "analytics:dead"
 # Hash: processor name -> its sealed, pickled spec (`actors/processor.py`), for a restarted registry.
 PROCESSOR_SPECS = PREFIX + "processors"
+# Event webhooks (raylive/webhooks.py): what happened, in order, kept in the durable Redis until
+# every endpoint has it (each endpoint is a consumer group of its own); at most this many kept.
+WEBHOOK_EVENTS = PREFIX + "webhooks"
+WEBHOOK_EVENTS_MAX = 100_000
+WEBHOOK_ENDPOINTS = PREFIX + "webhooks:endpoints"  # hash: endpoint id -> URL
+
+
+def webhook_deliveries_key(endpoint_id: str) -> str:
+    """A list of an endpoint's latest deliveries and failures (JSON, newest first)."""
+    return f"{PREFIX}webhooks:deliveries:{endpoint_id}"
+
+
+def webhook_status(r: redis.Redis, recent: int = 20) -> list[dict[str, Any]]:
+    """Each webhook endpoint: its URL, how many events wait for it, its latest deliveries."""
+    endpoints = {text(k): text(v) for k, v in r.hgetall(WEBHOOK_ENDPOINTS).items()}
+    groups = {}
+    if endpoints:
+        with contextlib.suppress(redis.ResponseError):  # no event queued yet
+            groups = {text(g["name"]): g for g in r.xinfo_groups(WEBHOOK_EVENTS)}
+    out = []
+    for eid, url in sorted(endpoints.items(), key=lambda kv: kv[1]):
+        group = groups.get(f"webhook:{eid}", {})
+        waiting = int(group.get("pending") or 0) + int(group.get("lag") or 0)
+        rows = [json.loads(row) for row in r.lrange(webhook_deliveries_key(eid), 0, recent - 1)]
+        out.append({"id": eid, "url": url, "waiting": waiting, "deliveries": rows})
+    return out
+
+
+def emit_webhook(r: redis.Redis | redis.client.Pipeline, event: str, **data: Any) -> None:
+    """Queue one event for every webhook endpoint (a pipeline works too)."""
+    r.xadd(WEBHOOK_EVENTS, {"event": event, "data": json.dumps(data, separators=(",", ":")), "at": f"{time.time():.3f}"},
+           maxlen=WEBHOOK_EVENTS_MAX, approximate=True)  # fmt: skip
+
+
 VIEWER_WINDOW_S = 30  # a viewer is concurrent if its session made a request this recently
 VIEWER_HISTORY_S = 86400
 
@@ -226,6 +261,7 @@ def revoke_stream(r: redis.Redis, name: str) -> None:
     with r.pipeline() as p:
         p.delete(keyhash_key(text(digest)))
         p.hset(stream_key(name), mapping={"revoked": 1, "key_hash": ""})
+        emit_webhook(p, "key.revoked", stream=name)
         p.execute()
 
 

@@ -65,7 +65,7 @@ class _StreamSink:
         deadline = asyncio.get_running_loop().time() + RECLAIM_TIMEOUT_S
         while asyncio.get_running_loop().time() < deadline:
             try:
-                claim: StreamReply = await self.actor.claim.remote(self.token, str(self.conn.peer), self.gateway.name)
+                claim: StreamReply = await self.actor.claim.remote(self.token, self.conn.address, self.gateway.name)
                 if not claim.ok:
                     return None  # someone else holds the stream now
                 result: StreamReply = await self.actor.push.remote(self.token, batch)
@@ -124,7 +124,7 @@ class _Authorizer:
             if not admission.allowed:
                 raise PublishRefused("NetStream.Publish.Rejected", admission.reason)
         token = secrets.token_hex(8)
-        actor, claim = await _claim(gw, name, token, str(conn.peer))
+        actor, claim = await _claim(gw, name, token, conn.address)
         if not claim.ok:
             raise PublishRefused("NetStream.Publish.BadName", claim.reason)
         conn.stream_name = name

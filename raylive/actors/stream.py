@@ -153,6 +153,7 @@ class StreamIngest:
         elif decision.resume and self.presentation is not None:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
             log.info("stream %s: publisher reconnected from %s; continuing the playlists", self.name, peer)
+            self.out.webhook("stream.resumed", client=peer)
         else:
             self.ladder.new_publish(self._stream_ladder())
             self.presentation = LiveHlsPresentation(
@@ -167,6 +168,7 @@ class StreamIngest:
             self.out.new_publish()
             log.info("stream %s: publish started from %s", self.name, peer)
             self.out.session_event("start")
+            self.out.webhook("stream.published", client=peer, node=socket.gethostname())
             self.tap.subscribe_processors()
         self.out.set_state(
             "live",
@@ -245,6 +247,7 @@ class StreamIngest:
         self.out.write(self._drain_ladder() + self.presentation.suspend(), self.presentation, ttl)
         self.out.expire_retained(self.presentation, ttl)
         self.out.set_state("reconnecting", dropped_at=time.time())
+        self.out.webhook("stream.reconnecting", reason=reason, grace_s=self.lifecycle.grace_s)
 
     def _finalize(self, reason: str) -> None:
         assert self.presentation is not None
@@ -263,6 +266,7 @@ class StreamIngest:
         self.out.set_state("ended", ended_at=time.time(), end_reason=reason)
         self._ended = True
         self.out.session_event("end", reason, self.presentation)
+        self.out.webhook("stream.ended", reason=reason)
         self.out.event("unpublish")
         log.info("stream %s: publish ended (%s)", self.name, reason)
 
@@ -271,6 +275,7 @@ class StreamIngest:
         self.out.forget()
         self._ended = True
         self.out.session_event("end", reason)
+        self.out.webhook("stream.ended", reason=reason, deleted=True)
         self.out.event("unpublish")
         log.info("stream %s: publish ended (%s); the stream is deleted, its files are gone", self.name, reason)
 

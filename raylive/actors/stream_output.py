@@ -115,6 +115,10 @@ class StreamOutput:
     def event(self, event: str) -> None:
         self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": event, "name": self.name, "time": time.time()}))
 
+    def webhook(self, event: str, **data: Any) -> None:
+        """Queue an event for the webhook endpoints (raylive/webhooks.py)."""
+        store.emit_webhook(self.redis, event, stream=self.name, **data)
+
     def set_state(self, state: str, **fields: Any) -> None:
         """A new `LiveStatus.state` with the fields that go with it (`store.LiveStatus` names them)."""
         self.redis.hset(store.live_key(self.name), mapping=store.live_fields(state=state, **fields))

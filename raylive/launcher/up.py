@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..names import NAMESPACE, REGISTRY_NAME, WRITER_NAME, gateway_name
+from ..names import NAMESPACE, REGISTRY_NAME, WEBHOOKS_NAME, WRITER_NAME, gateway_name
 from ..settings import Settings
 from ..store import MEDIA_URL, PROCESSOR_SPECS
 from .instance import (
@@ -81,6 +81,7 @@ class Raylive:
         self.media_redis_url = settings.media_redis_url
         self.gateways: dict[str, Any] = {}  # Ray node id -> that node's RtmpGateway
         self.analytics: Any = None
+        self.webhooks: Any = None
         self.processors: Any = None
         self.ray_address = ""
         self._redis: Any = None
@@ -180,6 +181,14 @@ class Raylive:
         self.processors = ProcessorRegistryActor.options(
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.redis_url, s.transcode.renditions, kept_secret(self.data_dir / "cluster_secret").encode())
+        if s.webhooks.endpoints:
+            from ..actors.webhooks import WebhookDispatcherActor
+
+            secret = os.environ.get("RAYLIVE_WEBHOOK_SECRET") or kept_secret(self.data_dir / "webhook_secret")
+            w = s.webhooks
+            self.webhooks = WebhookDispatcherActor.options(
+                name=WEBHOOKS_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            ).remote(self.redis_url, w.endpoints, w.events, secret.encode(), w.timeout_s, w.max_age_s)
 
         self._reconcile_gateways()
         ray.get([gw.start.remote() for gw in self.gateways.values()])
@@ -300,6 +309,8 @@ class Raylive:
             log.exception("stopping actors")
         if self.processors is not None:
             ray.kill(self.processors)
+        if self.webhooks is not None:  # what it had not delivered stays queued in Redis for next time
+            ray.kill(self.webhooks)
         if self.analytics is not None:
             try:  # the streams' last events into ClickHouse; anything left stays in Redis for next time
                 ray.get(self.analytics.drain.remote(5.0), timeout=10)

@@ -26,7 +26,7 @@ from .analytics_api import router as analytics_router
 from .auth import Admin, Reader
 from .auth import router as auth_router
 from .context import STATE, call, stream
-from .models import ERRORS, ClusterInfo, ErrorBody, LadderUpdate, StreamCreate, StreamCreated, StreamInfo
+from .models import ERRORS, ClusterInfo, ErrorBody, LadderUpdate, StreamCreate, StreamCreated, StreamInfo, WebhookEndpoint
 from .push import router as push_router
 
 app = FastAPI(
@@ -126,6 +126,12 @@ def _cluster(r: redis.Redis) -> dict[str, Any]:
 async def cluster(_: Reader) -> dict[str, Any]:
     """The Ray nodes and what runs on each: RTMP gateway, playback replicas, stream actors."""
     return await call(_cluster)  # type: ignore[no-any-return]
+
+
+@app.get("/api/v1/webhooks", response_model=list[WebhookEndpoint], responses=ERRORS)
+async def webhooks(_: Reader) -> list[dict[str, Any]]:
+    """The event webhook endpoints (`webhooks.endpoints`): what waits for each and its latest deliveries."""
+    return await call(store.webhook_status)  # type: ignore[no-any-return]
 
 
 def _check_ladder(ladder: list[str] | None) -> None:

@@ -78,6 +78,22 @@ class ClusterInfo(BaseModel):
     playback_replicas: int
 
 
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="the event id (Raylive-Delivery)")
+    event: str
+    status: str = Field(description="delivered, retrying (will try again) or failed (given up after webhooks.max_age_s)")
+    attempts: int
+    error: str
+    at: float
+
+
+class WebhookEndpoint(BaseModel):
+    id: str
+    url: str
+    waiting: int = Field(description="events not yet delivered to it")
+    deliveries: list[WebhookDelivery] = Field(description="its latest deliveries and failures, newest first")
+
+
 class ErrorBody(BaseModel):
     error: str
 

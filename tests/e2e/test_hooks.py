@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from raylive.webhooks import verify
+
 from ..conftest import RayliveProcess, start_raylive, stop_raylive
 from ..helpers import get, publish, wait_for
 from ..receiver import Received, Receiver, receiver
@@ -23,7 +25,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RaylivePr
     with receiver() as rx:
         (tmp / "hooks.yaml").write_text(
             f"hooks:\n  publish_url: {rx.url}/on_publish\n  play_url: {rx.url}/on_play\n  timeout_s: 1.0\n  cache_s: 2.0\n"
-            "transcode:\n  ladder: [source]\n"
+            f"webhooks:\n  endpoints: [{rx.url}/events]\ntranscode:\n  ladder: [source]\n"
         )
         rl = start_raylive(tmp / "data", args=("--config", str(tmp / "hooks.yaml")))
         try:
@@ -33,6 +35,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RaylivePr
 
 
 def _policy(got: Received) -> tuple[int, dict[str, object], float]:
+    if got.path == "/events":
+        return 204, {}, 0.0
     params = got.json()["params"]
     if got.path == "/on_play":
         return (204, {}, 0.0) if params.get("ticket") == "ok" else (403, {"reason": "buy a ticket"}, 0.0)
@@ -82,3 +86,27 @@ def test_the_publish_and_play_hooks_decide_with_their_reasons(hooked: tuple[Rayl
     finally:
         ff.terminate()
         ff.wait(10)
+
+
+def test_stream_and_key_events_reach_the_webhook_signed_and_in_order(hooked: tuple[RayliveProcess, Receiver]) -> None:
+    rl, rx = hooked
+    rx.answer = _policy
+    key = rl.create_key("evented")
+    ff = publish(rl.rtmp_url(key) + "?team=a", seconds=3)
+    assert ff.wait(30) == 0
+    assert rl.cli("keys", "revoke", "evented").returncode == 0
+
+    def events() -> list[tuple[str, dict[str, object]]]:
+        got = [r.json() for r in rx.received if r.path == "/events"]
+        return [(g["event"], g["data"]) for g in got if g["data"].get("stream") == "evented"]
+
+    wait_for(lambda: len(events()) >= 3, 30, "the published, ended and revoked events", detail=events)
+    (published, first), (ended, last), (revoked, _) = events()[:3]
+    assert (published, ended, revoked) == ("stream.published", "stream.ended", "key.revoked")
+    assert first["client"] == "127.0.0.1" and last["reason"] == "unpublished"
+    secret = (rl.data_dir / "webhook_secret").read_bytes().strip()
+    sent = [r for r in rx.received if r.path == "/events"]
+    assert all(verify(secret, r.headers["raylive-signature"], r.body) for r in sent)
+    [endpoint] = rl.api("GET", "/api/v1/webhooks").json()
+    assert endpoint["url"] == f"{rx.url}/events" and endpoint["waiting"] == 0
+    assert {d["event"] for d in endpoint["deliveries"]} >= {"stream.published", "stream.ended", "key.revoked"}
