@@ -92,6 +92,9 @@ class HookSettings:
     timeout_s: float = 2.0
     fail_open: bool = False  # a hook that does not answer in time admits (true) or refuses (false)
     cache_s: float = 5.0  # answers kept per (stream, client, params)
+    # Signed playback (raylive/playback_auth.py): where your RS256/ES256 public keys are, for
+    # tokens you sign yourself; HS256 tokens use raylive's playback keys.
+    jwks_url: str = ""
 
 
 @dataclass

@@ -236,10 +236,19 @@ def validate_name(name: str) -> str:
     return name
 
 
-def create_stream(r: redis.Redis, name: str, ladder: list[str] | None = None) -> str:
+PLAYBACK_MODES = ("public", "signed")  # signed: every playback URL carries a token (raylive/playback_auth.py)
+PLAYBACK_KEYS = PREFIX + "playback_keys"  # hash: kid -> {"secret": hex, "retire_at": unix s, 0 while current}
+
+
+PLAYBACK_FIELD = "playback"  # of a stream's hash
+
+
+def create_stream(r: redis.Redis, name: str, ladder: list[str] | None = None, playback: str = "public") -> str:
     """Create stream NAME and return its new secret key (shown once, stored hashed).
     `ladder` overrides the configured default renditions for this stream."""
     validate_name(name)
+    if playback not in PLAYBACK_MODES:
+        raise ValueError(f"playback is one of {', '.join(PLAYBACK_MODES)}")
     key = secrets.token_urlsafe(24)
     digest = hash_stream_key(key)
     if not r.hsetnx(stream_key(name), "name", name):
@@ -248,6 +257,8 @@ def create_stream(r: redis.Redis, name: str, ladder: list[str] | None = None) ->
         p.hset(stream_key(name), mapping={"key_hash": digest, "created_at": time.time(), "revoked": 0})
         if ladder is not None:
             p.hset(stream_key(name), "ladder", json.dumps(ladder))
+        if playback != "public":
+            p.hset(stream_key(name), PLAYBACK_FIELD, playback)
         p.set(keyhash_key(digest), name)
         p.sadd(STREAMS, name)
         p.execute()
@@ -297,6 +308,58 @@ def set_ladder(r: redis.Redis, name: str, ladder: list[str] | None) -> None:
         r.hset(stream_key(name), "ladder", json.dumps(ladder))
 
 
+def set_playback(r: redis.Redis, name: str, mode: str) -> None:
+    if mode not in PLAYBACK_MODES:
+        raise ValueError(f"playback is one of {', '.join(PLAYBACK_MODES)}")
+    if not r.exists(stream_key(name)):
+        raise NoSuchStream(name)
+    r.hset(stream_key(name), PLAYBACK_FIELD, mode)
+
+
+def stream_playback(r: redis.Redis, name: str) -> str | None:
+    """public or signed; None: no such stream."""
+    raw = r.hget(stream_key(name), PLAYBACK_FIELD)
+    if raw is None:
+        return "public" if r.exists(stream_key(name)) else None
+    return text(raw)
+
+
+def playback_keys(r: redis.Redis, now: float | None = None) -> dict[str, bytes]:
+    """The keys playback tokens may be signed with: the current one, and those retired less than
+    their overlap ago (so that no viewer is cut off by a rotation)."""
+    now = time.time() if now is None else now
+    out = {}
+    for kid, raw in r.hgetall(PLAYBACK_KEYS).items():
+        entry = json.loads(raw)
+        if not entry["retire_at"] or entry["retire_at"] > now:
+            out[text(kid)] = bytes.fromhex(entry["secret"])
+    return out
+
+
+def current_playback_key(r: redis.Redis) -> tuple[str, bytes]:
+    for kid, raw in r.hgetall(PLAYBACK_KEYS).items():
+        entry = json.loads(raw)
+        if not entry["retire_at"]:
+            return text(kid), bytes.fromhex(entry["secret"])
+    return rotate_playback_key(r, 0.0)
+
+
+def rotate_playback_key(r: redis.Redis, overlap_s: float) -> tuple[str, bytes]:
+    """A new current key; the others stay valid `overlap_s` more (keys retired earlier go)."""
+    now = time.time()
+    kid, secret = secrets.token_hex(4), secrets.token_bytes(32)
+    with r.pipeline() as p:
+        for old, raw in r.hgetall(PLAYBACK_KEYS).items():
+            entry = json.loads(raw)
+            if not entry["retire_at"]:
+                p.hset(PLAYBACK_KEYS, old, json.dumps({**entry, "retire_at": now + overlap_s}))
+            elif entry["retire_at"] <= now:
+                p.hdel(PLAYBACK_KEYS, old)
+        p.hset(PLAYBACK_KEYS, kid, json.dumps({"secret": secret.hex(), "retire_at": 0}))
+        p.execute()
+    return kid, secret
+
+
 def delete_stream(r: redis.Redis, name: str) -> None:
     """Forget the stream in the state Redis (its files: `delete_stream_files`)."""
     revoke_stream(r, name)
@@ -334,6 +397,7 @@ def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str,
         "created_at": float(info.get("created_at", 0)),
         "revoked": info.get("revoked") == "1",
         "ladder": json.loads(info["ladder"]) if info.get("ladder") else None,
+        "playback": info.get(PLAYBACK_FIELD, "public"),
         "viewers": int(viewers),
         "unique_viewers": int(unique),
     }

@@ -1,4 +1,4 @@
-"""A real local HTTP receiver for admission hooks and webhooks: it records every request and
+"""A real local HTTP server for admission hooks, webhooks and a JWKS: it records every request and
 answers as the test's `answer` says (status, JSON body, delay before answering)."""
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(int(self.headers["Content-Length"])))
+            size = int(self.headers.get("Content-Length") or 0)
+            got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(size))
             state.received.append(got)
             status, body, delay = state.answer(got)
             time.sleep(delay)
@@ -49,6 +50,8 @@ def receiver() -> Iterator[Receiver]:
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the caller gave up (a timeout being tested)
+
+        do_GET = do_POST  # a JWKS, say
 
         def log_message(self, *args: object) -> None:
             pass

@@ -8,6 +8,7 @@ stays public.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import ray
@@ -22,11 +23,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics, store
 from ..names import NAMESPACE, actor_name
+from ..playback_auth import mint
 from .analytics_api import router as analytics_router
 from .auth import Admin, Reader
 from .auth import router as auth_router
 from .context import STATE, call, stream
-from .models import ERRORS, ClusterInfo, ErrorBody, LadderUpdate, StreamCreate, StreamCreated, StreamInfo, WebhookEndpoint
+from .models import (
+    ERRORS,
+    ClusterInfo,
+    ErrorBody,
+    LadderUpdate,
+    PlaybackKey,
+    PlaybackKeyRotate,
+    PlaybackToken,
+    PlaybackTokenRequest,
+    PlaybackUpdate,
+    StreamCreate,
+    StreamCreated,
+    StreamInfo,
+    WebhookEndpoint,
+)
 from .push import router as push_router
 
 app = FastAPI(
@@ -144,7 +160,7 @@ def _check_ladder(ladder: list[str] | None) -> None:
 async def create_stream(body: StreamCreate, request: Request, _: Admin) -> StreamCreated:
     _check_ladder(body.ladder)
     try:
-        key = await call(store.create_stream, body.name, body.ladder)
+        key = await call(store.create_stream, body.name, body.ladder, body.playback)
     except store.StreamExists:
         raise HTTPException(409, f"stream {body.name!r} already exists") from None
     publish, playback = _urls(request, body.name, key)
@@ -179,6 +195,32 @@ async def set_ladder(name: str, body: LadderUpdate, request: Request, _: Admin) 
     except store.NoSuchStream:
         raise HTTPException(404, f"no stream named {name!r}") from None
     return await stream(name)
+
+
+@app.put("/api/v1/streams/{name}/playback", response_model=StreamInfo, responses=ERRORS)
+async def set_playback(name: str, body: PlaybackUpdate, request: Request, _: Admin) -> dict[str, Any]:
+    """Public playback, or signed: every playback URL needs a token (within a few seconds on every replica)."""
+    try:
+        await call(store.set_playback, name, body.playback)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    return await stream(name)
+
+
+@app.post("/api/v1/streams/{name}/playback-token", response_model=PlaybackToken, responses=ERRORS)
+async def playback_token(name: str, body: PlaybackTokenRequest, request: Request, _: Admin) -> PlaybackToken:
+    """A token (HS256 JWT with raylive's current playback key) that plays this stream: a signed URL."""
+    await stream(name)  # 404 for a stream that does not exist
+    kid, secret = await call(store.current_playback_key)
+    token, exp = mint(kid, secret, name, body.ttl_s, body.ip)
+    return PlaybackToken(token=token, expires_at=exp, playback_url=f"{_urls(request, name, '')[1]}?token={token}")
+
+
+@app.post("/api/v1/playback/keys", response_model=PlaybackKey, responses=ERRORS)
+async def rotate_playback_key(body: PlaybackKeyRotate, _: Admin) -> PlaybackKey:
+    """A new current playback key; tokens signed with the keys before stay valid `overlap_s`."""
+    kid, secret = await call(store.rotate_playback_key, body.overlap_s)
+    return PlaybackKey(kid=kid, secret=base64.urlsafe_b64encode(secret).decode().rstrip("="))
 
 
 @app.post("/api/v1/streams/{name}/revoke", response_model=StreamInfo, responses=ERRORS)

@@ -16,7 +16,7 @@ from .playback import PlaybackDeployment
 
 
 def playback_app(args: dict[str, Any]) -> Application:
-    """args: redis_url, segment_cache_mb (256), hooks (as in raylive's settings: play_url, ...)."""
+    """args: redis_url, segment_cache_mb (256), hooks (as in raylive's settings: play_url, jwks_url, ...)."""
     return PlaybackDeployment.bind(args["redis_url"], int(args.get("segment_cache_mb", 256)), HookSettings(**args.get("hooks", {})))
 
 

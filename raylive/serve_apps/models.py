@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,37 @@ class StreamCreate(BaseModel):
     ladder: list[str] | None = Field(
         default=None, min_length=1, description="renditions for this stream (default: the configured ladder)", examples=[["source", "360p"]]
     )
+    playback: PlaybackMode = Field(default="public", description="signed: playback URLs need a token")
+
+
+PlaybackMode = Literal["public", "signed"]
+
+
+class PlaybackUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playback: PlaybackMode = Field(description="signed: every playback URL needs a token (POST .../playback-token)")
+
+
+class PlaybackTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_s: int = Field(default=3600, ge=1, le=7 * 86400, description="how long the token plays")
+    ip: str | None = Field(default=None, max_length=64, description="the only viewer address it plays for")
+
+
+class PlaybackToken(BaseModel):
+    token: str = Field(description="an HS256 JWT: add ?token= to the playback URL (raylive carries it into every URL it serves)")
+    expires_at: int
+    playback_url: str = Field(description="the multivariant playlist with the token: a signed URL")
+
+
+class PlaybackKeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_s: float = Field(default=3600, ge=0, le=7 * 86400, description="how long tokens signed with the keys before stay valid")
+
+
+class PlaybackKey(BaseModel):
+    kid: str = Field(description="put it in your JWT's header")
+    secret: str = Field(description="base64url of the HS256 key, for tokens you sign yourself (shown once)")
 
 
 class LadderUpdate(BaseModel):
@@ -55,6 +86,7 @@ class StreamInfo(BaseModel):
     node_id: str | None = Field(default=None, description="that node's Ray node id")
     actor: str | None = None
     ladder: list[str] | None = Field(default=None, description="this stream's own ladder; null: the configured default")
+    playback: PlaybackMode = "public"
     encoder: str | None = Field(default=None, description="encoder of the ladder rungs (libx264, h264_nvenc)")
     transcode_lag_s: float | None = None
     transcode_realtime_factor: dict[str, float] = Field(default_factory=dict, description="media s encoded per wall s, per rung")

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import metrics, store
 from ..hooks import AdmissionHook, AdmissionRequest
+from ..playback_auth import TokenChecker
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
 from ..runtime.packaging.hls import delta_update, playlist_edge
@@ -47,6 +48,9 @@ PATH_RE = re.compile(
 MSN_RE = re.compile(r"^\d{1,12}$")
 TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
 REDIS_CONNECTIONS = 64  # per Redis per replica
+_MPD_TEMPLATE = re.compile(r'\b(media|initialization)="([^"?]+)"')
+PLAYBACK_MODE_TTL_S = 2.0  # how stale a replica's idea of a stream's playback mode may be
+MAX_KNOWN_STREAMS = 10_000
 PART_WAIT_S = 3.0  # a segment being streamed part by part ends early if no part comes for this long
 
 
@@ -78,6 +82,13 @@ def _pool(url: str) -> aioredis.BlockingConnectionPool:
     return aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=5)
 
 
+def _client(request: Request) -> str:
+    """The viewer's address: the proxy in front (HAProxy, Serve's) appends the one it saw to
+    X-Forwarded-For, so the last entry is the one to trust."""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+    return forwarded or (request.client.host if request.client else "")
+
+
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers={**CORS, "Cache-Control": "no-store"})
 
@@ -95,6 +106,9 @@ class PlaybackApp:
         self.watch = PlaylistWatch(self.media)
         self.sid_secret = b""  # read from Redis on the first request
         play_url = hooks.play_url if hooks else ""
+        self.sync_redis = redis.Redis.from_url(redis_url)  # the playback keys, reloaded at most once a second
+        self.tokens = TokenChecker(lambda: asyncio.to_thread(store.playback_keys, self.sync_redis), hooks.jwks_url if hooks else "")
+        self._signed_streams: dict[str, tuple[float, bool]] = {}  # name -> (until, signed)
         self.play_hook = AdmissionHook(play_url, hooks.timeout_s, hooks.fail_open, hooks.cache_s) if hooks and play_url else None
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
@@ -143,6 +157,12 @@ class PlaybackApp:
         if m is None:
             return _error(404, "not found")
         name = m["name"]
+        token = ""
+        if await self._signed(name):
+            token = request.query_params.get("token", "")
+            reason = await self.tokens.check(token, name, _client(request))
+            if reason is not None:
+                return _error(403 if token else 401, reason)
         sid = valid_sid(request.query_params.get("sid"))
         if not self.sid_secret:
             self.sid_secret = await sid_secret(self.redis)
@@ -153,9 +173,9 @@ class PlaybackApp:
                 return refused
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), master=True)
+            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token)
         if m["mpd"]:
-            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name))
+            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token)
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
                 self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -166,7 +186,7 @@ class PlaybackApp:
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"
         if m["file"] == "index.m3u8":
-            response = await self._media_playlist(name, rel, request.query_params)
+            response = await self._media_playlist(name, rel, request.query_params, token)
             if viewer and response.status_code == 200:  # a stream and rendition that exist
                 self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -183,16 +203,25 @@ class PlaybackApp:
             self.viewers.record(name, m["rendition"], viewer, len(data), request.headers.get("user-agent", ""))
         ctype = mp4_type(m["rendition"])
         body = b"" if request.method == "HEAD" else data
-        return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Length": str(len(data))})
+        cache = IMMUTABLE if not token else "private, max-age=31536000, immutable"  # not for a cache that drops the query
+        return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": cache, "Content-Length": str(len(data))})
+
+    async def _signed(self, name: str) -> bool:
+        """Whether `name`'s playback needs a token (asked of Redis every few seconds per stream)."""
+        now = time.monotonic()
+        known = self._signed_streams.get(name)
+        if known is None or known[0] < now:
+            if len(self._signed_streams) > MAX_KNOWN_STREAMS:  # bounded, whatever names are asked for
+                self._signed_streams.clear()
+            mode = await self.redis.hget(store.stream_key(name), store.PLAYBACK_FIELD)
+            known = self._signed_streams[name] = (now + PLAYBACK_MODE_TTL_S, mode == b"signed")
+        return known[1]
 
     async def _admit(self, request: Request, name: str) -> Response | None:
         """Ask the play hook before a viewer's session starts; a 403 with its reason if refused."""
         assert self.play_hook is not None
-        # The proxy in front (HAProxy, Serve's) appends the address it saw: the last one is ours to trust.
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-        client = forwarded or (request.client.host if request.client else "")
-        params = {k: v for k, v in request.query_params.items() if k != "sid"}
-        admission = await self.play_hook.ask(AdmissionRequest("play", name, client, params, self.node_id))
+        params = {k: v for k, v in request.query_params.items() if k not in ("sid", "token")}
+        admission = await self.play_hook.ask(AdmissionRequest("play", name, _client(request), params, self.node_id))
         return None if admission.allowed else _error(403, admission.reason)
 
     async def _fetch(self, key: str) -> bytes | None:
@@ -212,27 +241,30 @@ class PlaybackApp:
             self.cache.put(key, data)
         return data
 
-    async def _playlist(self, name: str, rel: str, sid: str | None, master: bool) -> Response:
+    async def _playlist(self, name: str, rel: str, sid: str, token: str) -> Response:
         data = await self.media.get(store.file_key(name, rel))
         if data is None:
             return await self._not_live(name)
         # Live playlists change every segment: let a CDN coalesce requests for a moment only.
         max_age = 30 if b"#EXT-X-ENDLIST" in data else 2
-        if sid is None:
-            return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"public, max-age={max_age}"})
-        text = tag_playlist(store.text(data), sid)  # per-viewer URLs: not for shared caches
+        query = f"sid={sid}&token={token}" if token else f"sid={sid}"
+        text = tag_playlist(store.text(data), query)  # per-viewer URLs: not for shared caches
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
-    async def _mpd(self, request: Request, name: str, sid: str) -> Response:
+    async def _mpd(self, request: Request, name: str, sid: str, token: str) -> Response:
         data = await self.media.get(store.file_key(name, "index.mpd"))
         if data is None:
             return await self._not_live(name)
         text = store.text(data).replace(UTC_TIMING_URL, f"{request.url.scheme}://{request.url.netloc}{TIME_PATH}")
+        query = f"sid={sid}"
+        if token:  # players send no headers with segments: the token goes into every URL
+            text = _MPD_TEMPLATE.sub(lambda t: f'{t[1]}="{t[2]}?token={token}"', text)
+            query += f"&amp;token={token}"
         if 'type="dynamic"' not in text:
-            return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": "public, max-age=30"})
+            return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": f"{'private' if token else 'public'}, max-age=30"})
         # A DASH player reloads the MPD from its Location: the session travels there, as HLS's
         # does in the media playlist URLs.
-        location = f"<Location>{request.url.scheme}://{request.url.netloc}{request.url.path}?sid={sid}</Location>"
+        location = f"<Location>{request.url.scheme}://{request.url.netloc}{request.url.path}?{query}</Location>"
         text = text.replace("\n  <Period", f"\n  {location}\n  <Period", 1)
         return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": "private, max-age=1"})
 
@@ -265,7 +297,7 @@ class PlaybackApp:
             return _error(404, f"stream {name} is live but has no playable segment yet")
         return _error(404, f"stream {name} is not live")
 
-    async def _media_playlist(self, name: str, rel: str, query: QueryParams) -> Response:
+    async def _media_playlist(self, name: str, rel: str, query: QueryParams, token: str) -> Response:
         """A media playlist, the same for every viewer (so a shared cache may serve it); with LL-HLS
         delivery directives, held until it holds the part asked for (RFC 8216bis 6.2.5.2)."""
         msn_raw, part_raw = query.get("_HLS_msn"), query.get("_HLS_part")
@@ -294,6 +326,9 @@ class PlaybackApp:
             cache = f"public, max-age={6 * max(1, edge.target_duration)}"
         if query.get("_HLS_skip") in ("YES", "v2"):
             data = delta_update(data.decode()).encode()
+        if token:  # players send no headers with segments: the token goes into every URI
+            data = tag_playlist(data.decode(), f"token={token}").encode()
+            cache = cache.replace("public", "private")
         return Response(data, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": cache})
 
 

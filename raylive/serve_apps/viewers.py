@@ -75,10 +75,10 @@ def counted_sid(secret: bytes, stream: str, sid: str | None) -> bool:
     return hmac.compare_digest(raw[SID_NONCE_BYTES:], _sid_mac(secret, stream, raw[:SID_NONCE_BYTES]))
 
 
-def tag_playlist(text: str, sid: str) -> str:
-    """Append ?sid= to every URI in a playlist (URI lines and URI="..." attributes)."""
-    text = _URI_ATTR.sub(lambda m: f'URI="{m[1]}?sid={sid}"', text)
-    return _URI_LINE.sub(lambda m: f"{m[1]}?sid={sid}", text)
+def tag_playlist(text: str, query: str) -> str:
+    """Append ?`query` (sid=..., token=...) to every URI in a playlist (URI lines and URI="..." attributes)."""
+    text = _URI_ATTR.sub(lambda m: f'URI="{m[1]}?{query}"', text)
+    return _URI_LINE.sub(lambda m: f"{m[1]}?{query}", text)
 
 
 @dataclass
