@@ -20,7 +20,7 @@ from raylive.launcher.redis_server import EmbeddedRedis, redis_password
 from raylive.runtime.lifecycle import STALE_PUBLISHER_S
 
 from ..conftest import RayliveProcess, start_raylive, stop_raylive
-from ..helpers import get, playlist_ready, publish, wait_for
+from ..helpers import get, playlist_ready, publish, pyav_publish, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -204,25 +204,7 @@ def test_listed_segments_survive_a_playback_replica_restart(raylive: RayliveProc
 
 def test_pyav_rtmp_output_publishes(raylive: RayliveProcess) -> None:
     """PyAV's RTMP muxer (what a Python broadcaster uses) publishes a stream that plays."""
-    import av
-    import numpy as np
-
-    key = raylive.create_key("pyav1")
-    with av.open(raylive.rtmp_url(key), "w", format="flv") as out:
-        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "g": "25", "bf": "0"})
-        video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
-        audio = out.add_stream("aac", rate=48000, layout="mono")
-        samples = 0
-        for i in range(25 * 5):
-            img = np.full((180, 320, 3), (i * 2) % 255, dtype=np.uint8)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-            while samples < (i + 1) * 48000 // 25:
-                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 48000, samples
-                out.mux(audio.encode(frame))
-                samples += 1024
-        out.mux(video.encode())
-        out.mux(audio.encode())
+    pyav_publish(raylive.rtmp_url(raylive.create_key("pyav1")), "h264", seconds=5, size=(320, 180))
     media_url = f"{raylive.base_url}/live/pyav1/source/index.m3u8"
     media = wait_for(lambda: t if "#EXT-X-ENDLIST" in (t := get(media_url).text) else None, 20, "pyav1 to end")
     assert isinstance(media, str)

@@ -13,6 +13,7 @@ from tests.helpers import ffmpeg_publish_bytes
 def _commands(out: bytes, reader: ChunkReader) -> list[list[object]]:
     return [amf0.decode(m.payload) for m in reader.feed(out) if m.type_id == COMMAND_AMF0]
 
+
 def _replay(accept: bool) -> tuple[RtmpServerSession, list[object], list[list[object]]]:
     data = ffmpeg_publish_bytes()
     session = RtmpServerSession()
@@ -37,6 +38,7 @@ def _replay(accept: bool) -> tuple[RtmpServerSession, list[object], list[list[ob
         commands += _commands(out, replies)
     return session, events, commands
 
+
 def test_replayed_ffmpeg_publish_yields_publish_media_and_unpublish() -> None:
     session, events, commands = _replay(accept=True)
     publishes = [e for e in events if isinstance(e, PublishRequested)]
@@ -49,11 +51,13 @@ def test_replayed_ffmpeg_publish_yields_publish_media_and_unpublish() -> None:
     status = [c[3] for c in commands if c[0] == "onStatus"]
     assert status[0]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
 
+
 def test_rejected_publish_sends_error_status_and_forwards_no_media() -> None:
     _, events, commands = _replay(accept=False)
     assert not any(isinstance(e, MediaReceived) for e in events)
     status = [c[3] for c in commands if c[0] == "onStatus"]
     assert status == [{"level": "error", "code": "NetStream.Publish.BadName", "description": "nope"}]
+
 
 def test_wrong_version_and_garbage_are_protocol_errors() -> None:
     import pytest
@@ -70,6 +74,7 @@ def test_wrong_version_and_garbage_are_protocol_errors() -> None:
 
         s.feed(encode_message(3, COMMAND_AMF0, 0, 0, b"\x02\x00\x09publ"))
 
+
 def test_media_pipelined_behind_publish_waits_for_the_decision_and_is_not_lost() -> None:
     data = ffmpeg_publish_bytes()
     session = RtmpServerSession()
@@ -80,6 +85,7 @@ def test_media_pipelined_behind_publish_waits_for_the_decision_and_is_not_lost()
     _, one_by_one, _ = _replay(accept=True)
     assert len(media) == sum(isinstance(e, MediaReceived) for e in one_by_one)
     assert isinstance(held[-1], Unpublished)
+
 
 def test_an_enhanced_rtmp_client_hears_which_fourccs_the_server_takes() -> None:
     """OBS 30+ lists the codecs it could send in `connect` (E-RTMP `fourCcList`); the server answers
