@@ -95,6 +95,10 @@ class HookSettings:
     # Signed playback (raylive/playback_auth.py): where your RS256/ES256 public keys are, for
     # tokens you sign yourself; HS256 tokens use raylive's playback keys.
     jwks_url: str = ""
+    # The viewer's address for the play hook and IP-bound tokens: the connection's peer (with the
+    # HAProxy ingress, the ingress itself), or the last entry of this header when a proxy or CDN you
+    # run in front sets it (e.g. x-forwarded-for; a header no proxy sets is the viewer's to forge).
+    client_address_header: str = ""
 
 
 @dataclass

@@ -82,13 +82,6 @@ def _pool(url: str) -> aioredis.BlockingConnectionPool:
     return aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=5)
 
 
-def _client(request: Request) -> str:
-    """The viewer's address: the proxy in front (HAProxy, Serve's) appends the one it saw to
-    X-Forwarded-For, so the last entry is the one to trust."""
-    forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-    return forwarded or (request.client.host if request.client else "")
-
-
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers={**CORS, "Cache-Control": "no-store"})
 
@@ -106,7 +99,8 @@ class PlaybackApp:
         self.watch = PlaylistWatch(self.media)
         self.sid_secret = b""  # read from Redis on the first request
         play_url = hooks.play_url if hooks else ""
-        self.sync_redis = redis.Redis.from_url(redis_url)  # the playback keys, reloaded at most once a second
+        self.sync_redis = redis.Redis.from_url(redis_url)  # the playback keys, reloaded for an unknown kid
+        self.client_header = hooks.client_address_header.lower() if hooks else ""
         self.tokens = TokenChecker(lambda: asyncio.to_thread(store.playback_keys, self.sync_redis), hooks.jwks_url if hooks else "")
         self._signed_streams: dict[str, tuple[float, bool]] = {}  # name -> (until, signed)
         self.play_hook = AdmissionHook(play_url, hooks.timeout_s, hooks.fail_open, hooks.cache_s) if hooks and play_url else None
@@ -160,7 +154,7 @@ class PlaybackApp:
         token = ""
         if await self._signed(name):
             token = request.query_params.get("token", "")
-            reason = await self.tokens.check(token, name, _client(request))
+            reason = await self.tokens.check(token, name, self._client(request))
             if reason is not None:
                 return _error(403 if token else 401, reason)
         sid = valid_sid(request.query_params.get("sid"))
@@ -206,6 +200,15 @@ class PlaybackApp:
         cache = IMMUTABLE if not token else "private, max-age=31536000, immutable"  # not for a cache that drops the query
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": cache, "Content-Length": str(len(data))})
 
+    def _client(self, request: Request) -> str:
+        """The viewer's address (`hooks.client_address_header`): the last entry is the one the
+        proxy in front added; earlier ones are whatever the viewer sent."""
+        if self.client_header:
+            forwarded = request.headers.get(self.client_header, "").split(",")[-1].strip()
+            if forwarded:
+                return forwarded
+        return request.client.host if request.client else ""
+
     async def _signed(self, name: str) -> bool:
         """Whether `name`'s playback needs a token (asked of Redis every few seconds per stream)."""
         now = time.monotonic()
@@ -221,7 +224,7 @@ class PlaybackApp:
         """Ask the play hook before a viewer's session starts; a 403 with its reason if refused."""
         assert self.play_hook is not None
         params = {k: v for k, v in request.query_params.items() if k not in ("sid", "token")}
-        admission = await self.play_hook.ask(AdmissionRequest("play", name, _client(request), params, self.node_id))
+        admission = await self.play_hook.ask(AdmissionRequest("play", name, self._client(request), params, self.node_id))
         return None if admission.allowed else _error(403, admission.reason)
 
     async def _fetch(self, key: str) -> bytes | None:

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from raylive.webhooks import verify
@@ -72,7 +73,7 @@ def test_the_publish_and_play_hooks_decide_with_their_reasons(hooked: tuple[Rayl
             assert time.monotonic() - t0 < 4.0  # ffmpeg's start and handshake, then at most the 1 s timeout
 
         # Viewers: the hook sees the playlist URL's parameters; the session it admitted is not asked again.
-        refused = get(master_url)
+        refused = httpx.get(master_url, headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)  # not trusted by default
         assert refused.status_code == 403 and refused.json() == {"error": "refused by the play hook (403): buy a ticket"}
         master = get(f"{master_url}?ticket=ok")
         assert master.status_code == 200
