@@ -114,7 +114,12 @@ PROCESSOR_SPECS = PREFIX + "processors"
 # every endpoint has it (each endpoint is a consumer group of its own); at most this many kept.
 WEBHOOK_EVENTS = PREFIX + "webhooks"
 WEBHOOK_EVENTS_MAX = 100_000
-WEBHOOK_ENDPOINTS = PREFIX + "webhooks:endpoints"  # hash: endpoint id -> URL
+WEBHOOK_ENDPOINTS = PREFIX + "webhooks:endpoints"  # hash: endpoint id -> URL, of the endpoints configured now
+
+
+def webhook_group(endpoint_id: str) -> str:
+    """The consumer group of `WEBHOOK_EVENTS` that one endpoint's deliveries read."""
+    return f"webhook:{endpoint_id}"
 
 
 def webhook_deliveries_key(endpoint_id: str) -> str:
@@ -131,15 +136,17 @@ def webhook_status(r: redis.Redis, recent: int = 20) -> list[dict[str, Any]]:
             groups = {text(g["name"]): g for g in r.xinfo_groups(WEBHOOK_EVENTS)}
     out = []
     for eid, url in sorted(endpoints.items(), key=lambda kv: kv[1]):
-        group = groups.get(f"webhook:{eid}", {})
+        group = groups.get(webhook_group(eid), {})
         waiting = int(group.get("pending") or 0) + int(group.get("lag") or 0)
         rows = [json.loads(row) for row in r.lrange(webhook_deliveries_key(eid), 0, recent - 1)]
         out.append({"id": eid, "url": url, "waiting": waiting, "deliveries": rows})
     return out
 
 
-def emit_webhook(r: redis.Redis | redis.client.Pipeline, event: str, **data: Any) -> None:
-    """Queue one event for every webhook endpoint (a pipeline works too)."""
+def emit_webhook(r: redis.Redis, event: str, **data: Any) -> None:
+    """Queue one event for every webhook endpoint (with none configured, nothing is kept)."""
+    if not r.exists(WEBHOOK_ENDPOINTS):
+        return
     r.xadd(WEBHOOK_EVENTS, {"event": event, "data": json.dumps(data, separators=(",", ":")), "at": f"{time.time():.3f}"},
            maxlen=WEBHOOK_EVENTS_MAX, approximate=True)  # fmt: skip
 
@@ -272,8 +279,8 @@ def revoke_stream(r: redis.Redis, name: str) -> None:
     with r.pipeline() as p:
         p.delete(keyhash_key(text(digest)))
         p.hset(stream_key(name), mapping={"revoked": 1, "key_hash": ""})
-        emit_webhook(p, "key.revoked", stream=name)
         p.execute()
+    emit_webhook(r, "key.revoked", stream=name)
 
 
 def rotate_key(r: redis.Redis, name: str) -> str:

@@ -66,7 +66,7 @@ class EndpointQueue:
         self.redis = redis
         self.url = url
         self.id = endpoint_id(url)
-        self.group = f"webhook:{self.id}"
+        self.group = store.webhook_group(self.id)
         self.secret = secret
         self.events = set(events)  # empty: all
         self.timeout_s = timeout_s

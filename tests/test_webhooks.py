@@ -107,3 +107,9 @@ def test_an_endpoint_gets_only_the_events_it_asked_for(redis_url: str) -> None:
         asyncio.run(run())
     assert [g.json()["event"] for g in rx.received] == ["stream.ended"]
     assert store.webhook_status(r)[0]["waiting"] == 0
+
+
+def test_without_an_endpoint_nothing_is_queued(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    store.emit_webhook(r, "stream.published", stream="cam1")
+    assert r.xlen(store.WEBHOOK_EVENTS) == 0  # a raylive without webhooks keeps no events

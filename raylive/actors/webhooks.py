@@ -4,13 +4,16 @@ per endpoint on a thread of its own. Started by `raylive up` when `webhooks.endp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Any
 
 import ray
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
+from .. import store
 from ..webhooks import EndpointQueue
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,11 @@ class WebhookDispatcher:
         endpoints, events, secret, timeout_s, max_age_s = self._args
         redis = aioredis.Redis.from_url(self.redis_url)
         self.queues = [EndpointQueue(redis, url, secret, events, timeout_s, max_age_s) for url in endpoints]
+        for eid in await redis.hkeys(store.WEBHOOK_ENDPOINTS):  # endpoints no longer configured go
+            if store.text(eid) not in {q.id for q in self.queues}:
+                await redis.hdel(store.WEBHOOK_ENDPOINTS, eid)
+                with contextlib.suppress(ResponseError):
+                    await redis.xgroup_destroy(store.WEBHOOK_EVENTS, store.webhook_group(store.text(eid)))
         tasks = [asyncio.create_task(q.run(), name=q.url) for q in self.queues]
         self._started.set()
         while tasks:

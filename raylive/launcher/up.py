@@ -19,7 +19,7 @@ from typing import Any
 
 from ..names import NAMESPACE, REGISTRY_NAME, WEBHOOKS_NAME, WRITER_NAME, gateway_name
 from ..settings import Settings
-from ..store import MEDIA_URL, PROCESSOR_SPECS
+from ..store import MEDIA_URL, PROCESSOR_SPECS, WEBHOOK_ENDPOINTS, WEBHOOK_EVENTS
 from .instance import (
     STARTING,
     UP,
@@ -181,7 +181,9 @@ class Raylive:
         self.processors = ProcessorRegistryActor.options(
             name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.redis_url, s.transcode.renditions, kept_secret(self.data_dir / "cluster_secret").encode())
-        if s.webhooks.endpoints:
+        if not s.webhooks.endpoints:  # none configured: no event is queued for anyone
+            self._redis.delete(WEBHOOK_ENDPOINTS, WEBHOOK_EVENTS)
+        else:
             from ..actors.webhooks import WebhookDispatcherActor
 
             secret = os.environ.get("RAYLIVE_WEBHOOK_SECRET") or kept_secret(self.data_dir / "webhook_secret")

@@ -67,7 +67,8 @@ def test_a_signed_stream_plays_with_its_token_only(raylive: RayliveProcess, play
         mpd = get(f"{raylive.base_url}/live/signed1/index.mpd?token={token}").text
         assert re.findall(r'initialization="[^"]+\?token=', mpd) and re.findall(r'media="[^"]+\?token=', mpd)
 
-        with browser_page(page_url(player_origin, "hls", signed["playback_url"], {"lowLatencyMode": False})) as page:
+        # In low-latency mode: blocking reloads and part requests carry the token too.
+        with browser_page(page_url(player_origin, "hls", signed["playback_url"], {"lowLatencyMode": True})) as page:
             page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
             state = video_state(page)
         assert state["errors"] == [] and state["t"] > 3, state
