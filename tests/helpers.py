@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from raylive.runtime.flv import read_file_tags as flv_tags
 from raylive.runtime.rtmp.chunk import ChunkReader, RtmpMessage
 from raylive.runtime.rtmp.session import HANDSHAKE_SIZE
 
@@ -118,3 +119,14 @@ def pyav_publish(target: str, codec: str, seconds: float, size: tuple[int, int] 
                 time.sleep(ahead)
         out.mux(video.encode())
         out.mux(audio.encode())
+
+
+@cache
+def pyav_flv(codec: str) -> list[tuple[int, int, bytes]]:
+    """The tags of 3 s of `pyav_publish` at 320x180 written to an FLV file (made once per session)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{codec}.flv"
+        pyav_publish(str(path), codec, seconds=3, size=(320, 180))
+        return flv_tags(path.read_bytes())

@@ -4,8 +4,6 @@ into CMAF that FFmpeg reads back, and decoded by the ladder's decoder."""
 from __future__ import annotations
 
 import io
-from functools import cache
-from pathlib import Path
 
 import av
 import pytest
@@ -20,18 +18,11 @@ from raylive.runtime.rtmp.chunk import AUDIO, VIDEO
 from raylive.runtime.transcode import LadderConfig, LadderFrame, LadderTranscoder
 from raylive.runtime.video import describe
 from raylive.settings import TranscodeSettings
-from tests.helpers import pyav_publish
-
-
-@cache
-def _flv(codec: str, tmp: str = "/tmp") -> list[tuple[int, int, bytes]]:
-    path = Path(tmp) / f"raylive-test-{codec}.flv"
-    pyav_publish(str(path), codec, seconds=3, size=(320, 180))
-    return flv.read_file_tags(path.read_bytes())
+from tests.helpers import pyav_flv
 
 
 def _video(codec: str) -> list[flv.VideoTag]:
-    return [flv.parse_video(body) for kind, _, body in _flv(codec) if kind == VIDEO]
+    return [flv.parse_video(body) for kind, _, body in pyav_flv(codec) if kind == VIDEO]
 
 
 @pytest.mark.parametrize(("codec", "fourcc", "codec_string"), [("hevc", "hvc1", "hvc1.1.6.L60.90"), ("av1", "av01", "av01.0.00M.08")])
@@ -93,7 +84,7 @@ def test_packaged_cmaf_reads_back_in_ffmpeg(codec: str, ffmpeg_name: str, fourcc
     timeline = IngestTimeline()
     packager = CmafPackager(1000)
     out = []
-    for ev in timeline.push([(kind, ts, body) for kind, ts, body in _flv(codec) if kind in (VIDEO, AUDIO)]):
+    for ev in timeline.push([(kind, ts, body) for kind, ts, body in pyav_flv(codec) if kind in (VIDEO, AUDIO)]):
         if isinstance(ev, VideoConfig):
             out += packager.video_config(ev)
         elif isinstance(ev, VideoFrame):
@@ -137,7 +128,7 @@ def test_the_ladder_decodes_it_into_h264_rungs(codec: str) -> None:
 def test_the_gateway_reads_each_frames_header_as_the_packager_does(codec: str) -> None:
     """The gateway flushes a part's last frame from the header alone (`frame_header`); its clock
     must cut where the packager's does, B-frames' composition times included."""
-    tags = [(ts, body) for kind, ts, body in _flv(codec) if kind == VIDEO]
+    tags = [(ts, body) for kind, ts, body in pyav_flv(codec) if kind == VIDEO]
     packager = CmafPackager(1000, part_ms=200)
     gateway = CutClock(1000, 200)
     cuts = 0

@@ -5,10 +5,12 @@ from hypothesis import strategies as st
 
 from raylive.runtime import flv
 from raylive.runtime.ingest import IngestTimeline, UnsupportedMedia
+from raylive.runtime.media import VideoConfig
 from raylive.runtime.rtmp import amf0
-from raylive.runtime.rtmp.chunk import ChunkError, ChunkLimits, ChunkReader
+from raylive.runtime.rtmp.chunk import VIDEO, ChunkError, ChunkLimits, ChunkReader
 from raylive.runtime.rtmp.session import RtmpProtocolError, RtmpServerSession
-from tests.helpers import ffmpeg_publish_bytes
+from raylive.runtime.video import VideoConfigError, describe
+from tests.helpers import ffmpeg_publish_bytes, pyav_flv
 
 EXPECTED = (ChunkError, RtmpProtocolError, amf0.Amf0Error)
 CAPTURE = ffmpeg_publish_bytes()
@@ -72,3 +74,46 @@ def test_amf0_random_bytes(data: bytes) -> None:
         amf0.decode(data)
     except amf0.Amf0Error:
         pass
+
+
+ENHANCED_PREFIXES = [b"", b"\x90hvc1", b"\x90av01", b"\x91hvc1", b"\x93hvc1", b"\x91av01", b"\x96", b"\x97", b"\x90", b"\x9f", b"\x27\x01"]
+
+
+@FUZZ
+@given(st.sampled_from(ENHANCED_PREFIXES), st.binary(max_size=256))
+def test_flv_tags_and_codec_records_random_bytes(prefix: bytes, data: bytes) -> None:
+    """Legacy and Enhanced RTMP tags (ModEx, multitrack, hvcC, av1C) end in a tag or a clear error."""
+    body = prefix + data
+    flv.frame_header(body)  # the gateway's read of every video message never raises
+    for parse in (flv.parse_video, flv.parse_audio):
+        try:
+            tag = parse(body)
+        except flv.FlvError:
+            continue
+        if isinstance(tag, flv.VideoSequenceStart):
+            try:
+                describe(VideoConfig(tag.record, tag.codec))
+            except VideoConfigError:
+                pass
+
+
+@FUZZ
+@given(
+    st.sampled_from(["hevc", "av1"]),
+    st.integers(0, 3),
+    st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(1, 255)), min_size=1, max_size=6),
+)
+def test_mutated_hevc_and_av1_tags(codec: str, which: int, flips: list[tuple[int, int]]) -> None:
+    """PyAV's real HEVC/AV1 sequence starts and frames with bytes flipped: a tag or a clear error."""
+    body = bytearray([b for kind, _, b in pyav_flv(codec) if kind == VIDEO][which])
+    for pos, bits in flips:
+        body[pos % len(body)] ^= bits
+    try:
+        tag = flv.parse_video(bytes(body))
+    except flv.FlvError:
+        return
+    if isinstance(tag, flv.VideoSequenceStart):
+        try:
+            describe(VideoConfig(tag.record, tag.codec))
+        except VideoConfigError:
+            pass
