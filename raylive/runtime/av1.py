@@ -3,8 +3,6 @@ strings, and OBU streams as MP4 samples."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .avc import AvcError, _Bits
 
 OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER, OBU_PADDING = 1, 2, 15
@@ -12,13 +10,6 @@ OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER, OBU_PADDING = 1, 2, 15
 
 class Av1Error(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Av1cInfo:
-    codec_string: str
-    width: int
-    height: int
 
 
 def _leb128(data: bytes, pos: int) -> tuple[int, int]:
@@ -103,7 +94,8 @@ def sequence_dimensions(obu: bytes) -> tuple[int, int]:
         raise Av1Error(str(exc)) from None
 
 
-def describe_av1c(record: bytes) -> Av1cInfo:
+def describe_av1c(record: bytes) -> tuple[str, int, int]:
+    """(codec string, width, height)."""
     if len(record) < 4 or record[0] != 0x81:
         raise Av1Error("not an AV1CodecConfigurationRecord")
     profile, level = record[1] >> 5, record[1] & 0x1F
@@ -112,5 +104,4 @@ def describe_av1c(record: bytes) -> Av1cInfo:
     headers = [obu for kind, obu in obus(record[4:]) if kind == OBU_SEQUENCE_HEADER]
     if not headers:
         raise Av1Error("av1C has no sequence header")
-    width, height = sequence_dimensions(headers[0])
-    return Av1cInfo(f"av01.{profile}.{level:02d}{tier}.{depth:02d}", width, height)
+    return (f"av01.{profile}.{level:02d}{tier}.{depth:02d}", *sequence_dimensions(headers[0]))

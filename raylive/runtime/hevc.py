@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .avc import AvcError, _Bits, _unescape
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
@@ -11,14 +9,6 @@ NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
 
 class HevcError(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class HvccInfo:
-    codec_string: str
-    width: int
-    height: int
-    length_size: int
 
 
 def _codec_string(record: bytes) -> str:
@@ -86,9 +76,9 @@ def sps_dimensions(nal: bytes) -> tuple[int, int]:
     return width, height
 
 
-def describe_hvcc(record: bytes) -> HvccInfo:
+def describe_hvcc(record: bytes) -> tuple[str, int, int]:
+    """(codec string, width, height)."""
     sps = parameter_sets(record).get(NAL_SPS)
     if not sps:
         raise HevcError("hvcC has no SPS")
-    width, height = sps_dimensions(sps[0])
-    return HvccInfo(_codec_string(record), width, height, (record[21] & 0x03) + 1)
+    return (_codec_string(record), *sps_dimensions(sps[0]))

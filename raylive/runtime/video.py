@@ -37,11 +37,9 @@ def describe(config: VideoConfig) -> VideoInfo:
             sps = sps_from_avcc(config.record)
             return VideoInfo("avc1", sps.codec_string, sps.width, sps.height)
         if config.codec == "hvc1":
-            hvcc = describe_hvcc(config.record)
-            return VideoInfo("hvc1", hvcc.codec_string, hvcc.width, hvcc.height)
+            return VideoInfo("hvc1", *describe_hvcc(config.record))
         if config.codec == "av01":
-            av1c = describe_av1c(config.record)
-            return VideoInfo("av01", av1c.codec_string, av1c.width, av1c.height)
+            return VideoInfo("av01", *describe_av1c(config.record))
     except (AvcError, HevcError, Av1Error) as exc:
         raise VideoConfigError(f"bad {CODEC_NAMES[config.codec]} configuration: {exc}") from None
     raise VideoConfigError(f"no packaging for {config.codec}")

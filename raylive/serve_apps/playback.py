@@ -24,12 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import metrics, store
-from ..hooks import AdmissionHook, AdmissionRequest
-from ..playback_auth import TokenChecker
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
 from ..runtime.packaging.hls import delta_update, playlist_edge
 from ..settings import HookSettings
+from .access import AccessRefused, PlaybackAccess
 from .blocking import PlaylistWatch
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 
@@ -49,8 +48,6 @@ MSN_RE = re.compile(r"^\d{1,12}$")
 TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
 REDIS_CONNECTIONS = 64  # per Redis per replica
 _MPD_TEMPLATE = re.compile(r'\b(media|initialization)="([^"?]+)"')
-PLAYBACK_MODE_TTL_S = 2.0  # how stale a replica's idea of a stream's playback mode may be
-MAX_KNOWN_STREAMS = 10_000
 PART_WAIT_S = 3.0  # a segment being streamed part by part ends early if no part comes for this long
 
 
@@ -98,15 +95,10 @@ class PlaybackApp:
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
         self.sid_secret = b""  # read from Redis on the first request
-        play_url = hooks.play_url if hooks else ""
-        self.sync_redis = redis.Redis.from_url(redis_url)  # the playback keys, reloaded for an unknown kid
-        self.client_header = hooks.client_address_header.lower() if hooks else ""
-        self.tokens = TokenChecker(lambda: asyncio.to_thread(store.playback_keys, self.sync_redis), hooks.jwks_url if hooks else "")
-        self._signed_streams: dict[str, tuple[float, bool]] = {}  # name -> (until, signed)
-        self.play_hook = AdmissionHook(play_url, hooks.timeout_s, hooks.fail_open, hooks.cache_s) if hooks and play_url else None
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.access = PlaybackAccess(redis_url, self.redis, hooks, self.node_id)
         self.presence = store.presence_field("playback", serve.get_replica_context().replica_id.unique_id)
         # Serve runs the constructor on the replica's event loop.
         self._report_task = asyncio.get_running_loop().create_task(self._report())
@@ -151,20 +143,16 @@ class PlaybackApp:
         if m is None:
             return _error(404, "not found")
         name = m["name"]
-        token = ""
-        if await self._signed(name):
-            token = request.query_params.get("token", "")
-            reason = await self.tokens.check(token, name, self._client(request))
-            if reason is not None:
-                return _error(403 if token else 401, reason)
         sid = valid_sid(request.query_params.get("sid"))
         if not self.sid_secret:
             self.sid_secret = await sid_secret(self.redis)
         viewer = sid if counted_sid(self.sid_secret, name, sid) else None
-        if (m["master"] or m["mpd"]) and viewer is None and self.play_hook is not None:
-            refused = await self._admit(request, name)
-            if refused is not None:
-                return refused
+        try:
+            token = await self.access.token(request, name)
+            if (m["master"] or m["mpd"]) and viewer is None:  # a viewer's session starts
+                await self.access.admit(request, name)
+        except AccessRefused as refused:
+            return _error(refused.status, refused.reason)
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
             return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token)
@@ -199,33 +187,6 @@ class PlaybackApp:
         body = b"" if request.method == "HEAD" else data
         cache = IMMUTABLE if not token else "private, max-age=31536000, immutable"  # not for a cache that drops the query
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": cache, "Content-Length": str(len(data))})
-
-    def _client(self, request: Request) -> str:
-        """The viewer's address (`hooks.client_address_header`): the last entry is the one the
-        proxy in front added; earlier ones are whatever the viewer sent."""
-        if self.client_header:
-            forwarded = request.headers.get(self.client_header, "").split(",")[-1].strip()
-            if forwarded:
-                return forwarded
-        return request.client.host if request.client else ""
-
-    async def _signed(self, name: str) -> bool:
-        """Whether `name`'s playback needs a token (asked of Redis every few seconds per stream)."""
-        now = time.monotonic()
-        known = self._signed_streams.get(name)
-        if known is None or known[0] < now:
-            if len(self._signed_streams) > MAX_KNOWN_STREAMS:  # bounded, whatever names are asked for
-                self._signed_streams.clear()
-            mode = await self.redis.hget(store.stream_key(name), store.PLAYBACK_FIELD)
-            known = self._signed_streams[name] = (now + PLAYBACK_MODE_TTL_S, mode == b"signed")
-        return known[1]
-
-    async def _admit(self, request: Request, name: str) -> Response | None:
-        """Ask the play hook before a viewer's session starts; a 403 with its reason if refused."""
-        assert self.play_hook is not None
-        params = {k: v for k, v in request.query_params.items() if k not in ("sid", "token")}
-        admission = await self.play_hook.ask(AdmissionRequest("play", name, self._client(request), params, self.node_id))
-        return None if admission.allowed else _error(403, admission.reason)
 
     async def _fetch(self, key: str) -> bytes | None:
         """An immutable file from the media Redis into the LRU; the viewers asking for it at the same

@@ -75,8 +75,8 @@ def test_hvcc_and_av1c_parsers_agree_with_ffmpeg() -> None:
     for codec in ("hevc", "av1"):
         start = _video(codec)[0]
         assert isinstance(start, flv.VideoSequenceStart)
-        parsed = describe_hvcc(start.record) if codec == "hevc" else describe_av1c(start.record)
-        assert (parsed.width, parsed.height) == (320, 180)
+        _, width, height = describe_hvcc(start.record) if codec == "hevc" else describe_av1c(start.record)
+        assert (width, height) == (320, 180)
 
 
 @pytest.mark.parametrize(("codec", "ffmpeg_name", "fourcc"), [("hevc", "hevc", "hvc1"), ("av1", "av1", "av01")])

@@ -85,16 +85,21 @@ def test_flv_tags_and_codec_records_random_bytes(prefix: bytes, data: bytes) -> 
     """Legacy and Enhanced RTMP tags (ModEx, multitrack, hvcC, av1C) end in a tag or a clear error."""
     body = prefix + data
     flv.frame_header(body)  # the gateway's read of every video message never raises
-    for parse in (flv.parse_video, flv.parse_audio):
-        try:
-            tag = parse(body)
-        except flv.FlvError:
-            continue
+    _parse_or_clear_error(body)
+    try:
+        flv.parse_audio(body)
+    except flv.FlvError:
+        pass
+
+
+def _parse_or_clear_error(body: bytes) -> None:
+    """A video tag, and for a sequence start its record described, or FlvError / VideoConfigError."""
+    try:
+        tag = flv.parse_video(body)
         if isinstance(tag, flv.VideoSequenceStart):
-            try:
-                describe(VideoConfig(tag.record, tag.codec))
-            except VideoConfigError:
-                pass
+            describe(VideoConfig(tag.record, tag.codec))
+    except (flv.FlvError, VideoConfigError):
+        pass
 
 
 @FUZZ
@@ -108,12 +113,4 @@ def test_mutated_hevc_and_av1_tags(codec: str, which: int, flips: list[tuple[int
     body = bytearray([b for kind, _, b in pyav_flv(codec) if kind == VIDEO][which])
     for pos, bits in flips:
         body[pos % len(body)] ^= bits
-    try:
-        tag = flv.parse_video(bytes(body))
-    except flv.FlvError:
-        return
-    if isinstance(tag, flv.VideoSequenceStart):
-        try:
-            describe(VideoConfig(tag.record, tag.codec))
-        except VideoConfigError:
-            pass
+    _parse_or_clear_error(bytes(body))
