@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from raylive.runtime import flv  # noqa: E402
 from raylive.runtime.avc import sps_from_avcc  # noqa: E402
 from raylive.runtime.ingest import IngestTimeline  # noqa: E402
+from raylive.runtime.ladder import estimate_cpus, plan_ladder  # noqa: E402
 from raylive.runtime.packaging.live import LiveHlsPresentation  # noqa: E402
-from raylive.runtime.transcode import LadderTranscoder, estimate_cpus, plan_ladder  # noqa: E402
+from raylive.runtime.transcode import LadderTranscoder  # noqa: E402
 from raylive.settings import Settings  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

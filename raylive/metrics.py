@@ -10,8 +10,6 @@ import urllib.request
 from functools import cache
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 # name -> (kind, description, tag keys). configs/grafana-dashboard.json queries these names.
 METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "raylive_rtmp_connections": ("gauge", "Open RTMP connections on a gateway", ()),
@@ -84,6 +82,8 @@ def _fetch(url: str) -> str:
 
 async def gather_prometheus(endpoints: list[str]) -> str:
     """raylive's series from Ray's per-node exporters, merged into one Prometheus text page."""
+    from prometheus_client.parser import text_string_to_metric_families  # the control app's only: not in every actor
+
     pages = await asyncio.gather(*(asyncio.to_thread(_fetch, url) for url in endpoints), return_exceptions=True)
     families: dict[str, tuple[str, str, list[str]]] = {}
     for page in pages:

@@ -19,15 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import av
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
 from ..names import transcoder_name
+from ..runtime.ladder import ENCODERS, LadderConfig, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.taps import TapQueue
-from ..runtime.transcode import ENCODERS, LadderConfig, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
 from ..runtime.video import describe
 from ..settings import TranscodeSettings
 from .transcoder import StreamTranscoderActor, TranscodeReply
@@ -109,6 +108,8 @@ class LadderSupervisor:
             "namespace": ray.get_runtime_context().namespace,
             "num_cpus": estimate_cpus(plan, sps.width, sps.height, config.frame_rate),
         }
+        import av  # here only: a stream that is not transcoded never loads PyAV
+
         nvenc = self.transcode.encoder in ("auto", "nvenc") and ENCODERS["nvenc"] in av.codecs_available
         if nvenc and ray.cluster_resources().get("GPU", 0) > 0:
             options["num_gpus"] = self.transcode.gpus_per_stream

@@ -31,7 +31,7 @@ import redis
 from .. import analytics, store
 from ..names import REGISTRY_NAME, actor_name, processor_host_name
 from ..runtime.frames import FrameSampler
-from ..runtime.transcode import LadderInput
+from ..runtime.ladder import LadderInput
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ class StreamIngest:
         self.hls = hls
         self.transcode = transcode or TranscodeSettings()
         self.ladder = LadderSupervisor(name, self.transcode)
-        self.tap = MediaTap(name)  # processors and thumbnails
+        self.tap = MediaTap(name)  # processors
         self.out = StreamOutput(name, redis_url, hls)
         self.redis = self.out.redis
         self._ended = False  # the last publish ended (the actor exits after ENDED_EXIT_S)
@@ -160,7 +160,7 @@ class StreamIngest:
                 epoch,
                 int(self.hls.target_duration_s * 1000),
                 self.hls.window_segments,
-                ladder=True,  # the tap also feeds processors and thumbnails
+                ladder=True,  # the tap also feeds processors
                 advertise_source="source" in self.ladder.ladder,
                 part_ms=int(self.hls.part_duration_s * 1000),
             )
@@ -211,12 +211,11 @@ class StreamIngest:
             return self._fail(str(exc) if isinstance(exc, UnsupportedMedia) else f"bad media from publisher: {exc}")
         if files:
             self.out.write(files, self.presentation)
-            self.out.update_status(self.timeline, self.presentation, self.ladder.status, self.ladder.restarts)
         if self.max_bitrate_kbps and self.timeline.stats.window_s() >= BITRATE_WINDOW_S:
             kbps = self.timeline.stats.rates()[0]
             if kbps > self.max_bitrate_kbps:
                 return self._fail(f"ingest bitrate {kbps:.0f} kb/s is above this server's limit of {self.max_bitrate_kbps:.0f} kb/s")
-        self.out.ingest_health(self.timeline, self.ladder.status)
+        self.out.each_second(self.timeline, self.presentation, self.ladder.status, self.ladder.restarts)
         return StreamReply(True)
 
     def _fail(self, reason: str) -> StreamReply:
@@ -294,13 +293,11 @@ class StreamIngest:
     def _stream_ladder(self) -> list[str]:
         return store.stream_ladder(self.redis, self.name) or self.transcode.ladder
 
-    # -- the tap: transcoder, processors, thumbnails -------------------------------------
+    # -- the tap: transcoder, processors -------------------------------------------------
     def _feed_tap(self) -> None:
         assert self.presentation is not None
         items = self.presentation.take_ladder_input()
-        jpeg = self.tap.feed(items, self.presentation.epoch)
-        if jpeg is not None:
-            self.out.thumbnail(jpeg, self.presentation)
+        self.tap.feed(items, self.presentation.epoch)
         self.ladder.feed(items, self.presentation, self.tap.config)
 
     def _drain_ladder(self) -> list[StoredFile]:

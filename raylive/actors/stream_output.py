@@ -90,11 +90,6 @@ class StreamOutput:
                 p.expire(store.file_key(self.name, path), ttl)
             self._execute(p)
 
-    def thumbnail(self, jpeg: bytes, presentation: LiveHlsPresentation | None) -> None:
-        with self.media.pipeline(transaction=False) as p:
-            p.set(store.file_key(self.name, "thumbnail.jpg"), jpeg, ex=self.segment_ttl(presentation))
-            self._execute(p)
-
     def _execute(self, p: redis.client.Pipeline) -> bool:
         """A media write that fails (the media Redis full of keys it cannot evict, or away)
         costs this stream its output for the moment, never the stream or anyone else's."""
@@ -131,17 +126,29 @@ class StreamOutput:
         self._late_reported = 0
         self._snapshotted = False
 
-    def ingest_health(self, timeline: IngestTimeline, ladder: TranscodeReply | None) -> None:
-        """One ingest-health row per wall second per stream (analytics)."""
+    def each_second(
+        self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int
+    ) -> None:
+        """The live status and one ingest-health row (analytics), once per wall second in one round
+        trip; the status used to be written with every push (5 a second with LL-HLS parts)."""
         second = int(time.time())
         if second == self._health_second:
             return
         self._health_second = second
+        with self.redis.pipeline(transaction=False) as p:
+            self.update_status(timeline, presentation, ladder, restarts, p)
+            self._ingest_health(p, second, timeline, ladder)
+            try:
+                p.execute()
+            except redis.RedisError as exc:
+                log.warning("stream %s: status not written: %s", self.name, exc)
+
+    def _ingest_health(self, pipe: Any, second: int, timeline: IngestTimeline, ladder: TranscodeReply | None) -> None:
         kbps, fps = timeline.stats.rates()
         late = timeline.stats.late_frames - self._late_reported  # in this second
         self._late_reported = timeline.stats.late_frames
         analytics.emit(
-            self.redis,
+            pipe,
             "ingest",
             ts=second,
             stream=self.name,
@@ -154,7 +161,7 @@ class StreamOutput:
         )
 
     def update_status(
-        self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int
+        self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int, pipe: Any = None
     ) -> None:
         kbps, fps = timeline.stats.rates()
         fields: dict[str, Any] = {"bitrate_kbps": round(kbps, 1), "fps": round(fps, 2)}
@@ -175,7 +182,7 @@ class StreamOutput:
         fields["renditions"] = {
             r.name: {"bandwidth": r.peak_bps, "average_bandwidth": r.average_bps} for r in presentation.renditions.values()
         }
-        self.redis.hset(store.live_key(self.name), mapping=store.live_fields(**fields))
+        (pipe or self.redis).hset(store.live_key(self.name), mapping=store.live_fields(**fields))
 
     def session_event(self, event: str, reason: str = "", presentation: LiveHlsPresentation | None = None) -> None:
         """A publish session's start or end (analytics `stream_sessions`), with its media at the end."""

@@ -1,11 +1,11 @@
 """`MediaTap`: the stream actor's fan-out of its compressed media (`runtime/taps.py`) to the
-processor hosts attached to it, each through its own `TapQueue`, and the thumbnail it takes
-from a keyframe every few seconds. The transcoder is fed from the same items (`ladder.py`)."""
+processor hosts attached to it, each through its own `TapQueue`. The transcoder is fed from the
+same items (`ladder.py`). Nothing here decodes: thumbnails are made on request by the playback
+app from a stored segment, so a stream actor never loads PyAV."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +15,11 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
 from ..names import REGISTRY_NAME
-from ..runtime.frames import keyframe_jpeg
+from ..runtime.ladder import LadderConfig, LadderInput
 from ..runtime.taps import TapQueue
-from ..runtime.transcode import LadderConfig, LadderFrame, LadderInput
 
 log = logging.getLogger(__name__)
 MAX_CONSUMER_BACKLOG = 8  # batches (≈ 2 s of media) a processor host may leave unanswered
-THUMBNAIL_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -36,7 +34,6 @@ class MediaTap:
         self.stream = stream
         self.consumers: dict[str, _Consumer] = {}
         self.config: LadderConfig | None = None  # the stream's latest configuration
-        self._thumbnail_at = 0.0
 
     def attach(self, name: str, handle: Any) -> None:
         self.consumers[name] = _Consumer(handle)
@@ -63,16 +60,13 @@ class MediaTap:
     def detach(self, name: str) -> None:
         self.consumers.pop(name, None)
 
-    def feed(self, items: list[LadderInput], epoch: str) -> bytes | None:
-        """Send the new items to every consumer that keeps up; returns a thumbnail (JPEG) when one is due."""
-        jpeg = None
+    def feed(self, items: list[LadderInput], epoch: str) -> None:
+        """Send the new items to every consumer that keeps up."""
         for item in items:
             if isinstance(item, LadderConfig):
                 self.config = item
-            elif isinstance(item, LadderFrame) and item.keyframe and time.monotonic() - self._thumbnail_at >= THUMBNAIL_INTERVAL_S:
-                jpeg = self._thumbnail(item) or jpeg
         if not items:
-            return jpeg
+            return
         for name, consumer in self.consumers.items():
             while consumer.calls and ray.wait([consumer.calls[0]], timeout=0)[0]:
                 try:
@@ -86,17 +80,6 @@ class MediaTap:
                 metrics.inc("raylive_tap_dropped_frames_total", dropped, stream=self.stream, consumer=name)
             if batch is not None:
                 consumer.calls.append(consumer.handle.push.remote(batch, dropped))
-        return jpeg
-
-    def _thumbnail(self, frame: LadderFrame) -> bytes | None:
-        self._thumbnail_at = time.monotonic()
-        if self.config is None:
-            return None
-        try:
-            return keyframe_jpeg(self.config.video, frame.data)
-        except (ValueError, OSError) as exc:
-            log.info("stream %s: no thumbnail from this keyframe: %s", self.stream, exc)
-            return None
 
 
 def _registry() -> Any:

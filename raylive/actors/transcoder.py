@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import ray
 
-from ..runtime.transcode import LadderInput, LadderTranscoder, RungOutput
+from ..runtime.ladder import LadderInput, RungOutput
 from ..settings import TranscodeSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class StreamTranscoder:
     def __init__(self, stream: str, ladder: list[str], settings: TranscodeSettings) -> None:
         self.stream = stream
         self.max_lag_s = settings.max_lag_s
+        from ..runtime.transcode import LadderTranscoder  # PyAV: in this actor, never in the stream actor that defines it
+
         gpu_visible = bool(ray.get_gpu_ids())
         self.ladder = LadderTranscoder(ladder, settings.renditions, settings.encoder, settings.preset, gpu_visible)
         self._last_drop = 0.0

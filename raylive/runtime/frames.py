@@ -17,8 +17,8 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 
-from .media import VideoConfig
-from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, open_decoder, scale_graph
+from .ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
+from .transcode import open_decoder, scale_graph
 
 
 class FrameSampler:
@@ -72,13 +72,18 @@ class FrameSampler:
         return self._graph.vpull().to_ndarray()
 
 
-def keyframe_jpeg(config: VideoConfig, keyframe: bytes, width: int = 320) -> bytes:
-    """A JPEG thumbnail of one keyframe (it decodes on its own)."""
-    dec = open_decoder(config)
-    frames = list(dec.decode(av.Packet(keyframe))) + list(dec.decode(None))
-    if not frames:
-        raise ValueError("the keyframe did not decode")
-    frame = frames[0]
+def segment_jpeg(init: bytes, segment: bytes, width: int = 320) -> bytes:
+    """A JPEG thumbnail of a CMAF segment's first frame (a keyframe: every segment starts with one),
+    from the rendition's init segment and the media segment as stored."""
+    try:
+        with av.open(io.BytesIO(init + segment), mode="r", format="mp4") as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1  # frame threads deadlocked on free (PyAV 18)
+            frame = next(container.decode(stream), None)
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise ValueError(f"the segment did not decode: {exc}") from exc
+    if frame is None:
+        raise ValueError("the segment has no frame")
     height = max(2, round(frame.height * width / frame.width / 2) * 2)
     g = scale_graph(frame, width, height, "yuvj420p")
     g.push(frame)
@@ -87,7 +92,4 @@ def keyframe_jpeg(config: VideoConfig, keyframe: bytes, width: int = 320) -> byt
     assert isinstance(enc, VideoCodecContext)
     enc.width, enc.height, enc.pix_fmt, enc.time_base = width, height, "yuvj420p", Fraction(1, 25)
     enc.open()
-    buf = io.BytesIO()
-    for packet in [*enc.encode(small), *enc.encode(None)]:
-        buf.write(bytes(packet))
-    return buf.getvalue()
+    return b"".join(bytes(packet) for packet in [*enc.encode(small), *enc.encode(None)])

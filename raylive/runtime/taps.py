@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod
+from .ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
 
 
 @dataclass

@@ -30,6 +30,7 @@ from ..runtime.packaging.hls import delta_update, playlist_edge
 from ..settings import HookSettings
 from .access import AccessRefused, PlaybackAccess
 from .blocking import PlaylistWatch
+from .thumbnails import Thumbnails
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -94,6 +95,7 @@ class PlaybackApp:
         self.cache = SegmentCache(segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
+        self.thumbnails = Thumbnails(self.media)
         self.sid_secret = b""  # read from Redis on the first request
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
@@ -162,7 +164,7 @@ class PlaybackApp:
                 self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
             return response
         if m["thumbnail"]:
-            data = await self.media.get(store.file_key(name, "thumbnail.jpg"))
+            data = await self.thumbnails.get(name)
             if data is None:
                 return _error(404, f"no thumbnail of {name}: it is not live")
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})

@@ -41,7 +41,10 @@ def test_720p_publish_is_served_as_an_aligned_abr_ladder(raylive: RayliveProcess
 
         master = wait_for(three_variants, 60, "a master playlist with 3 variants", detail=lambda: get(f"{base}/index.m3u8").text)
         assert isinstance(master, str)
-        info = raylive.api("GET", "/api/v1/streams/ladder720").json()
+        # The live status is written once a second: the ladder's shows within one.
+        info = wait_for(
+            lambda: (i := raylive.api("GET", "/api/v1/streams/ladder720").json()).get("encoder") and i, 3, "the ladder in the status"
+        )
         assert info["encoder"] == "libx264" and set(info["transcode_realtime_factor"]) == {"480p", "360p"}, info
         assert ff.wait(60) == 0, ff.stderr.read().decode() if ff.stderr else ""
     finally:

@@ -12,10 +12,11 @@ from raylive.runtime import flv
 from raylive.runtime.av1 import describe_av1c
 from raylive.runtime.hevc import describe_hvcc
 from raylive.runtime.ingest import IngestTimeline, UnsupportedMedia
+from raylive.runtime.ladder import LadderConfig, LadderFrame
 from raylive.runtime.media import VideoConfig, VideoFrame
 from raylive.runtime.packaging.cmaf import CmafPackager, Cut, CutClock, InitSegment, MediaSegment
 from raylive.runtime.rtmp.chunk import AUDIO, VIDEO
-from raylive.runtime.transcode import LadderConfig, LadderFrame, LadderTranscoder
+from raylive.runtime.transcode import LadderTranscoder
 from raylive.runtime.video import describe
 from raylive.settings import TranscodeSettings
 from tests.helpers import pyav_flv

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from raylive.runtime.ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
 from raylive.runtime.media import VideoConfig
 from raylive.runtime.taps import TapQueue
-from raylive.runtime.transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod
 
 CONFIG = LadderConfig(VideoConfig(b"avcc"))
 

@@ -16,8 +16,9 @@ import pytest
 from raylive.runtime import flv
 from raylive.runtime.avc import annexb_to_avcc_sample, avcc_from_annexb, parse_avcc, split_annexb, sps_from_avcc
 from raylive.runtime.ingest import IngestTimeline
+from raylive.runtime.ladder import PlannedRung, estimate_cpus, plan_ladder
 from raylive.runtime.packaging.live import LiveHlsPresentation
-from raylive.runtime.transcode import LadderTranscoder, PlannedRung, choose_encoder, estimate_cpus, open_encoder, plan_ladder
+from raylive.runtime.transcode import LadderTranscoder, choose_encoder, open_encoder
 from raylive.settings import Settings
 
 CATALOGUE = Settings().transcode.renditions

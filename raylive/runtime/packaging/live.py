@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aac import SAMPLES_PER_FRAME
+from ..ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame, mp4_type
-from ..transcode import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from .cmaf import VIDEO_TIMESCALE, CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
 from .dash import MPD_TYPE, DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
 from .hls import (
