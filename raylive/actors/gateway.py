@@ -27,9 +27,11 @@ from ..runtime.rtmp.chunk import RtmpMessage
 from ..runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from ..settings import Settings
 from .stream import StreamIngestActor, StreamReply
+from .warm_workers import WarmWorkers
 
 log = logging.getLogger(__name__)
 METRICS_INTERVAL_S = 5.0
+WARM_CHECK_S = 2.0  # how soon the warm workers a burst of publishers used are replaced
 RECLAIM_TIMEOUT_S = 15.0  # how long a publisher waits for its restarted stream actor
 # A node started with this label listens for RTMP on that port instead of rtmp.port (several
 # Ray nodes on one host, or a host where 1935 is taken): `ray start --labels '{"raylive.io/rtmp-port": "1936"}'`.
@@ -157,6 +159,7 @@ class RtmpGateway:
         self.sinks: dict[str, _StreamSink] = {}  # connection token -> its publisher's sink
         self.stopping = False
         self._metrics_task: asyncio.Task[None] | None = None
+        self._warm_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Listen (idempotent: `raylive up` calls it again after Ray restarted this actor)."""
@@ -168,6 +171,8 @@ class RtmpGateway:
         port = int(str(ctx.get_node_labels().get(RTMP_PORT_LABEL, self.settings.rtmp.port)))
         self.port = await self.server.start(self.settings.host, port)
         self._metrics_task = asyncio.get_running_loop().create_task(self._report_metrics())
+        if self.settings.rtmp.warm_workers:
+            self._warm_task = asyncio.get_running_loop().create_task(self._keep_workers_warm(self.settings.rtmp.warm_workers))
         log.info("RTMP gateway listening on %s:%d", self.settings.host, self.port)
         return self.port
 
@@ -197,6 +202,17 @@ class RtmpGateway:
                 metrics.inc("raylive_rtmp_connections_ended_total", n - reported[reason], reason=reason)
                 reported[reason] = n
             await asyncio.sleep(METRICS_INTERVAL_S)
+
+    async def _keep_workers_warm(self, count: int) -> None:
+        warm: WarmWorkers | None = None
+        while not self.stopping:
+            try:
+                if warm is None:
+                    warm = await asyncio.to_thread(WarmWorkers, count)
+                await asyncio.to_thread(warm.top_up)
+            except Exception as exc:  # noqa: BLE001 - a raylet that does not answer: streams start cold meanwhile
+                log.warning("gateway: could not keep Ray workers warm: %s", exc)
+            await asyncio.sleep(WARM_CHECK_S)
 
     def stream_actor(self, name: str) -> Any:
         node_id = ray.get_runtime_context().get_node_id()
