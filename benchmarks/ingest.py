@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -93,15 +94,57 @@ def tree_cpu(root: int) -> dict[int, float]:
     return out
 
 
-def cpu_over(root: int, seconds: float) -> float:
-    """CPU used by root and all its descendants over `seconds`, in % of one core."""
-    before = tree_cpu(root)
-    start = time.monotonic()
+def _label(p: psutil.Process) -> str:
+    """A process's kind: Ray's title (`ray::StreamIngest`), else its program's name."""
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "?"
+    if cmd and cmd[0].startswith("ray::"):
+        return cmd[0].split()[0].split(".")[0]
+    if not cmd:
+        return p.name()
+    prog = Path(cmd[0]).name
+    args = [a for a in cmd[1:] if not a.startswith("-") or a == "-m"]
+    if prog.startswith("python") and args:
+        return Path(args[1] if args[0] == "-m" and len(args) > 1 else args[0]).name
+    return prog
+
+
+def _processes() -> dict[int, tuple[str, float]]:
+    out = {}
+    for p in psutil.process_iter():
+        try:
+            t = p.cpu_times()
+            out[p.pid] = (_label(p), t.user + t.system)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _busy_s() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+
+def machine_cpu(seconds: float, exclude: set[int]) -> tuple[float, dict[str, float]]:
+    """The whole machine's busy time over `seconds` in % of one core, less the processes in
+    `exclude` (the publishers, this script): so Redis, Ray's GCS, raylet and agents, HAProxy,
+    Serve and every worker count, whoever started them. Also the busiest kinds of process."""
+    exclude = exclude | {os.getpid()}
+    before, busy0, start = _processes(), _busy_s(), time.monotonic()
     time.sleep(seconds)
-    after = tree_cpu(root)
-    elapsed = time.monotonic() - start
-    used = sum(after[pid] - before.get(pid, 0.0) for pid in after)
-    return 100.0 * used / elapsed
+    after, busy1, elapsed = _processes(), _busy_s(), time.monotonic() - start
+    by_kind: dict[str, float] = {}
+    excluded = 0.0
+    for pid, (label, cpu) in after.items():
+        used = cpu - before.get(pid, (label, 0.0))[1]
+        if pid in exclude:
+            excluded += used
+        else:
+            by_kind[label] = by_kind.get(label, 0.0) + used
+    busiest = sorted(by_kind.items(), key=lambda kv: -kv[1])[:10]
+    return 100.0 * max(0.0, busy1 - busy0 - excluded) / elapsed, {k: round(100.0 * v / elapsed, 1) for k, v in busiest}
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
@@ -126,12 +169,13 @@ class Server:
     dash_url: Callable[[int], str] | None = None  # stream index -> MPD URL (nginx-rtmp's own DASH)
 
 
-def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = None) -> Server:
+def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = None, warm_workers: int | None = None) -> Server:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     rtmp, http = free_port(), free_port()
     data = work / "raylive"
     # Every benchmark publisher comes from 127.0.0.1 and up to 100 start at once.
-    (work / "raylive.yaml").write_text(f"rtmp:\n  max_unpublished_per_address: {max(16, n_max)}\n")
+    warm = "" if warm_workers is None else f"  warm_workers: {warm_workers}\n"
+    (work / "raylive.yaml").write_text(f"rtmp:\n  max_unpublished_per_address: {max(16, n_max)}\n{warm}")
     log = open(work / "raylive.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "raylive.cli", "up", "--data-dir", str(data), "--host", "127.0.0.1",
@@ -168,10 +212,10 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
 SKIPPED = {"skipped": "nginx with libnginx-mod-rtmp not installed"}
 
 
-def each_server(tmp: Path, streams: int) -> Iterator[tuple[str, Server | None]]:
+def each_server(tmp: Path, streams: int, warm_workers: int | None = None) -> Iterator[tuple[str, Server | None]]:
     """raylive (with `streams` stream keys), then nginx-rtmp (None when it is not installed), each
     stopped after its turn: the two never run at the same time."""
-    for name, starter in (("raylive", lambda w: start_raylive(w, streams)), ("nginx-rtmp", start_nginx)):
+    for name, starter in (("raylive", lambda w: start_raylive(w, streams, warm_workers=warm_workers)), ("nginx-rtmp", start_nginx)):
         work = tmp / name
         work.mkdir()
         server = starter(work)
@@ -247,7 +291,7 @@ def start_nginx(work: Path) -> Server | None:
     )
 
 
-def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, float | int]:
+def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float = 0.0) -> dict[str, Any]:
     started: list[float] = []
     pubs = []
     for i in range(n):
@@ -262,13 +306,17 @@ def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, floa
                 if status == 200 and "#EXTINF" in text:
                     ready[i] = time.monotonic() - started[i]
         time.sleep(0.1)
-    cpu = cpu_over(server.root_pid, measure_s)
+    time.sleep(settle_s)
+    cpu, busiest = machine_cpu(measure_s, {p.pid for p in pubs})
     alive = sum(p.poll() is None for p in pubs)
     for p in pubs:
         p.terminate()
     for p in pubs:
         p.wait(10)
     waits = sorted(ready.values())
+    if len(ready) < n or alive < n:
+        # A figure from a run in which publishers failed would flatter the server.
+        return {"streams": n, "failed": f"{n - len(ready)} of {n} publishers got no playable playlist, {n - alive} exited"}
     return {
         "streams": n,
         "playable": len(ready),
@@ -277,6 +325,7 @@ def run_n(server: Server, src: Path, n: int, measure_s: float) -> dict[str, floa
         "cpu_pct_per_stream": round(cpu / n, 2),
         "first_playlist_s_median": round(statistics.median(waits), 2) if waits else -1,
         "first_playlist_s_max": round(waits[-1], 2) if waits else -1,
+        "busiest_cpu_pct": busiest,
     }
 
 
@@ -285,39 +334,55 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--measure-s", type=float, default=20.0)
     ap.add_argument("--idle-s", type=float, default=10.0)
+    ap.add_argument("--settle-s", type=float, default=10.0, help="wait after the last playlist, before measuring CPU")
+    ap.add_argument("--warm-workers", type=int, default=None, help="raylive's rtmp.warm_workers (default: its own)")
     args = ap.parse_args()
     src = source_file()
-    results: dict[str, object] = {
+    results: dict[str, Any] = {
         "source": "1280x720p30 H.264 2.5 Mb/s + AAC 128k, 2 s GOP",
         "machine_cores": os.cpu_count(),
+        "warm_workers": args.warm_workers,
         "servers": {},
     }
     with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
-        for name, server in each_server(Path(tmp), max(args.streams)):
+        for name, server in each_server(Path(tmp), max(args.streams), args.warm_workers):
             if server is None:
-                results["servers"][name] = SKIPPED  # type: ignore[index]
+                results["servers"][name] = SKIPPED
                 continue
-            idle = cpu_over(server.root_pid, args.idle_s)
-            rows = [run_n(server, src, n, args.measure_s) for n in args.streams]
-            results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "runs": rows}  # type: ignore[index]
+            time.sleep(args.settle_s)  # past start-up (and raylive's warm workers being started)
+            idle, idle_busiest = machine_cpu(args.idle_s, set())
+            rows = []
+            for n in args.streams:
+                rows.append(run_n(server, src, n, args.measure_s, args.settle_s))
+                time.sleep(args.settle_s)  # the streams end and their actors exit
+            results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "idle_busiest_cpu_pct": idle_busiest, "runs": rows}
             print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
     save_results("ingest", results, render(results))
+    failed = [
+        f"{name} N={r['streams']}: {r['failed']}" for name, d in results["servers"].items() for r in d.get("runs", []) if "failed" in r
+    ]
+    if failed:
+        sys.exit("FAILED: " + "; ".join(failed))
 
 
-def render(results: dict) -> str:  # type: ignore[type-arg]
+def render(results: dict[str, Any]) -> str:
     servers = results["servers"]
     lines = [
-        f"Ingest: {results['source']}; {results['machine_cores']} cores. CPU in % of one core, all server processes.",
+        f"Ingest: {results['source']}; {results['machine_cores']} cores. CPU in % of one core: the whole machine's busy time",
+        "less the publishers' and this script's (every process a server starts counts, and the machine's own background).",
         "",
         "| N | server | playable | CPU total % | CPU/stream % | first playlist median s | max s | CPU/stream vs nginx |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", [])}
+    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", []) if "failed" not in r}
     for name, data in servers.items():
         if "runs" not in data:
             lines.append(f"| - | {name} | {data['skipped']} | | | | | |")
             continue
         for r in data["runs"]:
+            if "failed" in r:
+                lines.append(f"| {r['streams']} | {name} | FAILED: {r['failed']} | | | | | |")
+                continue
             base = ref.get(r["streams"])
             ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
             lines.append(
@@ -326,7 +391,8 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             )
     for name, data in servers.items():
         if "idle_cpu_pct" in data:
-            lines.append(f"\nIdle CPU of {name} (no streams): {data['idle_cpu_pct']}%")
+            busiest = ", ".join(f"{k} {v}" for k, v in data["idle_busiest_cpu_pct"].items() if v >= 0.1)
+            lines.append(f"\nIdle CPU of {name} (no streams): {data['idle_cpu_pct']}% ({busiest})")
     return "\n".join(lines) + "\n"
 
 

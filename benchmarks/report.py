@@ -33,7 +33,7 @@ def headline(b: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
     """(measure, raylive, reference, raylive/reference, reference name) for what each benchmark found."""
     rows: list[tuple[str, Any, Any, str, str]] = []
     ingest = _get(b, "ingest", "results", "servers") or {}
-    rl_runs, ng_runs = _get(ingest, "raylive", "runs") or [], _get(ingest, "nginx-rtmp", "runs") or []
+    rl_runs, ng_runs = ([r for r in _get(ingest, name, "runs") or [] if "failed" not in r] for name in ("raylive", "nginx-rtmp"))
     if rl_runs and ng_runs:
         rl, ng = rl_runs[-1]["cpu_pct_per_stream"], ng_runs[-1]["cpu_pct_per_stream"]
         measure = f"CPU per passthrough stream at {rl_runs[-1]['streams']} streams, % of a core"
@@ -84,7 +84,7 @@ def plots(b: dict[str, Any], out: Path) -> dict[str, Path]:
     if _get(ingest, "raylive", "runs"):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name, color in (("raylive", RAYLIVE), ("nginx-rtmp", REFERENCE)):
-            runs = _get(ingest, name, "runs") or []
+            runs = [r for r in _get(ingest, name, "runs") or [] if "failed" not in r]
             ax.plot([r["streams"] for r in runs], [r["cpu_pct_per_stream"] for r in runs], "o-", color=color, label=name)
         ax.set(xlabel="concurrent passthrough streams", ylabel="CPU per stream, % of a core", yscale="log", title="Ingest CPU per stream")
         ax.legend()
