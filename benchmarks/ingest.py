@@ -147,6 +147,18 @@ def machine_cpu(seconds: float, exclude: set[int]) -> tuple[float, dict[str, flo
     return 100.0 * max(0.0, busy1 - busy0 - excluded) / elapsed, {k: round(100.0 * v / elapsed, 1) for k, v in busiest}
 
 
+def stream_actor_uss_mb() -> float | None:
+    """Median USS (the memory only that process holds) of raylive's stream actors, in MB."""
+    uss = []
+    for p in psutil.process_iter():
+        try:
+            if p.cmdline()[0].startswith("ray::StreamIngest"):  # `.push` while it runs one
+                uss.append(p.memory_full_info().uss / 1e6)
+        except (psutil.Error, IndexError):
+            pass
+    return round(statistics.median(uss), 1) if uss else None
+
+
 def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
     """Ask a server (started in its own session) to stop; kill its whole session if it lingers."""
     proc.send_signal(sig)
@@ -308,6 +320,7 @@ def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float =
         time.sleep(0.1)
     time.sleep(settle_s)
     cpu, busiest = machine_cpu(measure_s, {p.pid for p in pubs})
+    stream_uss = stream_actor_uss_mb()
     alive = sum(p.poll() is None for p in pubs)
     for p in pubs:
         p.terminate()
@@ -326,6 +339,7 @@ def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float =
         "first_playlist_s_median": round(statistics.median(waits), 2) if waits else -1,
         "first_playlist_s_max": round(waits[-1], 2) if waits else -1,
         "busiest_cpu_pct": busiest,
+        **({"stream_actor_uss_mb_median": stream_uss} if stream_uss else {}),
     }
 
 
