@@ -33,6 +33,7 @@ class StreamOutput:
         self.media = redis.Redis.from_url(store.media_url(self.redis, redis_url))  # its files
         self.media_errors = 0  # media writes that failed during this actor's life
         self._health_second = 0  # wall second of the last ingest-health row
+        self._renditions_described = 0  # renditions in the live status written last
         self._late_reported = 0  # late frames counted in rows so far
         self._snapshotted = False  # a snapshot of this publish is in Redis
 
@@ -124,20 +125,25 @@ class StreamOutput:
         self.redis.delete(store.live_key(self.name))
         self.media.delete(*(store.file_key(self.name, p) for p in LiveHlsPresentation.playlist_paths()))
         self._late_reported = 0
+        self._renditions_described = 0
         self._snapshotted = False
 
     def each_second(
         self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int
     ) -> None:
         """The live status and one ingest-health row (analytics), once per wall second in one round
-        trip; the status used to be written with every push (5 a second with LL-HLS parts)."""
+        trip (the status was written with every push: 5 a second with LL-HLS parts), and the status
+        at once when a rendition appears, so a stream that plays is described."""
         second = int(time.time())
-        if second == self._health_second:
+        renditions = len(presentation.renditions)
+        if second == self._health_second and renditions == self._renditions_described:
             return
-        self._health_second = second
+        self._renditions_described = renditions  # a new rendition (the first, a rung) is described at once
         with self.redis.pipeline(transaction=False) as p:
             self.update_status(timeline, presentation, ladder, restarts, p)
-            self._ingest_health(p, second, timeline, ladder)
+            if second != self._health_second:
+                self._health_second = second
+                self._ingest_health(p, second, timeline, ladder)
             try:
                 p.execute()
             except redis.RedisError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import psutil
 import ray
@@ -21,6 +22,7 @@ from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_gr
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 24 * 3600
+JOB_CHECK_S = 30.0
 IDLE_TITLE = "ray::IDLE"
 STARTING_SCRIPT = "default_worker.py"  # a worker before it names itself
 
@@ -36,6 +38,22 @@ class WarmWorkers:
             init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
         )
         self.asked = 0
+        self._job_checked_at = -JOB_CHECK_S
+        self._job_alive_at_check = True
+
+    def _job_alive(self) -> bool:
+        """Workers are started for a job: once the driver that created this gateway has gone
+        (`raylive gateway` exits after starting it), warming would only start processes that
+        no actor of a live job may take. Asked of the GCS at most every JOB_CHECK_S."""
+        now = time.monotonic()
+        if now - self._job_checked_at >= JOB_CHECK_S:
+            self._job_checked_at = now
+            gcs = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined] # set when the worker connects
+            jobs = gcs.get_all_job_info(skip_submission_job_info_field=True, skip_is_running_tasks_field=True)
+            self._job_alive_at_check = any(j.job_id == self.job_id and not j.is_dead for j in jobs.values())
+            if not self._job_alive_at_check:
+                log.info("warm workers: the job that started this gateway has ended; none are kept")
+        return self._job_alive_at_check
 
     def idle(self) -> int:
         """Workers of this node's raylet that run nothing (any job's: the raylet does not say), or
@@ -54,7 +72,7 @@ class WarmWorkers:
         """Ask the raylet for the workers missing; it starts at most its startup concurrency (the
         node's CPUs) per call, so the pool fills over a few calls. Returns how many were asked."""
         missing = self.count - self.idle()
-        if missing <= 0:
+        if missing <= 0 or not self._job_alive():
             return 0
         request = node_manager_pb2.PrestartWorkersRequest(  # type: ignore[attr-defined] # generated, no stubs
             language=common_pb2.PYTHON,  # type: ignore[attr-defined]

@@ -118,7 +118,9 @@ def test_viewers_watch_time_and_ingest_health_reach_the_analytics_api(raylive: R
     assert seconds == list(range(seconds[0], seconds[-1] + 1)) and len(seconds) >= 12, seconds
     assert all(p["fps"] > 20 for p in ingest[3:-2]), ingest  # type: ignore[index]
     assert sql(raylive, "SELECT ts, count() AS n FROM ingest_health WHERE stream = 'an1' GROUP BY ts HAVING n > 1") == []
-    sessions = sql(raylive, "SELECT event, reason, resolution FROM stream_sessions WHERE stream = {s:String} ORDER BY ts", s="an1")
+    query = "SELECT event, reason, resolution FROM stream_sessions WHERE stream = {s:String} ORDER BY ts"
+    # The writer inserts once a second: the end is in within a few.
+    sessions = wait_for(lambda: rows if len(rows := sql(raylive, query, s="an1")) >= 2 else None, 10, "the session's end")
     assert sessions == [["start", "", ""], ["end", "unpublished", "640x360"]]
     top = raylive.api("GET", "/api/v1/analytics/top?period=1h").json()
     assert "an1" in [t["stream"] for t in top]
