@@ -37,7 +37,6 @@ class WarmWorkers:
         self.stub = node_manager_pb2_grpc.NodeManagerServiceStub(
             init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
         )
-        self.asked = 0
         self._job_checked_at = -JOB_CHECK_S
         self._job_alive_at_check = True
 
@@ -81,5 +80,4 @@ class WarmWorkers:
             num_workers=missing,
         )
         self.stub.PrestartWorkers(request, timeout=10)
-        self.asked += missing
         return missing

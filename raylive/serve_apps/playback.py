@@ -164,8 +164,7 @@ class PlaybackApp:
                 self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
             return response
         if m["thumbnail"]:
-            data = await self.thumbnails.get(name)
-            if data is None:
+            if (data := await self.thumbnails.get(name)) is None:
                 return _error(404, f"no thumbnail of {name}: it is not live")
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"

@@ -10,21 +10,11 @@ import logging
 from typing import Any
 
 from .. import store
+from ..runtime.packaging.hls import newest_segment
 
 log = logging.getLogger(__name__)
 THUMBNAIL_TTL_S = 5
 PLAYLIST = "source/index.m3u8"  # the source is packaged whether or not it is advertised
-
-
-def newest_segment(playlist: str) -> tuple[str, str] | None:
-    """(init URI, newest complete segment URI) of a media playlist, relative to its directory."""
-    init = segment = ""
-    for line in playlist.splitlines():
-        if line.startswith("#EXT-X-MAP:URI="):
-            init = line.split('"')[1]
-        elif line and not line.startswith("#"):
-            segment = line
-    return (init, segment) if init and segment else None
 
 
 class Thumbnails:

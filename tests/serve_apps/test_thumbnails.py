@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 
 from raylive import store
 from raylive.launcher.redis_server import EmbeddedRedis
-from raylive.serve_apps.thumbnails import Thumbnails, newest_segment
+from raylive.runtime.packaging.hls import newest_segment
+from raylive.serve_apps.thumbnails import Thumbnails
 
 pytestmark = pytest.mark.timeout(60)
 

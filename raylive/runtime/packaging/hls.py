@@ -232,6 +232,17 @@ def playlist_edge(text: str) -> PlaylistEdge:
     return PlaylistEdge(msn + segments, open_parts, ended, target, part_target)
 
 
+def newest_segment(text: str) -> tuple[str, str] | None:
+    """(init URI, newest complete segment URI) of a rendered media playlist."""
+    init = segment = ""
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-MAP:"):
+            init = _attr(line, "URI") or ""
+        elif line and not line.startswith("#"):
+            segment = line
+    return (init, segment) if init and segment else None
+
+
 def _attr(line: str, name: str) -> str | None:
     for item in line.split(":", 1)[1].split(","):
         key, _, value = item.partition("=")
