@@ -35,7 +35,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import RESULTS, loop_publisher, source_file, start_raylive  # noqa: E402
 
-SEGMENT_URI = re.compile(r"^(\S+\.m4s\S*)$", re.M)
+SEGMENT_URI = re.compile(r"^([^#\s]\S*\.m4s\S*)$", re.M)  # segment lines, not the tags (LL-HLS parts, preload hints)
 
 
 @dataclass

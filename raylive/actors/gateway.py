@@ -161,6 +161,7 @@ class RtmpGateway:
         self._metrics_task: asyncio.Task[None] | None = None
         self._warm_task: asyncio.Task[None] | None = None
 
+    @ray.method(enable_task_events=False)  # `raylive up` calls it every 2 s: GCS kept each call (30 a minute, for good)
     async def start(self) -> int:
         """Listen (idempotent: `raylive up` calls it again after Ray restarted this actor)."""
         if self.port or self.stopping:
