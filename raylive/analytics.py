@@ -392,7 +392,7 @@ def stream_report(client: Client, stream: str, start: float, end: float, step: i
     ).result_rows
     ingest = client.query(
         f"SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{step:UInt32}}))) AS t, avg(bitrate_kbps), avg(fps), "
-        f"sum(late_frames), max(transcode_lag_s) FROM ingest_health WHERE {where} GROUP BY t ORDER BY t",
+        f"sum(late_frames), max(transcode_lag_s), max(keyframe_interval_ms) FROM ingest_health WHERE {where} GROUP BY t ORDER BY t",
         parameters=p,
     ).result_rows
     mix_total = sum(n for _, n in mix) or 1
@@ -413,8 +413,9 @@ def stream_report(client: Client, stream: str, start: float, end: float, step: i
                 "fps": round(float(f), 2),
                 "late_frames": int(lf),
                 "transcode_lag_s": round(float(lag), 2),
+                "keyframe_interval_ms": int(kf),
             }
-            for t, b, f, lf, lag in ingest
+            for t, b, f, lf, lag, kf in ingest
         ],
     }
 

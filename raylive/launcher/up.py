@@ -207,7 +207,7 @@ class Raylive:
         serve.run(app, name="playback", route_prefix="/live", blocking=False)
         token_hash = hashlib.sha256(self.admin_token.encode()).hexdigest()
         control = ControlDeployment.options(max_ongoing_requests=s.http.max_ongoing_requests, ray_actor_options={"num_cpus": 0}).bind(
-            self.redis_url, token_hash, s.rtmp.port, list(s.transcode.renditions)
+            self.redis_url, token_hash, s.rtmp.port, list(s.transcode.renditions), self.ray_head.dashboard_url if self.ray_head else None
         )
         serve.run(control, name="control", route_prefix="/", blocking=False)
         self._wait_until_ready()
@@ -387,6 +387,7 @@ def run_up(settings: Settings) -> int:
     print(f"  playback: http://{host}:{settings.http.port}/live/<name>/index.m3u8")
     token_from = rl.admin_token_file or f"${ADMIN_TOKEN_ENV}"
     print(f"  api:      http://{host}:{settings.http.port}/api/v1 (docs at /docs; Bearer token from {token_from})")
+    print(f"  console:  http://{host}:{settings.http.port}/console/ (sign in with that token)")
     if rl.ray_head is not None and rl.ray_head.dashboard_url:
         print(f"  ray:      {rl.ray_head.dashboard_url} (Ray dashboard)")
     media = "" if rl.media_redis_url == rl.redis_url else f", media {redacted(rl.media_redis_url)}"

@@ -93,6 +93,17 @@ async def ws_ticket(caller: Reader) -> Ticket:
     return Ticket(ticket=ticket, expires_in=TICKET_TTL_S)
 
 
+class Me(BaseModel):
+    name: str = Field(description='"admin" for the admin token, else the API token\'s name')
+    scopes: list[str]
+
+
+@router.get("/api/v1/me", response_model=Me)
+async def me(caller: Reader) -> Me:
+    """Who this token is and what it may do (the console shows a read-only view without `admin`)."""
+    return Me(name=caller.name, scopes=sorted(caller.scopes))
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["grafana"])

@@ -13,7 +13,9 @@ from fastapi import HTTPException
 from .. import store
 
 # Per replica, set by ControlApp.__init__ (module-level because Serve serves a copy of the app).
-STATE = SimpleNamespace(redis=None, sync_redis=None, media_redis=None, admin_digest="", rtmp_port=1935, renditions=["source"])
+STATE = SimpleNamespace(
+    redis=None, sync_redis=None, media_redis=None, admin_digest="", rtmp_port=1935, renditions=["source"], dashboard_url=None
+)
 
 
 async def call(fn: Any, *args: Any) -> Any:

@@ -27,6 +27,7 @@ from ..playback_auth import mint
 from .analytics_api import router as analytics_router
 from .auth import Admin, Reader
 from .auth import router as auth_router
+from .console import router as console_router
 from .context import STATE, call, stream
 from .models import (
     ERRORS,
@@ -51,7 +52,7 @@ app = FastAPI(
     description="Streams, keys and live state of a raylive deployment. Every /api/v1 endpoint needs a Bearer token "
     "(the admin token, or an API token with the scope the endpoint names: admin, read or analytics).",
 )
-for router in (auth_router, analytics_router, push_router):
+for router in (auth_router, analytics_router, push_router, console_router):
     app.include_router(router)
 
 
@@ -135,13 +136,13 @@ def _cluster(r: redis.Redis) -> dict[str, Any]:
                 "streams": sorted(s["name"] for s in live if s.get("node_id") == node_id),
             }
         )
-    return {"nodes": nodes, "playback_replicas": len(replicas)}
+    return {"nodes": nodes, "playback_replicas": len(replicas), "renditions": STATE.renditions, "dashboard_url": STATE.dashboard_url}
 
 
 @app.get("/api/v1/cluster", response_model=ClusterInfo, responses=ERRORS)
-async def cluster(_: Reader) -> dict[str, Any]:
+async def cluster(request: Request, _: Reader) -> dict[str, Any]:
     """The Ray nodes and what runs on each: RTMP gateway, playback replicas, stream actors."""
-    return await call(_cluster)  # type: ignore[no-any-return]
+    return {**await call(_cluster), "rtmp_url": _urls(request, "", "")[0].rstrip("/")}
 
 
 @app.get("/api/v1/webhooks", response_model=list[WebhookEndpoint], responses=ERRORS)
@@ -252,13 +253,14 @@ async def delete(name: str, request: Request, _: Admin) -> None:
 
 @serve.ingress(app)
 class ControlApp:
-    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str]) -> None:
+    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str], dashboard_url: str | None = None) -> None:
         STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
         STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
         STATE.media_redis = redis.Redis.from_url(store.media_url(STATE.sync_redis, redis_url))
         STATE.admin_digest = token_hash
         STATE.rtmp_port = rtmp_port
         STATE.renditions = ["source", *renditions]
+        STATE.dashboard_url = dashboard_url
 
 
 ControlDeployment = serve.deployment(name="control")(ControlApp)

@@ -108,6 +108,9 @@ class NodeInfo(BaseModel):
 class ClusterInfo(BaseModel):
     nodes: list[NodeInfo]
     playback_replicas: int
+    rtmp_url: str = Field(description="where broadcasters publish, as this API's host sees it (append /<stream-key>)")
+    renditions: list[str] = Field(description="the renditions a stream's ladder may name")
+    dashboard_url: str | None = Field(default=None, description="the Ray dashboard, when raylive started one")
 
 
 class WebhookDelivery(BaseModel):
@@ -141,6 +144,7 @@ class IngestPoint(BaseModel):
     fps: float
     late_frames: int
     transcode_lag_s: float
+    keyframe_interval_ms: int
 
 
 class StreamAnalytics(BaseModel):

@@ -1,0 +1,175 @@
+// One stream: a low-latency player, live charts (history from the analytics API, then a point a
+// second from the WebSocket), how to publish, and the actions an admin may take.
+
+import { ApiError, del, get, post, put, subscribe } from './api.js';
+import { Chart, copyField, dialog, fmtDuration, fmtNum, fmtTime, h, toast } from './ui.js';
+import { play } from './playback.js';
+import { LIVE, ladderPicker, showKey, stateBadge } from './streams.js';
+
+const HISTORY_S = 1800;
+
+export function streamView(main, ctx, name) {
+  const path = `/api/v1/streams/${encodeURIComponent(name)}`;
+  let info = null, player = null, playerFor = null, retry = null;
+  const badge = h('span');
+  const video = h('video', { id: 'player', muted: true, autoplay: true, playsinline: true, controls: true });
+  const levels = h('select', { 'aria-label': 'Rendition', disabled: true }, h('option', { value: '-1' }, 'Auto'));
+  const playerNote = h('p', { class: 'muted', role: 'status' });
+  const stats = h('dl', { class: 'stats' });
+  const renditions = h('div');
+  const charts = h('div', { class: 'charts' });
+  const errorBox = h('p', { class: 'error', role: 'alert' });
+
+  levels.addEventListener('change', () => player && player.setLevel(Number(levels.value)));
+
+  const startPlayer = async () => {
+    stopPlayer();
+    playerFor = info.started_at;
+    playerNote.textContent = 'Loading…';
+    try {
+      player = await play(ctx, info, video, {
+        onLevels: (ls) => {
+          levels.replaceChildren(h('option', { value: '-1' }, 'Auto'), ls.map((l) => h('option', { value: String(l.index) }, l.label)));
+          levels.disabled = ls.length < 2;
+          playerNote.textContent = '';
+        },
+        onError: (text) => {  // e.g. a publish so new that its playlist is not written yet: again in 2 s while live
+          playerNote.textContent = `Player: ${text} (retrying)`;
+          if (player) player.destroy();
+          player = null;
+          retry = setTimeout(() => { retry = null; if (info && LIVE.has(info.state)) startPlayer(); }, 2000);
+        },
+      });
+    } catch (e) {
+      playerNote.textContent = e.message;
+    }
+  };
+  const stopPlayer = () => {
+    clearTimeout(retry);
+    retry = null;
+    if (player) player.destroy();
+    player = null;
+    playerFor = null;
+    levels.disabled = true;
+  };
+
+  const row = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
+  const renderInfo = () => {
+    const live = LIVE.has(info.state);
+    badge.replaceChildren(stateBadge(info.state), ...(info.revoked ? [h('span', { class: 'badge state-ended' }, 'key revoked')] : []));
+    stats.replaceChildren(...[
+      row('Viewers', `${info.viewers ?? 0} now · ${info.peak_viewers ?? 0} peak · ${info.unique_viewers ?? 0} unique`),
+      row('Ingest', live ? `${fmtNum(info.bitrate_kbps, 0, ' kb/s')} · ${fmtNum(info.fps, 1, ' fps')} · ${info.resolution || '–'}` : '–'),
+      row('Codecs', [info.video_codec, info.audio_codec].filter(Boolean).join(' + ') || '–'),
+      row('Keyframe interval', live ? fmtNum(info.keyframe_interval_ms, 0, ' ms') : '–'),
+      row('Transcode lag', live && info.transcode_lag_s !== null && info.transcode_lag_s !== undefined ? fmtNum(info.transcode_lag_s, 2, ' s') : '–'),
+      row('Ladder', info.ladder ? info.ladder.join(', ') : `default (${ctx.cluster.renditions.join(', ')})`),
+      row('Node', info.node || '–'),
+      row(live ? 'Uptime' : 'Last live', live ? fmtDuration(Date.now() / 1000 - info.started_at) : fmtTime(info.ended_at)),
+      row('Playback', info.playback || 'public'),
+    ].flat());
+    const outs = Object.entries(info.renditions || {});
+    renditions.replaceChildren(outs.length ? h('ul', { class: 'plain' }, outs.map(([r, o]) =>
+      h('li', {}, `${r}: ${fmtNum((o.bandwidth || 0) / 1000, 0, ' kb/s')} · ${(info.viewers_by_rendition || {})[r] ?? 0} viewers`))) : '');
+    if (live && playerFor !== info.started_at) startPlayer();
+    if (!live && playerFor !== null) stopPlayer();
+    if (!live) playerNote.textContent = info.state === 'ended' ? 'The stream ended.' : 'Not live: the player starts when a publisher does.';
+  };
+
+  const load = async () => {
+    try {
+      info = await get(path);
+      errorBox.textContent = '';
+      renderInfo();
+    } catch (e) {
+      errorBox.textContent = e instanceof ApiError && e.status === 404 ? `No stream named “${name}”.` : e.message;
+    }
+  };
+
+  // Charts: history first, then live points.
+  const mk = (title, series) => new Chart(charts, title, series, { keep: HISTORY_S });
+  const chViewers = mk('Viewers', ['viewers']);
+  const chBitrate = mk('Ingest bitrate (kb/s)', ['kb/s']);
+  const chFps = mk('Frames per second', ['fps']);
+  const chKeyframe = mk('Keyframe interval (ms)', ['ms']);
+  const chLag = mk('Transcode lag (s)', ['s']);
+  const history = async () => {
+    const now = Date.now() / 1000;
+    try {
+      const a = await get(`${path}/analytics?from=${Math.floor(now - HISTORY_S)}&to=${Math.ceil(now)}&step=10`);
+      chViewers.set(a.viewers.map((p) => [p.t, p.viewers]));
+      chBitrate.set(a.ingest.map((p) => [p.t, p.bitrate_kbps]));
+      chFps.set(a.ingest.map((p) => [p.t, p.fps]));
+      chKeyframe.set(a.ingest.map((p) => [p.t, p.keyframe_interval_ms]));
+      chLag.set(a.ingest.map((p) => [p.t, p.transcode_lag_s]));
+    } catch (e) {
+      charts.prepend(h('p', { class: 'muted' }, `No history: ${e.message}`));
+    }
+  };
+  const onPush = (m) => {
+    if (m.type === 'event' && (m.event === 'publish' || m.event === 'unpublish')) { load(); return; }
+    if (m.type !== 'status' || !info) return;
+    if (m.state === 'deleted') { errorBox.textContent = 'This stream was deleted.'; stopPlayer(); return; }
+    Object.assign(info, m);
+    renderInfo();
+    if (!LIVE.has(m.state)) return;
+    const t = Math.floor(m.time);
+    chViewers.push([t, m.viewers ?? 0]);
+    chBitrate.push([t, m.bitrate_kbps]);
+    chFps.push([t, m.fps]);
+    chKeyframe.push([t, m.keyframe_interval_ms]);
+    chLag.push([t, m.transcode_lag_s]);
+  };
+
+  // Actions, each confirmed; a failure leaves the API's text in the dialog.
+  const act = (label, question, run, after = load) => h('button', {
+    type: 'button',
+    class: label === 'Delete' || label === 'Revoke key' ? 'danger' : '',
+    onclick: async () => {
+      const done = await dialog({ title: `${label}: ${name}`, body: h('p', {}, question), ok: label, action: run });
+      if (done) await after(done);
+    },
+  }, label);
+  const actions = ctx.admin ? h('div', { class: 'actions' },
+    act('Rotate key', 'A new key replaces the current one: the next publish with the old key fails. A publisher already live stays live.',
+      () => post(`${path}/key/rotate`), (created) => showKey(ctx, created, `New key for ${name}`)),
+    h('button', { type: 'button', onclick: setLadder }, 'Set ladder'),
+    act('Stop', 'Disconnects the publisher now. Its key keeps working: it may publish again.', () => post(`${path}/stop`)),
+    act('Revoke key', 'Disconnects the publisher and the key stops working for good (rotate to publish again).', () => post(`${path}/revoke`)),
+    act('Delete', 'Deletes the stream, its key and what it has written. This cannot be undone.', () => del(path),
+      () => { toast(`Stream ${name} deleted`); location.hash = '#/streams'; }),
+  ) : h('p', { class: 'muted' }, 'Read-only token: actions need the admin scope.');
+
+  async function setLadder() {
+    const picker = ladderPicker(ctx, info && info.ladder);
+    const done = await dialog({
+      title: `Ladder of ${name}`, ok: 'Save',
+      body: [picker.el, h('p', { class: 'muted' }, 'Takes effect at the next publish.')],
+      action: () => put(`${path}/ladder`, { ladder: picker.value() }),
+    });
+    if (done) { info = done; renderInfo(); toast('Ladder saved: it applies from the next publish'); }
+  }
+
+  const publish = h('section', { class: 'card' }, h('h2', {}, 'Publish'),
+    copyField('Server', ctx.cluster.rtmp_url),
+    h('p', {}, 'Stream key: shown once, when the stream is created or its key rotated.'),
+    h('details', {}, h('summary', {}, 'OBS settings'), h('ul', { class: 'plain' },
+      h('li', {}, 'Settings → Stream: Service “Custom…”, Server as above, Stream Key as given'),
+      h('li', {}, 'Output → Encoder x264 (or NVENC H.264/HEVC/AV1), Rate control CBR'),
+      h('li', {}, 'Keyframe interval 1 s for the lowest latency (2 s at most)'),
+      h('li', {}, 'Audio: AAC, 48 kHz'))));
+
+  main.replaceChildren(
+    h('div', { class: 'bar' }, h('a', { href: '#/streams' }, '← Streams'), h('h1', { class: 'title' }, h('span', {}, name), badge)),
+    errorBox,
+    actions,
+    h('div', { class: 'split' },
+      h('section', { class: 'card' }, video, h('div', { class: 'bar' }, h('label', {}, 'Rendition ', levels)), playerNote),
+      h('section', { class: 'card' }, h('h2', {}, 'Now'), stats, renditions)),
+    h('section', { class: 'card' }, h('h2', {}, 'Last 30 minutes'), charts),
+    publish,
+  );
+  load().then(history);
+  const close = subscribe(`/api/v1/ws/streams/${encodeURIComponent(name)}`, onPush);
+  return () => { close(); stopPlayer(); };
+}
