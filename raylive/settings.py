@@ -116,6 +116,16 @@ class WebhookSettings:
 
 
 @dataclass
+class RecordingSettings:
+    """Recordings of publish sessions (VOD); a stream's own policy (PUT .../recording) overrides these."""
+
+    enabled: bool = False  # record streams that have no policy of their own
+    url: str = ""  # any fsspec URL (s3://bucket/prefix, ...); empty: <data_dir>/recordings (one node only)
+    max_age_s: float = 0  # recordings that ended longer ago are removed (0: kept)
+    max_bytes: int = 0  # a stream's recordings beyond this are removed, oldest first (0: no limit)
+
+
+@dataclass
 class Settings:
     host: str = "0.0.0.0"
     data_dir: str = "~/.raylive"
@@ -134,10 +144,15 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     hooks: HookSettings = field(default_factory=HookSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def recording_url(self) -> str:
+        return self.recording.url or str(self.data_path / "recordings")
 
     @property
     def clickhouse_dsn(self) -> str:

@@ -184,6 +184,7 @@ class LiveStatus:
     transcode_realtime_factor: dict[str, float] | None = None
     transcoder_pid: int | None = None
     transcoder_restarts: int | None = None
+    recording: str | None = None  # id of the recording this publish writes (none: not recorded)
     peak_viewers: int = 0
 
 
@@ -323,6 +324,25 @@ def set_playback(r: redis.Redis, name: str, mode: str) -> None:
     r.hset(stream_key(name), PLAYBACK_FIELD, mode)
 
 
+RECORDING_FIELD = "recording"  # of a stream's hash: its own recording policy (JSON)
+
+
+def set_recording(r: redis.Redis, name: str, policy: dict[str, Any] | None) -> None:
+    """This stream's recording policy from its next publish on ({enabled, max_age_s, max_bytes});
+    None: the configured default."""
+    if not r.exists(stream_key(name)):
+        raise NoSuchStream(name)
+    if policy is None:
+        r.hdel(stream_key(name), RECORDING_FIELD)
+    else:
+        r.hset(stream_key(name), RECORDING_FIELD, json.dumps(policy))
+
+
+def stream_recording(r: redis.Redis, name: str) -> dict[str, Any] | None:
+    raw = r.hget(stream_key(name), RECORDING_FIELD)
+    return json.loads(raw) if raw else None
+
+
 def stream_playback(r: redis.Redis, name: str) -> str | None:
     """public or signed; None: no such stream."""
     raw = r.hget(stream_key(name), PLAYBACK_FIELD)
@@ -405,6 +425,7 @@ def get_stream(r: redis.Redis, name: str, now: float | None = None) -> dict[str,
         "revoked": info.get("revoked") == "1",
         "ladder": json.loads(info["ladder"]) if info.get("ladder") else None,
         "playback": info.get(PLAYBACK_FIELD, "public"),
+        "recording": json.loads(info[RECORDING_FIELD]) if info.get(RECORDING_FIELD) else None,
         "viewers": int(viewers),
         "unique_viewers": int(unique),
     }

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 from . import store
 
 log = logging.getLogger(__name__)
-EVENTS = ("stream.published", "stream.reconnecting", "stream.resumed", "stream.ended", "key.revoked")
+EVENTS = ("stream.published", "stream.reconnecting", "stream.resumed", "stream.ended", "key.revoked", "recording.ready", "recording.failed")
 CONSUMER = "dispatcher"  # one per group: after a restart it finds its undelivered events again
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 60.0
 KEPT_DELIVERIES = 100

@@ -232,6 +232,8 @@ class RtmpGateway:
             self.settings.rtmp.reconnect_grace_s,
             self.settings.transcode,
             self.settings.rtmp.max_bitrate_kbps,
+            self.settings.recording,
+            self.settings.recording_url,
         )
 
 

@@ -26,7 +26,7 @@ from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER, AskHolder, End, PublisherLifecycle, Refuse
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.rtmp.chunk import VIDEO
-from ..settings import HlsSettings, TranscodeSettings
+from ..settings import HlsSettings, RecordingSettings, TranscodeSettings
 from .ladder import LadderSupervisor
 from .stream_output import StreamOutput
 from .taps import MediaTap
@@ -62,6 +62,8 @@ class StreamIngest:
         reconnect_grace_s: float = 10.0,
         transcode: TranscodeSettings | None = None,
         max_bitrate_kbps: float = 0,
+        recording: RecordingSettings | None = None,
+        recording_url: str = "",
     ) -> None:
         self.max_bitrate_kbps = max_bitrate_kbps
         self.name = name
@@ -69,7 +71,7 @@ class StreamIngest:
         self.transcode = transcode or TranscodeSettings()
         self.ladder = LadderSupervisor(name, self.transcode)
         self.tap = MediaTap(name)  # processors
-        self.out = StreamOutput(name, redis_url, hls)
+        self.out = StreamOutput(name, redis_url, hls, recording, recording_url)
         self.redis = self.out.redis
         self._ended = False  # the last publish ended (the actor exits after ENDED_EXIT_S)
         self.lifecycle = PublisherLifecycle(name, reconnect_grace_s)
@@ -103,6 +105,9 @@ class StreamIngest:
 
     def exit_if_ended(self) -> None:
         """The stream ended and nobody claimed it since: free the process (and the name)."""
+        if self.out.recorder is not None and not self.out.recorder.idle():
+            self._ended = True  # its last segments are still being stored: ask again later
+            return
         if self.lifecycle.owner is None and self.lifecycle.suspended is None and time.monotonic() - self._last_call >= ENDED_EXIT_S:
             log.info("stream %s: ended %.0fs ago; its actor exits", self.name, time.monotonic() - self._last_call)
             ray.actor.exit_actor()
@@ -125,6 +130,7 @@ class StreamIngest:
             if restored is None:
                 return
             self.presentation = restored[0]
+            self.out.resume_recording()
         self._finalize(decision.reason)
 
     def claim(self, token: str, peer: str, gateway: str = "") -> StreamReply:
@@ -149,6 +155,7 @@ class StreamIngest:
             self.out.write(self.out.recover_open_segments(self.presentation) + self.presentation.push(replay), self.presentation)
             self.started_at = self.out.status().started_at or time.time()
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
+            self.out.resume_recording()
             self.tap.subscribe_processors()
         elif decision.resume and self.presentation is not None:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity
@@ -166,6 +173,7 @@ class StreamIngest:
             )
             self.started_at = time.time()
             self.out.new_publish()
+            self.out.start_recording(self.started_at)
             log.info("stream %s: publish started from %s", self.name, peer)
             self.out.session_event("start")
             self.out.webhook("stream.published", client=peer, node=socket.gethostname())
@@ -262,6 +270,7 @@ class StreamIngest:
         self.out.expire_retained(self.presentation, ttl)
         assert self.timeline is not None
         self.out.update_status(self.timeline, self.presentation, self.ladder.status, self.ladder.restarts)
+        self.out.end_recording()
         self.out.set_state("ended", ended_at=time.time(), end_reason=reason)
         self._ended = True
         self.out.session_event("end", reason, self.presentation)
@@ -271,6 +280,7 @@ class StreamIngest:
 
     def _forget(self, reason: str) -> None:
         """The stream was deleted: no ended playlists stay behind, nor its live state."""
+        self.out.end_recording()
         self.out.forget()
         self._ended = True
         self.out.session_event("end", reason)

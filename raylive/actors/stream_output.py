@@ -18,7 +18,9 @@ from ..runtime.ingest import IngestTimeline
 from ..runtime.media import mp4_type
 from ..runtime.packaging.hls import PART_TARGETS_LISTED
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
-from ..settings import HlsSettings
+from ..runtime.recording import Recording
+from ..settings import HlsSettings, RecordingSettings
+from .recorder import Recorder
 from .transcoder import TranscodeReply
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,14 @@ SEGMENT_TTL_MARGIN_S = 4  # for a viewer's clock and round trips
 
 
 class StreamOutput:
-    def __init__(self, name: str, redis_url: str, hls: HlsSettings) -> None:
+    def __init__(
+        self, name: str, redis_url: str, hls: HlsSettings, recording: RecordingSettings | None = None, recording_url: str = ""
+    ) -> None:
         self.name = name
         self.hls = hls
+        self.recording_defaults = recording or RecordingSettings()
+        self.recording_url = recording_url
+        self.recorder: Recorder | None = None  # made at the first recorded publish
         self.redis = redis.Redis.from_url(redis_url)  # the stream's state
         self.media = redis.Redis.from_url(store.media_url(self.redis, redis_url))  # its files
         self.media_errors = 0  # media writes that failed during this actor's life
@@ -54,6 +61,8 @@ class StreamOutput:
         return math.ceil((PART_TARGETS_LISTED + 2) * self.hls.target_duration_s) + SEGMENT_TTL_MARGIN_S
 
     def write(self, files: list[StoredFile], presentation: LiveHlsPresentation | None, ttl: int | None = None) -> None:
+        if self.recorder is not None:
+            self.recorder.feed(files)
         ttl = ttl or self.segment_ttl(presentation)
         part_ttl = min(ttl, self.part_ttl())
         playlists = [f for f in files if f.path.endswith("/index.m3u8")]
@@ -127,6 +136,41 @@ class StreamOutput:
         self._late_reported = 0
         self._renditions_described = 0
         self._snapshotted = False
+
+    # -- recordings (actors/recorder.py) -------------------------------------------------------
+    def start_recording(self, started_at: float) -> str | None:
+        """A new publish: record it if the stream's policy (or the configured default) says so."""
+        d = self.recording_defaults
+        policy = {
+            "enabled": d.enabled,
+            "max_age_s": d.max_age_s,
+            "max_bytes": d.max_bytes,
+            **(store.stream_recording(self.redis, self.name) or {}),
+        }
+        if not policy["enabled"] or not self.recording_url:
+            return None
+        if self.recorder is None:
+            self.recorder = Recorder(self.name, self.recording_url, on_done=self._recording_done)
+        self.recorder.max_age_s, self.recorder.max_bytes = float(policy["max_age_s"] or 0), int(policy["max_bytes"] or 0)
+        rec_id = self.recorder.begin(started_at)
+        self.redis.hset(store.live_key(self.name), mapping=store.live_fields(recording=rec_id))
+        return rec_id
+
+    def resume_recording(self) -> None:
+        """This actor restarted mid-publish: go on with the recording the publish was writing."""
+        rec_id = self.status().recording
+        if rec_id and self.recording_url:
+            self.recorder = self.recorder or Recorder(self.name, self.recording_url, on_done=self._recording_done)
+            self.recorder.resume(self.recorder.store.recording(self.name, rec_id))
+
+    def end_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.end(time.time())
+
+    def _recording_done(self, rec: Recording) -> None:  # on the recorder's thread
+        summary = rec.summary()
+        self.webhook("recording.ready" if not rec.error else "recording.failed", **summary)
+        self.redis.publish(store.EVENTS_CHANNEL, json.dumps({"event": "recording", "name": self.name, "time": time.time(), **summary}))
 
     def each_second(
         self, timeline: IngestTimeline, presentation: LiveHlsPresentation, ladder: TranscodeReply | None, restarts: int

@@ -24,16 +24,17 @@ export async function thumbnailUrl(ctx, stream) {
 
 // An LL-HLS player on `video`; `onLevels(levels)` when the renditions are known, `onError(text)`
 // for a fatal error. Returns {setLevel(i), destroy()}.
-export async function play(ctx, stream, video, { onLevels = () => {}, onError = () => {} } = {}) {
+// `path`: the multivariant playlist under /live/NAME/ (a recording's: recordings/REC/index.m3u8).
+export async function play(ctx, stream, video, { onLevels = () => {}, onError = () => {}, path = 'index.m3u8' } = {}) {
   const q = await playbackQuery(ctx, stream);
   if (q === null) throw new Error('Signed playback: a token with the admin scope plays it here.');
-  const src = `/live/${encodeURIComponent(stream.name)}/index.m3u8${q ? '?' + q : ''}`;
+  const src = `/live/${encodeURIComponent(stream.name)}/${path}${q ? '?' + q : ''}`;
   if (!window.Hls || !Hls.isSupported()) {  // Safari plays HLS itself
     video.src = src;
     video.play().catch(() => {});
     return { setLevel() {}, destroy() { video.removeAttribute('src'); video.load(); } };
   }
-  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+  const hls = new Hls({ lowLatencyMode: path === 'index.m3u8', backBufferLength: 30 });
   window.consolePlayer = hls;  // for the tests and for a curious operator's devtools
   hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
     onLevels(d.levels.map((l, i) => ({ index: i, label: l.height ? `${l.height}p` : `${Math.round(l.bitrate / 1000)} kb/s`, bitrate: l.bitrate })));

@@ -2,7 +2,7 @@
 // second from the WebSocket), how to publish, and the actions an admin may take.
 
 import { ApiError, del, get, post, put, subscribe } from './api.js';
-import { Chart, copyField, dialog, fmtDuration, fmtNum, fmtTime, h, toast } from './ui.js';
+import { Chart, Table, copyField, dialog, fmtDuration, fmtNum, fmtTime, h, toast } from './ui.js';
 import { play } from './playback.js';
 import { LIVE, ladderPicker, showKey, stateBadge } from './streams.js';
 
@@ -22,22 +22,23 @@ export function streamView(main, ctx, name) {
 
   levels.addEventListener('change', () => player && player.setLevel(Number(levels.value)));
 
-  const startPlayer = async () => {
+  const startPlayer = async (recording = null) => {
     stopPlayer();
-    playerFor = info.started_at;
-    playerNote.textContent = 'Loading…';
+    playerFor = recording ? `recording ${recording}` : info.started_at;
+    playerNote.textContent = recording ? `Recording ${recording}` : 'Loading…';
     try {
       player = await play(ctx, info, video, {
+        path: recording ? `recordings/${recording}/index.m3u8` : 'index.m3u8',
         onLevels: (ls) => {
           levels.replaceChildren(h('option', { value: '-1' }, 'Auto'), ls.map((l) => h('option', { value: String(l.index) }, l.label)));
           levels.disabled = ls.length < 2;
-          playerNote.textContent = '';
+          if (!recording) playerNote.textContent = '';
         },
         onError: (text) => {  // e.g. a publish so new that its playlist is not written yet: again in 2 s while live
           playerNote.textContent = `Player: ${text} (retrying)`;
           if (player) player.destroy();
           player = null;
-          retry = setTimeout(() => { retry = null; if (info && LIVE.has(info.state)) startPlayer(); }, 2000);
+          if (!recording) retry = setTimeout(() => { retry = null; if (info && LIVE.has(info.state)) startPlayer(); }, 2000);
         },
       });
     } catch (e) {
@@ -67,12 +68,14 @@ export function streamView(main, ctx, name) {
       row('Node', info.node || '–'),
       row(live ? 'Uptime' : 'Last live', live ? fmtDuration(Date.now() / 1000 - info.started_at) : fmtTime(info.ended_at)),
       row('Playback', info.playback || 'public'),
+      row('Recording', info.recording ? (info.recording.enabled ? 'on' : 'off') : 'configured default'),
     ].flat());
     const outs = Object.entries(info.renditions || {});
     renditions.replaceChildren(outs.length ? h('ul', { class: 'plain' }, outs.map(([r, o]) =>
       h('li', {}, `${r}: ${fmtNum((o.bandwidth || 0) / 1000, 0, ' kb/s')} · ${(info.viewers_by_rendition || {})[r] ?? 0} viewers`))) : '');
-    if (live && playerFor !== info.started_at) startPlayer();
-    if (!live && playerFor !== null) stopPlayer();
+    const watchingRecording = typeof playerFor === 'string';
+    if (live && playerFor !== info.started_at && !watchingRecording) startPlayer();
+    if (!live && playerFor !== null && !watchingRecording) stopPlayer();
     if (!live) playerNote.textContent = info.state === 'ended' ? 'The stream ended.' : 'Not live: the player starts when a publisher does.';
   };
 
@@ -107,7 +110,7 @@ export function streamView(main, ctx, name) {
     }
   };
   const onPush = (m) => {
-    if (m.type === 'event' && (m.event === 'publish' || m.event === 'unpublish')) { load(); return; }
+    if (m.type === 'event' && (m.event === 'publish' || m.event === 'unpublish' || m.event === 'recording')) { load(); loadRecordings(); return; }
     if (m.type !== 'status' || !info) return;
     if (m.state === 'deleted') { errorBox.textContent = 'This stream was deleted.'; stopPlayer(); return; }
     Object.assign(info, m);
@@ -134,6 +137,7 @@ export function streamView(main, ctx, name) {
     act('Rotate key', 'A new key replaces the current one: the next publish with the old key fails. A publisher already live stays live.',
       () => post(`${path}/key/rotate`), (created) => showKey(ctx, created, `New key for ${name}`)),
     h('button', { type: 'button', onclick: setLadder }, 'Set ladder'),
+    h('button', { type: 'button', onclick: setRecording }, 'Recording'),
     act('Stop', 'Disconnects the publisher now. Its key keeps working: it may publish again.', () => post(`${path}/stop`)),
     act('Revoke key', 'Disconnects the publisher and the key stops working for good (rotate to publish again).', () => post(`${path}/revoke`)),
     act('Delete', 'Deletes the stream, its key and what it has written. This cannot be undone.', () => del(path),
@@ -150,6 +154,43 @@ export function streamView(main, ctx, name) {
     if (done) { info = done; renderInfo(); toast('Ladder saved: it applies from the next publish'); }
   }
 
+  // Recordings: each publish session of a recorded stream; play one here, delete one.
+  const recordings = new Table([
+    { key: 'start', label: 'Started', value: (r) => r.started_at, cell: (r) => fmtTime(r.started_at) },
+    { key: 'duration', label: 'Duration', value: (r) => r.duration_s, cell: (r) => fmtDuration(r.duration_s), class: 'num' },
+    { key: 'size', label: 'Size', value: (r) => r.bytes, cell: (r) => fmtNum(r.bytes / 1e6, 1, ' MB'), class: 'num hide-narrow' },
+    { key: 'state', label: 'State', value: (r) => r.state, cell: (r) => h('span', { title: r.error }, r.state, r.error ? ` (${r.error})` : '') },
+    { key: 'actions', label: '', cell: (r) => h('span', { class: 'actions' },
+      h('button', { type: 'button', onclick: () => startPlayer(r.id) }, 'Play'),
+      ctx.admin && r.state !== 'recording' ? h('button', { type: 'button', class: 'danger', onclick: async () => {
+        const done = await dialog({ title: 'Delete recording', body: h('p', {}, `Recording ${r.id} and its files go for good.`), ok: 'Delete',
+          action: () => del(`${path}/recordings/${r.id}`) });
+        if (done) loadRecordings();
+      } }, 'Delete') : null) },
+  ], { sortKey: 'start', desc: true, empty: 'No recordings.', rowKey: (r) => r.id });
+  const recordingsNote = h('p', { class: 'muted' });
+  const loadRecordings = async () => {
+    try { recordings.render(await get(`${path}/recordings`)); recordingsNote.textContent = ''; }
+    catch (e) { recordingsNote.textContent = e.message; }
+  };
+  async function setRecording() {
+    const p = (info && info.recording) || { enabled: true, max_age_s: 0, max_bytes: 0 };
+    const enabled = h('input', { type: 'checkbox', checked: p.enabled });
+    const useDefault = h('input', { type: 'checkbox', checked: !(info && info.recording) });
+    const days = h('input', { type: 'number', min: 0, step: 'any', value: String(p.max_age_s / 86400) });
+    const gb = h('input', { type: 'number', min: 0, step: 'any', value: String(p.max_bytes / 1e9) });
+    const done = await dialog({
+      title: `Recording of ${name}`, ok: 'Save',
+      body: [h('label', { class: 'check' }, useDefault, 'the configured default'), h('br'),
+        h('label', { class: 'check' }, enabled, 'record each publish'),
+        h('label', {}, 'Keep for (days, 0: for good)', days), h('label', {}, 'Keep at most (GB, 0: no limit)', gb),
+        h('p', { class: 'muted' }, 'Takes effect at the next publish.')],
+      action: () => put(`${path}/recording`, { recording: useDefault.checked ? null
+        : { enabled: enabled.checked, max_age_s: Number(days.value) * 86400, max_bytes: Math.round(Number(gb.value) * 1e9) } }),
+    });
+    if (done) { info = done; renderInfo(); toast('Recording policy saved: it applies from the next publish'); }
+  }
+
   const publish = h('section', { class: 'card' }, h('h2', {}, 'Publish'),
     copyField('Server', ctx.cluster.rtmp_url),
     h('p', {}, 'Stream key: shown once, when the stream is created or its key rotated.'),
@@ -164,12 +205,15 @@ export function streamView(main, ctx, name) {
     errorBox,
     actions,
     h('div', { class: 'split' },
-      h('section', { class: 'card' }, video, h('div', { class: 'bar' }, h('label', {}, 'Rendition ', levels)), playerNote),
+      h('section', { class: 'card' }, video, h('div', { class: 'bar' }, h('label', {}, 'Rendition ', levels),
+        h('button', { type: 'button', onclick: () => { stopPlayer(); renderInfo(); } }, 'Live')), playerNote),
       h('section', { class: 'card' }, h('h2', {}, 'Now'), stats, renditions)),
     h('section', { class: 'card' }, h('h2', {}, 'Last 30 minutes'), charts),
+    h('section', { class: 'card' }, h('h2', {}, 'Recordings'), recordingsNote, h('div', { class: 'scroll' }, recordings.el)),
     publish,
   );
   load().then(history);
+  loadRecordings();
   const close = subscribe(`/api/v1/ws/streams/${encodeURIComponent(name)}`, onPush);
   return () => { close(); stopPlayer(); };
 }

@@ -203,11 +203,16 @@ class Raylive:
             **spread,
             max_ongoing_requests=s.http.max_ongoing_requests,
             ray_actor_options={"num_cpus": 0},
-        ).bind(self.redis_url, s.http.segment_cache_mb, s.hooks)
+        ).bind(self.redis_url, s.http.segment_cache_mb, s.hooks, s.recording_url)
         serve.run(app, name="playback", route_prefix="/live", blocking=False)
         token_hash = hashlib.sha256(self.admin_token.encode()).hexdigest()
         control = ControlDeployment.options(max_ongoing_requests=s.http.max_ongoing_requests, ray_actor_options={"num_cpus": 0}).bind(
-            self.redis_url, token_hash, s.rtmp.port, list(s.transcode.renditions), self.ray_head.dashboard_url if self.ray_head else None
+            self.redis_url,
+            token_hash,
+            s.rtmp.port,
+            list(s.transcode.renditions),
+            self.ray_head.dashboard_url if self.ray_head else None,
+            s.recording_url,
         )
         serve.run(control, name="control", route_prefix="/", blocking=False)
         self._wait_until_ready()

@@ -14,7 +14,14 @@ from .. import store
 
 # Per replica, set by ControlApp.__init__ (module-level because Serve serves a copy of the app).
 STATE = SimpleNamespace(
-    redis=None, sync_redis=None, media_redis=None, admin_digest="", rtmp_port=1935, renditions=["source"], dashboard_url=None
+    redis=None,
+    sync_redis=None,
+    media_redis=None,
+    admin_digest="",
+    rtmp_port=1935,
+    renditions=["source"],
+    dashboard_url=None,
+    recordings=None,
 )
 
 

@@ -22,6 +22,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import metrics, store
+from ..actors.recorder import RecordingStore
 from ..names import NAMESPACE, actor_name
 from ..playback_auth import mint
 from .analytics_api import router as analytics_router
@@ -45,6 +46,7 @@ from .models import (
     WebhookEndpoint,
 )
 from .push import router as push_router
+from .recordings_api import router as recordings_router
 
 app = FastAPI(
     title="raylive control API",
@@ -52,7 +54,7 @@ app = FastAPI(
     description="Streams, keys and live state of a raylive deployment. Every /api/v1 endpoint needs a Bearer token "
     "(the admin token, or an API token with the scope the endpoint names: admin, read or analytics).",
 )
-for router in (auth_router, analytics_router, push_router, console_router):
+for router in (auth_router, analytics_router, push_router, console_router, recordings_router):
     app.include_router(router)
 
 
@@ -253,7 +255,15 @@ async def delete(name: str, request: Request, _: Admin) -> None:
 
 @serve.ingress(app)
 class ControlApp:
-    def __init__(self, redis_url: str, token_hash: str, rtmp_port: int, renditions: list[str], dashboard_url: str | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        token_hash: str,
+        rtmp_port: int,
+        renditions: list[str],
+        dashboard_url: str | None = None,
+        recording_url: str = "",
+    ) -> None:
         STATE.redis = aioredis.Redis.from_url(redis_url)  # pub/sub for WebSocket push
         STATE.sync_redis = redis.Redis.from_url(redis_url)  # raylive.store calls, on threads
         STATE.media_redis = redis.Redis.from_url(store.media_url(STATE.sync_redis, redis_url))
@@ -261,6 +271,7 @@ class ControlApp:
         STATE.rtmp_port = rtmp_port
         STATE.renditions = ["source", *renditions]
         STATE.dashboard_url = dashboard_url
+        STATE.recordings = RecordingStore(recording_url) if recording_url else None
 
 
 ControlDeployment = serve.deployment(name="control")(ControlApp)

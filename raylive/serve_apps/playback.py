@@ -32,6 +32,7 @@ from .access import AccessRefused, PlaybackAccess
 from .blocking import PlaylistWatch
 from .thumbnails import Thumbnails
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
+from .vod import VOD_RE, VodFiles
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CORS = {
@@ -85,7 +86,7 @@ def _error(status: int, message: str) -> Response:
 
 
 class PlaybackApp:
-    def __init__(self, redis_url: str, segment_cache_mb: int = 256, hooks: HookSettings | None = None) -> None:
+    def __init__(self, redis_url: str, segment_cache_mb: int = 256, hooks: HookSettings | None = None, recording_url: str = "") -> None:
         # Bounded pools that wait for a free connection: 100 viewers asking at once made redis-py's
         # default pool refuse ("Too many connections", a 500 for the viewer).
         self.redis = aioredis.Redis(connection_pool=_pool(redis_url))  # stream state, viewers
@@ -96,6 +97,7 @@ class PlaybackApp:
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
         self.thumbnails = Thumbnails(self.media)
+        self.vod = VodFiles(recording_url, self.cache) if recording_url else None
         self.sid_secret = b""  # read from Redis on the first request
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
@@ -142,6 +144,12 @@ class PlaybackApp:
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             return Response(now, media_type="text/plain", headers={**CORS, "Cache-Control": "no-store"})
         m = PATH_RE.match(request.url.path)
+        if m is None and self.vod is not None and (m := VOD_RE.match(request.url.path)) is not None:
+            try:
+                token = await self.access.token(request, m["name"])
+            except AccessRefused as refused:
+                return _error(refused.status, refused.reason)
+            return await self.vod.respond(m, CORS, lambda text: tag_playlist(text, f"token={token}") if token else text)
         if m is None:
             return _error(404, "not found")
         name = m["name"]

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from ..conftest import RayliveProcess
+from ..helpers import wait_for
+
 CACHE = Path(__file__).parent.parent / ".cache"
 CHROMIUM = "/usr/bin/chromium"
 PLAYERS = {"hls": "hls.min.js", "dash": "dash.all.min.js", "shaka": "shaka-player.compiled.js"}
@@ -137,3 +140,47 @@ def video_state(page: Any) -> dict[str, Any]:
             stalls: window.stalls, lat: window.lat, decoded: v.getVideoPlaybackQuality().totalVideoFrames }; }"""
     )
     return state
+
+
+# -- the console (/console), in its own browser contexts -----------------------------------------
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (bash scripts/test installs it)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def console_page(browser: Any, raylive: RayliveProcess, token: str, viewport: dict[str, int] = DESKTOP) -> Any:
+    """A new browser context (its own session storage), signed in."""
+    page = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE).new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    # A thumbnail asked for before the first segment is a 404 the page retries: not an error of the page.
+    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource") and page.errors.append(m.text))
+    page.goto(f"{raylive.base_url}/console/")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#top:not([hidden]), #sign-in-error:not(:empty)")  # signed in, or refused
+    return page
+
+
+DEBUG = """JSON.stringify({t: document.getElementById('player') && document.getElementById('player').currentTime,
+  main: document.querySelector('main').innerText.slice(0, 600)})"""  # what the page showed, for a failure's message
+
+
+def until(page: Any, js: str, timeout_s: float, what: str) -> None:
+    """Poll a JS expression (the console's CSP forbids eval, which Playwright's wait_for_function uses)."""
+    wait_for(lambda: page.evaluate(js), timeout_s, what, detail=lambda: f"{page.evaluate(DEBUG)} errors: {page.errors}")

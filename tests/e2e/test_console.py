@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,51 +15,11 @@ import pytest
 
 from ..conftest import RayliveProcess
 from ..helpers import publish, wait_for
-from .browser import CHROMIUM, page_url
+from .browser import DESKTOP, PHONE, chromium, console_page, page_url, until
 
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(__file__).parent.parent / ".artifacts" / "console"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (bash scripts/test installs it)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def console_page(browser: Any, raylive: RayliveProcess, token: str, viewport: dict[str, int] = DESKTOP) -> Any:
-    """A new browser context (its own session storage), signed in."""
-    page = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE).new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    # A thumbnail asked for before the first segment is a 404 the page retries: not an error of the page.
-    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource") and page.errors.append(m.text))
-    page.goto(f"{raylive.base_url}/console/")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    return page
-
-
-DEBUG = """JSON.stringify({t: document.getElementById('player') && document.getElementById('player').currentTime,
-  main: document.querySelector('main').innerText.slice(0, 600)})"""
-
-
-def until(page: Any, js: str, timeout_s: float, what: str) -> None:
-    """Poll a JS expression (the console's CSP forbids eval, which Playwright's wait_for_function uses)."""
-    wait_for(lambda: page.evaluate(js), timeout_s, what, detail=lambda: page.evaluate(DEBUG))
 
 
 def row(page: Any, name: str) -> Any:
@@ -170,6 +128,11 @@ def test_console_refuses_a_wrong_token_and_shows_text_as_text(raylive: RaylivePr
         page.wait_for_selector("h1 span:text-is('" + markup.replace("'", "\\'") + "')")
         page.wait_for_selector("text=No stream named")
         page.goto(f"{raylive.base_url}/console/#/streams")
+        page.focus("button:text-is('New stream')")  # by keyboard: Enter opens the dialog, Escape closes it
+        page.keyboard.press("Enter")
+        page.wait_for_selector("dialog[open]")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("dialog[open]", state="detached")
         page.click("button:text-is('New stream')")
         page.fill("dialog input[maxlength='64']", markup)
         page.click("#dialog-ok")
@@ -202,6 +165,7 @@ def test_console_refuses_a_wrong_token_and_shows_text_as_text(raylive: RaylivePr
                 shoot(p, f"{route}-{size}")
             p.goto(f"{raylive.base_url}/console/#/stream/console2")
             p.wait_for_selector("h2:text-is('Publish')")
+            p.wait_for_selector("td:text-is('No recordings.')")
             p.wait_for_timeout(1000)
             shoot(p, f"stream-{size}")
             assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), f"{size}: wider than the screen"

@@ -47,6 +47,7 @@ class MediaPlaylist:
     part_target: float = 0.0
     open: PlaylistSegment | None = None
     preload_hint: str = ""
+    playlist_type: str = ""  # EVENT or VOD: a recording's playlist (nothing slides out)
 
     def add_part(self, part: PlaylistPart, segment: PlaylistSegment, next_uri: str) -> None:
         """A part of the segment being written; `segment` says its URI, time, init and discontinuity
@@ -85,6 +86,8 @@ class MediaPlaylist:
     def render(self, reports: list[RenditionReport] | None = None) -> str:
         ll = self.part_target > 0
         lines = ["#EXTM3U", f"#EXT-X-VERSION:{9 if ll else 7}", f"#EXT-X-TARGETDURATION:{self.target_duration}"]
+        if self.playlist_type:
+            lines.append(f"#EXT-X-PLAYLIST-TYPE:{self.playlist_type}")
         if ll:
             lines.append(
                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={SKIP_TARGETS * self.target_duration:.1f},"
@@ -241,6 +244,26 @@ def newest_segment(text: str) -> tuple[str, str] | None:
         elif line and not line.startswith("#"):
             segment = line
     return (init, segment) if init and segment else None
+
+
+def listed_segments(text: str) -> list[PlaylistSegment]:
+    """The complete segments a rendered media playlist lists (URI, duration, program date-time,
+    init segment, discontinuity): what a recorder keeps of each."""
+    found: list[PlaylistSegment] = []
+    init, pdt, duration, discontinuity = "", 0.0, None, False
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-MAP:"):
+            init = _attr(line, "URI") or ""
+        elif line == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",", 1)[0])
+        elif line and not line.startswith("#") and duration is not None:
+            found.append(PlaylistSegment(line, duration, pdt, init, discontinuity))
+            duration, discontinuity = None, False
+    return found
 
 
 def _attr(line: str, name: str) -> str | None:

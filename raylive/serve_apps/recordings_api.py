@@ -1,0 +1,94 @@
+"""Recordings in the control API: a stream's recording policy, its recordings listed, deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import store
+from ..runtime.media import STREAM_NAME
+from ..runtime.recording import RECORDING, RECORDING_ID
+from .auth import Admin, Reader
+from .context import STATE, call, stream
+from .models import ERRORS, ErrorBody, StreamInfo
+
+router = APIRouter()
+STREAM_NAME_RE, RECORDING_ID_RE = re.compile(f"^{STREAM_NAME}$"), re.compile(f"^{RECORDING_ID}$")
+
+
+class RecordingPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(description="record this stream's publishes (each one a recording)")
+    max_age_s: float = Field(default=0, ge=0, description="recordings that ended longer ago are removed (0: kept)")
+    max_bytes: int = Field(default=0, ge=0, description="the stream's recordings beyond this are removed, oldest first (0: no limit)")
+
+
+class RecordingPolicyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recording: RecordingPolicy | None = Field(description="null: the configured default (`recording` in raylive.yaml)")
+
+
+class RecordingInfo(BaseModel):
+    id: str
+    stream: str
+    state: str = Field(description="recording, complete or failed (the reason in `error`; what was stored stays playable)")
+    error: str
+    started_at: float
+    ended_at: float | None
+    duration_s: float
+    bytes: int
+    renditions: list[str]
+    discontinuities: int = Field(description="publisher reconnects within the recording")
+    playback_url: str = Field(description="its multivariant playlist (EVENT while recording, VOD once ended)")
+
+
+def _store(name: str, rec: str = "") -> Any:
+    """The recording storage, for a path that names a stream and a recording and nothing else."""
+    if not STREAM_NAME_RE.match(name) or (rec and not RECORDING_ID_RE.match(rec)):
+        raise HTTPException(404, f"no recording {rec!r} of {name!r}" if rec else f"no stream named {name!r}")
+    if STATE.recordings is None:
+        raise HTTPException(503, "recordings are not configured on this deployment")
+    return STATE.recordings
+
+
+def _info(request: Request, summary: dict[str, Any]) -> dict[str, Any]:
+    return {**summary, "playback_url": f"{request.base_url}live/{summary['stream']}/recordings/{summary['id']}/index.m3u8"}
+
+
+@router.put("/api/v1/streams/{name}/recording", response_model=StreamInfo, responses=ERRORS)
+async def set_recording(name: str, body: RecordingPolicyUpdate, _: Admin) -> dict[str, Any]:
+    """Record this stream or not, and how long its recordings stay (from its next publish on)."""
+    try:
+        await call(store.set_recording, name, body.recording.model_dump() if body.recording else None)
+    except store.NoSuchStream:
+        raise HTTPException(404, f"no stream named {name!r}") from None
+    return await stream(name)
+
+
+@router.get("/api/v1/streams/{name}/recordings", response_model=list[RecordingInfo], responses=ERRORS)
+async def list_recordings(name: str, request: Request, _: Reader) -> list[dict[str, Any]]:
+    """The stream's recordings, oldest first."""
+    recs = await asyncio.to_thread(_store(name).recordings, name)
+    return [_info(request, r.summary()) for r in recs]
+
+
+@router.get("/api/v1/streams/{name}/recordings/{rec}", response_model=RecordingInfo, responses=ERRORS)
+async def get_recording(name: str, rec: str, request: Request, _: Reader) -> dict[str, Any]:
+    found = await asyncio.to_thread(_store(name, rec).recording, name, rec)
+    if found is None:
+        raise HTTPException(404, f"no recording {rec!r} of {name!r}")
+    return _info(request, found.summary())
+
+
+@router.delete("/api/v1/streams/{name}/recordings/{rec}", status_code=204, responses={**ERRORS, 409: {"model": ErrorBody}})
+async def delete_recording(name: str, rec: str, _: Admin) -> None:
+    found = await asyncio.to_thread(_store(name, rec).recording, name, rec)
+    if found is None:
+        raise HTTPException(404, f"no recording {rec!r} of {name!r}")
+    if found.state == RECORDING:
+        raise HTTPException(409, f"recording {rec!r} is being written; stop the stream first")
+    await asyncio.to_thread(_store(name, rec).delete, name, rec)

@@ -1,0 +1,73 @@
+"""Recordings played back (VOD) by the playback app, from the recording storage:
+
+    /live/NAME/recordings/REC/index.m3u8           the multivariant playlist the stream had
+    /live/NAME/recordings/REC/RENDITION/index.m3u8  EVENT while recording, VOD once it ended
+    /live/NAME/recordings/REC/RENDITION/FILE        init and media segments (immutable)
+
+Playlists are made from the recording's index, which lists only stored segments."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from ..actors.recorder import RecordingStore
+from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
+from ..runtime.recording import RECORDING, RECORDING_ID, Recording
+
+VOD_RE = re.compile(
+    rf"^/live/(?P<name>{STREAM_NAME})/recordings/(?P<rec>{RECORDING_ID})/"
+    r"(?:(?P<master>index\.m3u8)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
+)
+INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after this long
+
+
+class VodFiles:
+    def __init__(self, url: str, cache: Any) -> None:
+        self.store = RecordingStore(url)
+        self.cache = cache  # the replica's LRU of immutable files (get/put)
+        self._indexes: dict[tuple[str, str], tuple[float, Recording | None]] = {}
+
+    async def recording(self, name: str, rec: str) -> Recording | None:
+        now = time.monotonic()
+        cached = self._indexes.get((name, rec))
+        if cached is not None and (now - cached[0] < INDEX_FRESH_S or (cached[1] is not None and cached[1].state != RECORDING)):
+            return cached[1]
+        found = await asyncio.to_thread(self.store.recording, name, rec)
+        if len(self._indexes) > 1000:
+            self._indexes.clear()
+        self._indexes[(name, rec)] = (now, found)
+        return found
+
+    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any) -> Response:
+        """`tag(text)` writes what every URI must carry (a playback token) into a playlist."""
+        name, rec_id = m["name"], m["rec"]
+        rec = await self.recording(name, rec_id)
+        if rec is None:
+            return _missing(f"no recording {rec_id} of {name}", headers)
+        live = rec.state == RECORDING
+        cache = "public, max-age=1" if live else "public, max-age=3600"
+        if m["master"] or m["file"] == "index.m3u8":
+            text = rec.multivariant if m["master"] else rec.media_playlist(m["rendition"])
+            if not text:
+                return _missing(f"recording {rec_id} has no {m['rendition'] or 'playlist'} yet", headers)
+            return Response(tag(text), media_type=PLAYLIST_TYPE, headers={**headers, "Cache-Control": cache})
+        rel = f"{m['rendition']}/{m['file']}"
+        key = f"vod:{name}/{rec_id}/{rel}"
+        data = self.cache.get(key)
+        if data is None:
+            data = await asyncio.to_thread(self.store.get, name, rec_id, rel)
+            if data is None:
+                return _missing(f"no {rel} in recording {rec_id}", headers)
+            self.cache.put(key, data)
+        return Response(
+            data, media_type=mp4_type(m["rendition"]), headers={**headers, "Cache-Control": "public, max-age=31536000, immutable"}
+        )
+
+
+def _missing(message: str, headers: dict[str, str]) -> Response:
+    return JSONResponse({"error": message}, status_code=404, headers={**headers, "Cache-Control": "no-store"})

@@ -1,0 +1,117 @@
+"""The recorder's thread and storage: the same recording written to a local directory (fsync'd),
+fsspec's memory filesystem and an S3-compatible store (moto's server standing in); a storage that
+refuses writes fails the recording with the reason and never blocks the stream."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raylive.actors.recorder import Recorder, RecordingStore
+from raylive.runtime.packaging.hls import MediaPlaylist, PlaylistSegment
+from raylive.runtime.packaging.live import StoredFile
+from raylive.runtime.recording import COMPLETE, FAILED, Recording
+
+from ..helpers import listen_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = listen_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="recordings")
+    yield "s3://recordings/raylive"
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _batches(n: int) -> list[list[StoredFile]]:
+    """n segments of one rendition as a stream writes them: each with the playlist naming it."""
+    playlist, out = MediaPlaylist(window=3), []
+    for i in range(n):
+        epoch = "e1" if i < n // 2 else "e2"  # a reconnect half-way: a new init, a discontinuity
+        seg = PlaylistSegment(f"{epoch}-{i}.m4s", 2.0, 1000.0 + 2 * i, f"init-{epoch}.mp4", discontinuity=i == n // 2)
+        playlist.append(seg)
+        files = [StoredFile(f"source/{seg.uri}", bytes([i]) * 1000, "video/mp4", True)]
+        if i in (0, n // 2):
+            files.insert(0, StoredFile(f"source/init-{epoch}.mp4", b"init" + epoch.encode(), "video/mp4", True))
+        out.append([*files, StoredFile("source/index.m3u8", playlist.render().encode(), "application/vnd.apple.mpegurl", False)])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["local", "memory", "s3"])
+def test_a_recording_reads_back_whole_from_every_kind_of_storage(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = {"local": str(tmp_path / "rec"), "memory": f"memory://rec-{time.monotonic_ns()}"}.get(kind) or request.getfixturevalue("s3_url")
+    done: list[Recording] = []
+    recorder = Recorder("cam1", url, on_done=done.append)
+    rec_id = recorder.begin(1000.0)
+    for batch in _batches(6):
+        recorder.feed(batch)
+    recorder.end(1012.0)
+    wait_for(lambda: done, 20, "the recording to complete")
+    assert recorder.idle()
+    store = RecordingStore(url)
+    [rec] = store.recordings("cam1")
+    assert rec.id == rec_id and rec.state == COMPLETE and rec.summary()["duration_s"] == 12.0
+    assert rec.summary()["discontinuities"] == 1 and rec.summary()["bytes"] == 6000
+    for seg in rec.segments["source"]:
+        assert store.get("cam1", rec_id, f"source/{seg['uri']}") == bytes([int(seg["uri"].split("-")[1][0])]) * 1000
+    assert store.get("cam1", rec_id, "source/init-e2.mp4") == b"inite2"
+    assert "#EXT-X-ENDLIST" in (rec.media_playlist("source") or "")
+    if kind == "local":
+        assert not list((tmp_path / "rec").rglob("*.tmp"))  # written to a temporary name, then renamed
+    assert store.delete("cam1", rec_id) and store.recordings("cam1") == []
+
+
+def test_storage_that_refuses_writes_fails_the_recording_not_the_stream(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")  # the recordings' root is a file: every write fails
+    done: list[Recording] = []
+    recorder = Recorder("cam1", str(blocker / "rec"), on_done=done.append)
+    recorder.begin(1000.0)
+    started = time.monotonic()
+    for batch in _batches(4):
+        recorder.feed(batch)  # never waits for storage
+    assert time.monotonic() - started < 0.1
+    wait_for(lambda: done, 10, "the recording to be marked failed")
+    assert done[0].state == FAILED and "Error" in done[0].error
+
+
+def test_retention_keeps_the_newest_within_the_byte_limit(tmp_path: Path) -> None:
+    url = str(tmp_path / "rec")
+    recorder = Recorder("cam1", url, max_bytes=2500)
+    done = threading.Event()
+    recorder.on_done = lambda rec: done.set()
+    ids = []
+    for start in (1000.0, 2000.0, 3000.0):
+        done.clear()
+        ids.append(recorder.begin(start))
+        for batch in _batches(2):
+            recorder.feed(batch)  # 2,000 bytes a recording
+        recorder.end(start + 4)
+        assert done.wait(10)
+    wait_for(recorder.idle, 10, "the recorder to settle")
+    # Each new recording makes room: only the newest stays (the one just ended is the newest).
+    assert [r.id for r in RecordingStore(url).recordings("cam1")] == ids[-1:]

@@ -1,0 +1,72 @@
+"""Recordings end to end: a stream recorded through a publisher's reconnect becomes one recording
+that plays whole in ffprobe and in hls.js (the console's player; one discontinuity), is listed by
+the API and can be deleted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from ..conftest import RayliveProcess
+from ..helpers import playlist_ready, publish, wait_for
+from .browser import chromium, console_page, until
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RayliveProcess) -> None:
+    name = "rec1"
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    assert raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}}).json()["recording"]["enabled"]
+    state = lambda: raylive.api("GET", f"/api/v1/streams/{name}").json()  # noqa: E731
+    first = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
+        started = time.monotonic()
+        time.sleep(7)
+        first.kill()  # dropped without unpublishing: the stream waits for it (reconnect grace)
+        first.wait(10)
+        wait_for(lambda: state()["state"] == "reconnecting", 10, "the stream to wait for its publisher")
+        during = raylive.api("GET", f"/api/v1/streams/{name}/recordings").json()
+        assert [r["state"] for r in during] == ["recording"], during
+        second = publish(raylive.rtmp_url(key), seconds=8)  # back within the grace, then unpublishes cleanly
+        assert second.wait(30) == 0, second.stderr.read() if second.stderr else ""
+        published_s = time.monotonic() - started
+    finally:
+        first.kill()
+    wait_for(
+        lambda: raylive.api("GET", f"/api/v1/streams/{name}/recordings").json()[0]["state"] == "complete", 30, "the recording complete"
+    )
+    [rec] = raylive.api("GET", f"/api/v1/streams/{name}/recordings").json()
+    assert rec["discontinuities"] == 1 and rec["renditions"] == ["audio", "source"]
+    # Everything published but the gap of the reconnect, within a GOP (1 s) at each end.
+    assert 13 <= rec["duration_s"] <= published_s, (rec, published_s)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "json", rec["playback_url"]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    info = json.loads(probe.stdout)
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+    assert abs(float(info["format"]["duration"]) - rec["duration_s"]) <= 1.0, (info["format"], rec)
+    vod = raylive.api("GET", f"/live/{name}/recordings/{rec['id']}/source/index.m3u8").text
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in vod and vod.count("#EXT-X-DISCONTINUITY\n") == 1 and vod.endswith("#EXT-X-ENDLIST\n")
+
+    # hls.js (the console's player) plays it from start to end, through the reconnect.
+    with chromium() as browser:
+        page = console_page(browser, raylive, raylive.token)
+        page.goto(f"{raylive.base_url}/console/#/stream/{name}")
+        until(page, "!!document.querySelector('tbody button')", 15, "the recording listed in the console")
+        page.click("button:text-is('Play')")
+        until(page, "document.getElementById('player').currentTime > 0.5", 30, "the recording to play")
+        page.evaluate("document.getElementById('player').playbackRate = 4")
+        until(page, "document.getElementById('player').ended", 30, "the recording to play to its end")
+        assert "Player:" not in page.inner_text("main") and page.errors == []
+        assert abs(page.evaluate("document.getElementById('player').duration") - rec["duration_s"]) <= 1.0
+
+    assert raylive.api("DELETE", f"/api/v1/streams/{name}/recordings/{rec['id']}").status_code == 204
+    assert raylive.api("GET", f"/api/v1/streams/{name}/recordings").json() == []
+    assert raylive.api("GET", f"/api/v1/streams/{name}/recordings/..%2f..%2fadmin_token").status_code == 404

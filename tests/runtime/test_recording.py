@@ -1,0 +1,84 @@
+"""What a recording keeps of a stream's files, its VOD playlists, and the retention policy."""
+
+from __future__ import annotations
+
+import m3u8
+
+from raylive.runtime.packaging.hls import MediaPlaylist, PlaylistPart, PlaylistSegment
+from raylive.runtime.packaging.live import StoredFile
+from raylive.runtime.recording import COMPLETE, RECORDING, Recording, RecordingPlan, expired, recording_id
+
+
+def _playlist(segments: list[PlaylistSegment], open_part: bool = True) -> StoredFile:
+    p = MediaPlaylist(window=6, part_target=0.224)
+    for seg in segments:
+        p.append(seg)
+    if open_part:
+        nxt = PlaylistSegment(f"e1-{len(segments)}.m4s", 0, 0, segments[-1].init_uri)
+        p.add_part(PlaylistPart(f"e1-{len(segments)}.0.m4s", 0.2, True), nxt, f"e1-{len(segments)}.1.m4s")
+    return StoredFile("source/index.m3u8", p.render().encode(), "application/vnd.apple.mpegurl", False)
+
+
+def _file(path: str, data: bytes = b"x", part: bool = False) -> StoredFile:
+    return StoredFile(path, data, "video/mp4", True, part=part)
+
+
+def test_the_plan_stores_inits_and_listed_segments_never_parts_or_playlists() -> None:
+    rec = Recording(recording_id(1_765_000_000, "abcdef"), "cam1", 1_765_000_000)
+    plan = RecordingPlan(rec)
+    s0 = PlaylistSegment("e1-0.m4s", 2.0, 1_765_000_000, "init-e1.mp4")
+    first = plan.plan(
+        [_file("source/init-e1.mp4", b"init"), _file("source/e1-0.5.m4s", part=True), _file("source/e1-0.m4s", b"seg0"), _playlist([s0]),
+         StoredFile("index.m3u8", b"#EXTM3U\nsource/index.m3u8\n", "application/vnd.apple.mpegurl", False)]
+    )  # fmt: skip
+    assert [(s.path, s.then is not None) for s in first] == [("source/init-e1.mp4", False), ("source/e1-0.m4s", True)]
+    assert rec.multivariant.startswith("#EXTM3U")
+    # A segment whose playlist comes in a later batch waits for it; one already stored is not again.
+    s1 = PlaylistSegment("e1-1.m4s", 2.0, 1_765_000_002, "init-e1.mp4")
+    assert plan.plan([_file("source/e1-1.m4s", b"seg1")]) == []
+    later = plan.plan([_playlist([s0, s1])])
+    assert [s.path for s in later] == ["source/e1-1.m4s"]
+
+
+def test_playlists_are_event_while_recording_then_vod_with_the_reconnect_as_a_discontinuity() -> None:
+    rec = Recording("20261206T000000Z-abcdef", "cam1", 100.0)
+    rec.add("source", PlaylistSegment("e1-0.m4s", 2.0, 100.0, "init-e1.mp4"), 10)
+    rec.add("source", PlaylistSegment("e1-1.m4s", 1.5, 102.0, "init-e1.mp4"), 10)
+    rec.add("source", PlaylistSegment("e2-2.m4s", 2.0, 110.0, "init-e2.mp4", discontinuity=True), 10)
+    live = m3u8.loads(rec.media_playlist("source") or "")
+    assert live.playlist_type == "event" and not live.is_endlist
+    rec.state = COMPLETE
+    text = rec.media_playlist("source") or ""
+    vod = m3u8.loads(text)
+    assert vod.playlist_type == "vod" and vod.is_endlist and vod.media_sequence == 0
+    assert [s.uri for s in vod.segments] == ["e1-0.m4s", "e1-1.m4s", "e2-2.m4s"]
+    assert [s.discontinuity for s in vod.segments] == [False, False, True]
+    assert text.count("#EXT-X-MAP") == 2 and "#EXT-X-PART" not in text
+    assert rec.summary()["duration_s"] == 5.5 and rec.summary()["discontinuities"] == 1 and rec.summary()["bytes"] == 30
+    assert Recording.from_json(rec.to_json()) == rec
+    assert rec.media_playlist("720p") is None
+
+
+def test_retention_removes_by_age_then_oldest_by_size_never_the_one_being_recorded() -> None:
+    def r(i: str, start: float, end: float | None, size: int, state: str = COMPLETE) -> dict[str, object]:
+        return {"id": i, "started_at": start, "ended_at": end, "bytes": size, "state": state}
+
+    recs = [r("a", 0, 10, 100), r("b", 100, 110, 100), r("c", 200, 210, 100), r("live", 300, None, 500, RECORDING)]
+    assert expired(recs, max_age_s=150, max_bytes=0, now=300) == ["a", "b"]
+    assert expired(recs, max_age_s=0, max_bytes=650, now=300) == ["a", "b"]
+    assert expired(recs, max_age_s=0, max_bytes=100, now=300) == ["a", "b", "c"]  # the live one stays, whatever its size
+    assert expired(recs, max_age_s=0, max_bytes=0, now=300) == []
+
+
+def test_a_segment_lost_in_flight_leaves_a_discontinuity_not_a_silent_jump() -> None:
+    rec = Recording("20261206T000000Z-abcdef", "cam1", 100.0)
+    segs = [PlaylistSegment(f"e1-{i}.m4s", 2.0, 100.0 + 2 * i, "init-e1.mp4") for i in range(3)]
+
+    def store(plan: RecordingPlan, files: list[StoredFile]) -> None:  # as the recorder does, once stored
+        for s in plan.plan(files):
+            if s.then is not None:
+                rec.add(*s.then, len(s.data))
+
+    store(RecordingPlan(rec), [_file("source/e1-0.m4s"), _playlist(segs[:1])])
+    store(RecordingPlan(rec), [_file("source/e1-2.m4s"), _playlist(segs)])  # restarted: e1-1 was in flight, gone
+    assert [(s["uri"], s["disc"]) for s in rec.segments["source"]] == [("e1-0.m4s", False), ("e1-2.m4s", True)]
