@@ -34,6 +34,7 @@ class RecordingStore:
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
+        self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
         self.root = self.root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)

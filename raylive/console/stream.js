@@ -162,17 +162,39 @@ export function streamView(main, ctx, name) {
     { key: 'state', label: 'State', value: (r) => r.state, cell: (r) => h('span', { title: r.error }, r.state, r.error ? ` (${r.error})` : '') },
     { key: 'actions', label: '', cell: (r) => h('span', { class: 'actions' },
       h('button', { type: 'button', onclick: () => startPlayer(r.id) }, 'Play'),
+      ctx.admin ? h('button', { type: 'button', onclick: () => makeClip(r) }, 'Clip') : null,
       ctx.admin && r.state !== 'recording' ? h('button', { type: 'button', class: 'danger', onclick: async () => {
         const done = await dialog({ title: 'Delete recording', body: h('p', {}, `Recording ${r.id} and its files go for good.`), ok: 'Delete',
           action: () => del(`${path}/recordings/${r.id}`) });
         if (done) loadRecordings();
       } }, 'Delete') : null) },
   ], { sortKey: 'start', desc: true, empty: 'No recordings.', rowKey: (r) => r.id });
+  const clips = new Table([
+    { key: 'created', label: 'Made', value: (c) => c.created_at, cell: (c) => fmtTime(c.created_at) },
+    { key: 'span', label: 'Of recording', value: (c) => c.recording, cell: (c) => `${c.recording} ${fmtDuration(c.from_s)}–${fmtDuration(c.to_s)}` },
+    { key: 'duration', label: 'Duration', value: (c) => c.duration_s, cell: (c) => fmtDuration(c.duration_s), class: 'num' },
+    { key: 'file', label: '', cell: (c) => h('a', { href: c.url, download: `${name}-${c.id}.mp4` }, `MP4, ${fmtNum(c.bytes / 1e6, 1, ' MB')}`) },
+  ], { sortKey: 'created', desc: true, empty: 'No clips.', rowKey: (c) => c.id });
   const recordingsNote = h('p', { class: 'muted' });
   const loadRecordings = async () => {
-    try { recordings.render(await get(`${path}/recordings`)); recordingsNote.textContent = ''; }
-    catch (e) { recordingsNote.textContent = e.message; }
+    try {
+      const [recs, made] = await Promise.all([get(`${path}/recordings`), get(`${path}/clips`)]);
+      recordings.render(recs);
+      clips.render(made);
+      recordingsNote.textContent = '';
+    } catch (e) { recordingsNote.textContent = e.message; }
   };
+  async function makeClip(r) {
+    const from = h('input', { type: 'number', min: 0, step: 'any', value: '0' });
+    const to = h('input', { type: 'number', min: 0, step: 'any', value: String(Math.min(30, Math.floor(r.duration_s))) });
+    const made = await dialog({
+      title: `Clip of ${r.id}`, ok: 'Make clip',
+      body: [h('p', { class: 'muted' }, `Seconds into the recording (${fmtDuration(r.duration_s)} long); cut on the nearest keyframes, not re-encoded.`),
+        h('label', {}, 'From (s)', from), h('label', {}, 'To (s)', to)],
+      action: () => post(`${path}/clips`, { recording: r.id, from: Number(from.value), to: Number(to.value) }),
+    });
+    if (made) { toast(`Clip made: ${fmtDuration(made.duration_s)}`); loadRecordings(); }
+  }
   async function setRecording() {
     const p = (info && info.recording) || { enabled: true, max_age_s: 0, max_bytes: 0 };
     const enabled = h('input', { type: 'checkbox', checked: p.enabled });
@@ -209,7 +231,8 @@ export function streamView(main, ctx, name) {
         h('button', { type: 'button', onclick: () => { stopPlayer(); renderInfo(); } }, 'Live')), playerNote),
       h('section', { class: 'card' }, h('h2', {}, 'Now'), stats, renditions)),
     h('section', { class: 'card' }, h('h2', {}, 'Last 30 minutes'), charts),
-    h('section', { class: 'card' }, h('h2', {}, 'Recordings'), recordingsNote, h('div', { class: 'scroll' }, recordings.el)),
+    h('section', { class: 'card' }, h('h2', {}, 'Recordings'), recordingsNote, h('div', { class: 'scroll' }, recordings.el),
+      h('h3', {}, 'Clips'), h('div', { class: 'scroll' }, clips.el)),
     publish,
   );
   load().then(history);

@@ -32,7 +32,8 @@ from .access import AccessRefused, PlaybackAccess
 from .blocking import PlaylistWatch
 from .thumbnails import Thumbnails
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
-from .vod import VOD_RE, VodFiles
+from .vod import VodFiles
+from .vod import match as vod_match
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CORS = {
@@ -144,12 +145,13 @@ class PlaybackApp:
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             return Response(now, media_type="text/plain", headers={**CORS, "Cache-Control": "no-store"})
         m = PATH_RE.match(request.url.path)
-        if m is None and self.vod is not None and (m := VOD_RE.match(request.url.path)) is not None:
+        if m is None and self.vod is not None and (m := vod_match(request.url.path)) is not None:
             try:
                 token = await self.access.token(request, m["name"])
             except AccessRefused as refused:
                 return _error(refused.status, refused.reason)
-            return await self.vod.respond(m, CORS, lambda text: tag_playlist(text, f"token={token}") if token else text)
+            tag = lambda text: tag_playlist(text, f"token={token}") if token else text  # noqa: E731
+            return await self.vod.respond(m, CORS, tag, request.headers.get("range", ""))
         if m is None:
             return _error(404, "not found")
         name = m["name"]

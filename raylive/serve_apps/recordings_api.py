@@ -1,15 +1,18 @@
-"""Recordings in the control API: a stream's recording policy, its recordings listed, deleted."""
+"""Recordings in the control API: a stream's recording policy, its recordings listed and deleted,
+clips made from them."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import store
+from ..actors.clips import CLIPS, MAX_CLIP_S, build_clip, list_clips, offset_of
 from ..runtime.media import STREAM_NAME
 from ..runtime.recording import RECORDING, RECORDING_ID
 from .auth import Admin, Reader
@@ -18,6 +21,7 @@ from .models import ERRORS, ErrorBody, StreamInfo
 
 router = APIRouter()
 STREAM_NAME_RE, RECORDING_ID_RE = re.compile(f"^{STREAM_NAME}$"), re.compile(f"^{RECORDING_ID}$")
+CLIP_ID_RE = re.compile("^[0-9a-f]{8}$")
 
 
 class RecordingPolicy(BaseModel):
@@ -92,3 +96,66 @@ async def delete_recording(name: str, rec: str, _: Admin) -> None:
     if found.state == RECORDING:
         raise HTTPException(409, f"recording {rec!r} is being written; stop the stream first")
     await asyncio.to_thread(_store(name, rec).delete, name, rec)
+
+
+class ClipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    recording: str | None = Field(default=None, pattern=f"^{RECORDING_ID}$", description="from/to are seconds into it; null: unix times")
+    from_: float = Field(alias="from", ge=0, description="start: seconds into the recording, or a unix time")
+    to: float = Field(gt=0, description="end, the same way")
+
+
+class ClipInfo(BaseModel):
+    id: str
+    stream: str
+    recording: str
+    from_s: float = Field(description="asked start, seconds into the recording (the clip starts on the keyframe at or before it)")
+    to_s: float
+    starts_at: float = Field(description="the asked start as a unix time")
+    duration_s: float
+    bytes: int
+    created_at: float
+    url: str = Field(description="the MP4 (moov first: plays while it downloads)")
+
+
+def _clip_info(request: Request, clip: dict[str, Any]) -> dict[str, Any]:
+    return {**clip, "url": f"{request.base_url}live/{clip['stream']}/clips/{clip['id']}.mp4"}
+
+
+@router.post("/api/v1/streams/{name}/clips", status_code=201, response_model=ClipInfo, responses={**ERRORS, 422: {"model": ErrorBody}})
+async def make_clip(name: str, body: ClipRequest, request: Request, _: Admin) -> dict[str, Any]:
+    """One MP4 of a span of a recording, cut on keyframes, without re-encoding (at most 10 minutes)."""
+    recs = await asyncio.to_thread(_store(name).recordings, name)
+    try:
+        if body.recording is not None:
+            rec = next((r for r in recs if r.id == body.recording), None)
+            if rec is None:
+                raise HTTPException(404, f"no recording {body.recording!r} of {name!r}")
+            start, end = body.from_, body.to
+        else:
+            rec = next((r for r in recs if r.started_at <= body.from_ <= (r.ended_at or time.time())), None)
+            if rec is None:
+                raise HTTPException(404, f"no recording of {name!r} holds that start time")
+            start, end = offset_of(rec, body.from_), min(rec.duration_s(), offset_of(rec, body.from_) + body.to - body.from_)
+        if not 0 < end - start <= MAX_CLIP_S:
+            raise ValueError(f"a clip lasts more than 0 and at most {MAX_CLIP_S:.0f} s")
+        clip = await build_clip.remote(STATE.recordings.url, name, rec.id, start, end)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if "error" in clip:
+        raise HTTPException(422, f"no clip: {clip['error']}")
+    return _clip_info(request, clip)
+
+
+@router.get("/api/v1/streams/{name}/clips", response_model=list[ClipInfo], responses=ERRORS)
+async def clips(name: str, request: Request, _: Reader) -> list[dict[str, Any]]:
+    return [_clip_info(request, c) for c in await asyncio.to_thread(list_clips, _store(name), name)]
+
+
+@router.delete("/api/v1/streams/{name}/clips/{clip}", status_code=204, responses=ERRORS)
+async def delete_clip(name: str, clip: str, _: Admin) -> None:
+    store = _store(name)
+    if not CLIP_ID_RE.match(clip) or store.get(name, CLIPS, f"{clip}.json") is None:
+        raise HTTPException(404, f"no clip {clip!r} of {name!r}")
+    for suffix in (".json", ".mp4"):
+        await asyncio.to_thread(store.fs.rm, store.path(name, CLIPS, clip + suffix))

@@ -3,6 +3,7 @@
     /live/NAME/recordings/REC/index.m3u8           the multivariant playlist the stream had
     /live/NAME/recordings/REC/RENDITION/index.m3u8  EVENT while recording, VOD once it ended
     /live/NAME/recordings/REC/RENDITION/FILE        init and media segments (immutable)
+    /live/NAME/clips/CLIP.mp4                       a clip (progressive MP4; byte ranges for seeking)
 
 Playlists are made from the recording's index, which lists only stored segments."""
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from ..actors.clips import CLIPS
 from ..actors.recorder import RecordingStore
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from ..runtime.recording import RECORDING, RECORDING_ID, Recording
@@ -23,6 +25,14 @@ VOD_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/recordings/(?P<rec>{RECORDING_ID})/"
     r"(?:(?P<master>index\.m3u8)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
 )
+CLIP_RE = re.compile(rf"^/live/(?P<name>{STREAM_NAME})/clips/(?P<clip>[0-9a-f]{{8}})\.mp4$")
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def match(path: str) -> re.Match[str] | None:
+    return VOD_RE.match(path) or CLIP_RE.match(path)
+
+
 INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after this long
 
 
@@ -43,8 +53,10 @@ class VodFiles:
         self._indexes[(name, rec)] = (now, found)
         return found
 
-    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any) -> Response:
+    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any, range_header: str = "") -> Response:
         """`tag(text)` writes what every URI must carry (a playback token) into a playlist."""
+        if m.re is CLIP_RE:
+            return await self._clip(m["name"], m["clip"], headers, range_header)
         name, rec_id = m["name"], m["rec"]
         rec = await self.recording(name, rec_id)
         if rec is None:
@@ -66,6 +78,27 @@ class VodFiles:
             self.cache.put(key, data)
         return Response(
             data, media_type=mp4_type(m["rendition"]), headers={**headers, "Cache-Control": "public, max-age=31536000, immutable"}
+        )
+
+    async def _clip(self, name: str, clip: str, headers: dict[str, str], range_header: str) -> Response:
+        key = f"clip:{name}/{clip}"
+        data = self.cache.get(key) or await asyncio.to_thread(self.store.get, name, CLIPS, f"{clip}.mp4")
+        if data is None:
+            return _missing(f"no clip {clip} of {name}", headers)
+        self.cache.put(key, data)
+        headers = {**headers, "Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
+        r = RANGE_RE.match(range_header.strip())
+        if r is None or not (r[1] or r[2]):
+            return Response(data, media_type="video/mp4", headers=headers)
+        size = len(data)
+        first, last = (int(r[1]), min(int(r[2] or size - 1), size - 1)) if r[1] else (max(0, size - int(r[2])), size - 1)
+        if first > last:
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        return Response(
+            data[first : last + 1],
+            status_code=206,
+            media_type="video/mp4",
+            headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
         )
 
 

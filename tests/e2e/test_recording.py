@@ -1,6 +1,6 @@
 """Recordings end to end: a stream recorded through a publisher's reconnect becomes one recording
 that plays whole in ffprobe and in hls.js (the console's player; one discontinuity), is listed by
-the API and can be deleted."""
+the API, gives clips (MP4s that Chromium plays) and can be deleted."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from ..conftest import RayliveProcess
@@ -66,6 +67,37 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
         until(page, "document.getElementById('player').ended", 30, "the recording to play to its end")
         assert "Player:" not in page.inner_text("main") and page.errors == []
         assert abs(page.evaluate("document.getElementById('player').duration") - rec["duration_s"]) <= 1.0
+        page.click("button:text-is('Clip')")  # and a clip made from the page is listed with its MP4
+        page.fill("dialog label:has-text('From') input", "1")
+        page.fill("dialog label:has-text('To') input", "3")
+        page.click("#dialog-ok")
+        page.wait_for_selector("a:has-text('MP4')")
+
+    # A clip: one faststart MP4 within a GOP of the span asked, from offsets or from wall-clock times.
+    made = raylive.api("POST", f"/api/v1/streams/{name}/clips", json={"recording": rec["id"], "from": 1.5, "to": 5.5})
+    assert made.status_code == 201, made.text
+    clip = made.json()
+    assert abs(clip["duration_s"] - 4.0) <= 1.0, clip
+    mp4 = httpx.get(clip["url"], timeout=30).content
+    assert len(mp4) == clip["bytes"] and 0 < mp4.find(b"moov") < mp4.find(b"mdat")
+    ranged = httpx.get(clip["url"], headers={"Range": "bytes=100-199"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == mp4[100:200]
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", clip["url"]], capture_output=True, text=True
+    )
+    assert abs(float(json.loads(probe.stdout)["format"]["duration"]) - 4.0) <= 1.0, probe.stdout
+    by_time = raylive.api("POST", f"/api/v1/streams/{name}/clips", json={"from": clip["starts_at"], "to": clip["starts_at"] + 3})
+    assert by_time.status_code == 201 and abs(by_time.json()["duration_s"] - 3.0) <= 1.0, by_time.text
+    across = raylive.api("POST", f"/api/v1/streams/{name}/clips", json={"recording": rec["id"], "from": 2, "to": rec["duration_s"] - 1})
+    assert across.status_code == 422 and "reconnect" in across.json()["error"]
+    with chromium() as browser:  # Chromium's own <video> plays it to the end
+        page = browser.new_page()
+        page.set_content(f'<video id="v" src="{clip["url"]}" muted autoplay></video>')
+        until(page, "document.getElementById('v').currentTime > 0.2", 30, "the clip to play")
+        page.evaluate("document.getElementById('v').playbackRate = 4")
+        until(page, "document.getElementById('v').ended", 30, "the clip to play to its end")
+    assert [c["id"] for c in raylive.api("GET", f"/api/v1/streams/{name}/clips").json()][1:] == [clip["id"], by_time.json()["id"]]
+    assert raylive.api("DELETE", f"/api/v1/streams/{name}/clips/{clip['id']}").status_code == 204
 
     assert raylive.api("DELETE", f"/api/v1/streams/{name}/recordings/{rec['id']}").status_code == 204
     assert raylive.api("GET", f"/api/v1/streams/{name}/recordings").json() == []
