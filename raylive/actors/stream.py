@@ -152,10 +152,10 @@ class StreamIngest:
         restored = self._restore(epoch) if self.presentation is None else None
         if restored is not None:
             self.presentation, replay = restored
+            self.out.resume_recording()  # before this period's first write: its init goes to the recording too
             self.out.write(self.out.recover_open_segments(self.presentation) + self.presentation.push(replay), self.presentation)
             self.started_at = self.out.status().started_at or time.time()
             log.warning("stream %s: continuing its playlists after a restart of this actor (%s)", self.name, peer)
-            self.out.resume_recording()
             self.tap.subscribe_processors()
         elif decision.resume and self.presentation is not None:
             self.presentation.resume(epoch)  # same playlists, after a discontinuity

@@ -127,6 +127,8 @@ class RecordingPlan:
             for seg in listed_segments(text):
                 path = f"{rendition}/{seg.uri}"
                 data = self.waiting.pop(path, None)
+                if data is not None and f"{rendition}/{seg.init_uri}" not in self.stored:
+                    data = None  # its init never reached the recording: unplayable, so never listed
                 if data is not None:
                     last = self.last.get(rendition)
                     # One lost in between (the actor was killed with it in flight): the timeline jumps.

@@ -3,6 +3,7 @@
     /live/NAME/recordings/REC/index.m3u8           the multivariant playlist the stream had
     /live/NAME/recordings/REC/RENDITION/index.m3u8  EVENT while recording, VOD once it ended
     /live/NAME/recordings/REC/RENDITION/FILE        init and media segments (immutable)
+    /live/NAME/recordings/REC/thumbnail.jpg?t=S     the frame at S seconds into it (the keyframe starting that segment)
     /live/NAME/clips/CLIP.mp4                       a clip (progressive MP4; byte ranges for seeking)
 
 Playlists are made from the recording's index, which lists only stored segments."""
@@ -23,7 +24,8 @@ from ..runtime.recording import RECORDING, RECORDING_ID, Recording
 
 VOD_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/recordings/(?P<rec>{RECORDING_ID})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
+    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|"
+    r"(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
 )
 CLIP_RE = re.compile(rf"^/live/(?P<name>{STREAM_NAME})/clips/(?P<clip>[0-9a-f]{{8}})\.mp4$")
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -53,7 +55,7 @@ class VodFiles:
         self._indexes[(name, rec)] = (now, found)
         return found
 
-    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any, range_header: str = "") -> Response:
+    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any, range_header: str = "", at: str = "") -> Response:
         """`tag(text)` writes what every URI must carry (a playback token) into a playlist."""
         if m.re is CLIP_RE:
             return await self._clip(m["name"], m["clip"], headers, range_header)
@@ -63,6 +65,8 @@ class VodFiles:
             return _missing(f"no recording {rec_id} of {name}", headers)
         live = rec.state == RECORDING
         cache = "public, max-age=1" if live else "public, max-age=3600"
+        if m["thumbnail"]:
+            return await self._thumbnail(rec, at, headers)
         if m["master"] or m["file"] == "index.m3u8":
             text = rec.multivariant if m["master"] else rec.media_playlist(m["rendition"])
             if not text:
@@ -79,6 +83,35 @@ class VodFiles:
         return Response(
             data, media_type=mp4_type(m["rendition"]), headers={**headers, "Cache-Control": "public, max-age=31536000, immutable"}
         )
+
+    async def _thumbnail(self, rec: Recording, at: str, headers: dict[str, str]) -> Response:
+        """One keyframe decoded (the one that starts the segment holding `t`), kept in the LRU."""
+        from ..runtime.frames import segment_jpeg  # PyAV, here only
+
+        video = next((r for r in ("source", *sorted(rec.segments)) if r != "audio" and r in rec.segments), None)
+        try:
+            t = float(at or 0)
+        except ValueError:
+            t = -1.0
+        start, seg = 0.0, None
+        for s in rec.segments.get(video or "", []):
+            if start <= t < start + s["duration_s"]:
+                seg = s
+                break
+            start += s["duration_s"]
+        if seg is None:
+            return _missing(f"no frame at t={at!r} in recording {rec.id} ({rec.duration_s():.1f} s)", headers)
+        key = f"vod:{rec.stream}/{rec.id}/{video}/{seg['uri']}.jpg"
+        jpeg = self.cache.get(key)
+        if jpeg is None:
+            init, data = await asyncio.gather(
+                *(asyncio.to_thread(self.store.get, rec.stream, rec.id, f"{video}/{u}") for u in (seg["init"], seg["uri"]))
+            )
+            if init is None or data is None:
+                return _missing(f"recording {rec.id} lost that segment", headers)
+            jpeg = await asyncio.to_thread(segment_jpeg, init, data)
+            self.cache.put(key, jpeg)
+        return Response(jpeg, media_type="image/jpeg", headers={**headers, "Cache-Control": "public, max-age=31536000, immutable"})
 
     async def _clip(self, name: str, clip: str, headers: dict[str, str], range_header: str) -> Response:
         key = f"clip:{name}/{clip}"

@@ -79,6 +79,13 @@ def test_a_segment_lost_in_flight_leaves_a_discontinuity_not_a_silent_jump() -> 
             if s.then is not None:
                 rec.add(*s.then, len(s.data))
 
-    store(RecordingPlan(rec), [_file("source/e1-0.m4s"), _playlist(segs[:1])])
+    store(RecordingPlan(rec), [_file("source/init-e1.mp4"), _file("source/e1-0.m4s"), _playlist(segs[:1])])
     store(RecordingPlan(rec), [_file("source/e1-2.m4s"), _playlist(segs)])  # restarted: e1-1 was in flight, gone
     assert [(s["uri"], s["disc"]) for s in rec.segments["source"]] == [("e1-0.m4s", False), ("e1-2.m4s", True)]
+
+
+def test_a_segment_whose_init_never_reached_the_recording_is_not_listed() -> None:
+    rec = Recording("20261206T000000Z-abcdef", "cam1", 100.0)
+    plan = RecordingPlan(rec)
+    seg = PlaylistSegment("e1-0.m4s", 2.0, 100.0, "init-e1.mp4")
+    assert plan.plan([_file("source/e1-0.m4s"), _playlist([seg])]) == []  # init-e1.mp4 was written before recording began
