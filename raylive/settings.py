@@ -123,6 +123,7 @@ class RecordingSettings:
     url: str = ""  # any fsspec URL (s3://bucket/prefix, ...); empty: <data_dir>/recordings (one node only)
     max_age_s: float = 0  # recordings that ended longer ago are removed (0: kept)
     max_bytes: int = 0  # a stream's recordings beyond this are removed, oldest first (0: no limit)
+    dvr_window_s: float = 7200  # /live/NAME/dvr.m3u8 reaches this far back into a recorded stream (0: no DVR)
 
 
 @dataclass

@@ -203,7 +203,7 @@ class Raylive:
             **spread,
             max_ongoing_requests=s.http.max_ongoing_requests,
             ray_actor_options={"num_cpus": 0},
-        ).bind(self.redis_url, s.http.segment_cache_mb, s.hooks, s.recording_url)
+        ).bind(self.redis_url, s.http.segment_cache_mb, s.hooks, s.recording_url, s.recording.dvr_window_s)
         serve.run(app, name="playback", route_prefix="/live", blocking=False)
         token_hash = hashlib.sha256(self.admin_token.encode()).hexdigest()
         control = ControlDeployment.options(max_ongoing_requests=s.http.max_ongoing_requests, ray_actor_options={"num_cpus": 0}).bind(

@@ -17,9 +17,13 @@ from .playback import PlaybackDeployment
 
 def playback_app(args: dict[str, Any]) -> Application:
     """args: redis_url, segment_cache_mb (256), hooks (as in raylive's settings: play_url, jwks_url, ...),
-    recording_url (the recordings' fsspec URL, as the stream actors write them; empty: no VOD)."""
+    recording_url (the recordings' fsspec URL, as the stream actors write them; empty: no VOD), dvr_window_s (7200)."""
     return PlaybackDeployment.bind(
-        args["redis_url"], int(args.get("segment_cache_mb", 256)), HookSettings(**args.get("hooks", {})), str(args.get("recording_url", ""))
+        args["redis_url"],
+        int(args.get("segment_cache_mb", 256)),
+        HookSettings(**args.get("hooks", {})),
+        str(args.get("recording_url", "")),
+        float(args.get("dvr_window_s", 7200)),
     )
 
 

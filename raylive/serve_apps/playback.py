@@ -44,8 +44,8 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<mpd>index\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
-    r"(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
+    r"(?:(?P<master>index\.m3u8|dvr\.m3u8)|(?P<mpd>index\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?P<file>index\.m3u8|dvr\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
 TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
@@ -87,7 +87,14 @@ def _error(status: int, message: str) -> Response:
 
 
 class PlaybackApp:
-    def __init__(self, redis_url: str, segment_cache_mb: int = 256, hooks: HookSettings | None = None, recording_url: str = "") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        segment_cache_mb: int = 256,
+        hooks: HookSettings | None = None,
+        recording_url: str = "",
+        dvr_window_s: float = 0,
+    ) -> None:
         # Bounded pools that wait for a free connection: 100 viewers asking at once made redis-py's
         # default pool refuse ("Too many connections", a 500 for the viewer).
         self.redis = aioredis.Redis(connection_pool=_pool(redis_url))  # stream state, viewers
@@ -98,7 +105,7 @@ class PlaybackApp:
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
         self.thumbnails = Thumbnails(self.media)
-        self.vod = VodFiles(recording_url, self.cache) if recording_url else None
+        self.vod = VodFiles(recording_url, self.cache, self.redis, dvr_window_s) if recording_url else None
         self.sid_secret = b""  # read from Redis on the first request
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, status) since last report
         # Which node answered: ops (and the multi-node test) can tell replicas apart.
@@ -167,7 +174,10 @@ class PlaybackApp:
             return _error(refused.status, refused.reason)
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token)
+            dvr = m["master"] == "dvr.m3u8"
+            if dvr and (self.vod is None or not self.vod.dvr_window_s):
+                return _error(404, "no DVR here: set recording.dvr_window_s (and record the stream)")
+            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token, dvr)
         if m["mpd"]:
             response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token)
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
@@ -178,8 +188,9 @@ class PlaybackApp:
                 return _error(404, f"no thumbnail of {name}: it is not live")
             return Response(data, media_type="image/jpeg", headers={**CORS, "Cache-Control": "public, max-age=5"})
         rel = f"{m['rendition']}/{m['file']}"
-        if m["file"] == "index.m3u8":
-            response = await self._media_playlist(name, rel, request.query_params, token)
+        if m["file"] in ("index.m3u8", "dvr.m3u8"):
+            dvr = m["file"] == "dvr.m3u8" and self.vod is not None and self.vod.dvr_window_s > 0
+            response = await self._media_playlist(name, f"{m['rendition']}/index.m3u8", request.query_params, token, dvr)
             if viewer and response.status_code == 200:  # a stream and rendition that exist
                 self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -190,6 +201,8 @@ class PlaybackApp:
                 return await self._segment_being_written(name, m["rendition"], m["file"])
             if m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
                 data = await self._fetch(key)  # a preload-hinted part: held until it was written
+            if data is None and self.vod is not None:  # left the media Redis: the recording may have it (DVR)
+                data = await self.vod.recorded(name, rel)
             if data is None:
                 return _error(404, "segment not found (expired or never produced)")
         if viewer:
@@ -216,7 +229,7 @@ class PlaybackApp:
             self.cache.put(key, data)
         return data
 
-    async def _playlist(self, name: str, rel: str, sid: str, token: str) -> Response:
+    async def _playlist(self, name: str, rel: str, sid: str, token: str, dvr: bool = False) -> Response:
         data = await self.media.get(store.file_key(name, rel))
         if data is None:
             return await self._not_live(name)
@@ -224,6 +237,8 @@ class PlaybackApp:
         max_age = 30 if b"#EXT-X-ENDLIST" in data else 2
         query = f"sid={sid}&token={token}" if token else f"sid={sid}"
         text = tag_playlist(store.text(data), query)  # per-viewer URLs: not for shared caches
+        if dvr:
+            text = text.replace("/index.m3u8?", "/dvr.m3u8?")
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
     async def _mpd(self, request: Request, name: str, sid: str, token: str) -> Response:
@@ -272,7 +287,7 @@ class PlaybackApp:
             return _error(404, f"stream {name} is live but has no playable segment yet")
         return _error(404, f"stream {name} is not live")
 
-    async def _media_playlist(self, name: str, rel: str, query: QueryParams, token: str) -> Response:
+    async def _media_playlist(self, name: str, rel: str, query: QueryParams, token: str, dvr: bool = False) -> Response:
         """A media playlist, the same for every viewer (so a shared cache may serve it); with LL-HLS
         delivery directives, held until it holds the part asked for (RFC 8216bis 6.2.5.2)."""
         msn_raw, part_raw = query.get("_HLS_msn"), query.get("_HLS_part")
@@ -299,7 +314,9 @@ class PlaybackApp:
                 data = held
             # The answer to a blocking request stands for its URL: shared caches may keep it.
             cache = f"public, max-age={6 * max(1, edge.target_duration)}"
-        if query.get("_HLS_skip") in ("YES", "v2"):
+        if dvr and self.vod is not None:
+            data = (await self.vod.dvr(name, rel.split("/", 1)[0], data.decode())).encode()
+        elif query.get("_HLS_skip") in ("YES", "v2"):
             data = delta_update(data.decode()).encode()
         if token:  # players send no headers with segments: the token goes into every URI
             data = tag_playlist(data.decode(), f"token={token}").encode()

@@ -6,6 +6,11 @@
     /live/NAME/recordings/REC/thumbnail.jpg?t=S     the frame at S seconds into it (the keyframe starting that segment)
     /live/NAME/clips/CLIP.mp4                       a clip (progressive MP4; byte ranges for seeking)
 
+and the DVR of a recorded live stream: `/live/NAME/dvr.m3u8` is its multivariant playlist with
+`RENDITION/dvr.m3u8` media playlists, each the live one (parts, preload hint, blocking reload)
+with the recording's earlier segments of the current period before it, up to
+`recording.dvr_window_s`; a live segment URL whose file has left the media Redis is served from
+the recording. The live edge stays where it is; a player may seek back.
 Playlists are made from the recording's index, which lists only stored segments."""
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from starlette.responses import JSONResponse, Response
 from ..actors.clips import CLIPS
 from ..actors.recorder import RecordingStore
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
+from ..runtime.packaging.hls import SEGMENT_TAGS, iso_utc
 from ..runtime.recording import RECORDING, RECORDING_ID, Recording
+from ..store import live_key
 
 VOD_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/recordings/(?P<rec>{RECORDING_ID})/"
@@ -39,10 +46,66 @@ INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after 
 
 
 class VodFiles:
-    def __init__(self, url: str, cache: Any) -> None:
+    def __init__(self, url: str, cache: Any, redis: Any = None, dvr_window_s: float = 0) -> None:
         self.store = RecordingStore(url)
         self.cache = cache  # the replica's LRU of immutable files (get/put)
+        self.redis = redis  # the state Redis (which recording a live stream writes)
+        self.dvr_window_s = dvr_window_s
         self._indexes: dict[tuple[str, str], tuple[float, Recording | None]] = {}
+
+    async def current(self, name: str) -> Recording | None:
+        """The recording the stream's current publish writes, if any."""
+        rec_id = await self.redis.hget(live_key(name), "recording") if self.redis is not None else None
+        return await self.recording(name, rec_id.decode()) if rec_id else None
+
+    async def dvr(self, name: str, rendition: str, live: str) -> str:
+        """The live media playlist with the recording's earlier segments of the same period before it."""
+        rec = await self.current(name)
+        lines = live.split("\n")
+        seq_at = next((i for i, line in enumerate(lines) if line.startswith("#EXT-X-MEDIA-SEQUENCE:")), None)
+        first = next((line for line in lines if line and not line.startswith("#")), None)  # the window's first segment
+        if rec is None or seq_at is None or first is None:
+            return live
+        msn = int(lines[seq_at].split(":", 1)[1])
+        epoch, _, index = first.split("?", 1)[0].removesuffix(".m4s").partition("-")
+        if not index.isdigit():
+            return live
+        by_uri = {s["uri"]: s for s in rec.segments.get(rendition, [])}
+        older: list[dict[str, Any]] = []
+        total = 0.0
+        # Back from the window's first segment while the recording has each one (same period, no gap).
+        while len(older) < msn and (seg := by_uri.get(f"{epoch}-{int(index) - len(older) - 1}.m4s")) is not None:
+            if total + seg["duration_s"] > self.dvr_window_s:
+                break
+            older.insert(0, seg)
+            total += seg["duration_s"]
+        if not older:
+            return live
+        head = [line for line in lines[:seq_at] if not line.startswith("#EXT-X-SERVER-CONTROL")]
+        control = next((line for line in lines[:seq_at] if line.startswith("#EXT-X-SERVER-CONTROL")), None)
+        if control is not None:  # no delta updates: a skip would cut the DVR part out
+            head.append(",".join(a for a in control.split(",") if not a.startswith("CAN-SKIP-UNTIL")).replace(":,", ":"))
+        rest = [
+            line.replace('/index.m3u8"', '/dvr.m3u8"') if line.startswith("#EXT-X-RENDITION-REPORT") else line
+            for line in lines[seq_at + 1 :]
+            if not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")
+        ]
+        body = [f'#EXT-X-MAP:URI="{older[0]["init"]}"']
+        for seg in older:
+            body += [f"#EXT-X-PROGRAM-DATE-TIME:{iso_utc(seg['pdt'])}", f"#EXTINF:{seg['duration_s']:.3f},", seg["uri"]]
+        disc = [line for line in lines[seq_at + 1 :] if line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")]
+        return "\n".join([*head, f"#EXT-X-MEDIA-SEQUENCE:{msn - len(older)}", *disc, *_after_head(rest, body)])
+
+    async def recorded(self, name: str, rel: str) -> bytes | None:
+        """A live segment or init the media Redis no longer holds, from the current recording."""
+        rec = await self.current(name)
+        if rec is None:
+            return None
+        key = f"vod:{name}/{rec.id}/{rel}"
+        data: bytes | None = self.cache.get(key) or await asyncio.to_thread(self.store.get, name, rec.id, rel)
+        if data is not None:
+            self.cache.put(key, data)
+        return data
 
     async def recording(self, name: str, rec: str) -> Recording | None:
         now = time.monotonic()
@@ -133,6 +196,12 @@ class VodFiles:
             media_type="video/mp4",
             headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
         )
+
+
+def _after_head(rest: list[str], body: list[str]) -> list[str]:
+    """`body` placed before the first segment's own tags (after EXT-X-INDEPENDENT-SEGMENTS and the like)."""
+    at = next((i for i, line in enumerate(rest) if line.startswith(SEGMENT_TAGS)), len(rest))
+    return [*rest[:at], *body, *rest[at:]]
 
 
 def _missing(message: str, headers: dict[str, str]) -> Response:

@@ -15,7 +15,7 @@ import pytest
 
 from ..conftest import RayliveProcess
 from ..helpers import playlist_ready, publish, wait_for
-from .browser import chromium, console_page, until
+from .browser import browser_page, chromium, console_page, page_url, until, video_state
 
 pytestmark = pytest.mark.e2e
 
@@ -148,3 +148,34 @@ def test_a_stream_actor_killed_mid_recording_loses_at_most_what_was_in_flight(ra
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", rec["playback_url"]], capture_output=True, text=True
     )
     assert abs(float(json.loads(probe.stdout)["format"]["duration"]) - rec["duration_s"]) <= 1.0, probe.stdout
+
+
+def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_latency(raylive: RayliveProcess, player_origin: str) -> None:
+    name = "dvr1"
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}})
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
+        live_url, dvr_url = (f"{raylive.base_url}/live/{name}/source/{f}.m3u8" for f in ("index", "dvr"))
+        # The live window is 6 segments; once more were published, the DVR playlist has them all.
+        wait_for(lambda: "#EXT-X-MEDIA-SEQUENCE:4" in httpx.get(live_url).text, 40, "the live window to slide")
+        live, dvr = httpx.get(live_url).text, httpx.get(dvr_url).text
+        assert "#EXT-X-MEDIA-SEQUENCE:0" in dvr and dvr.count("#EXTINF") > live.count("#EXTINF"), dvr
+        # Its live end is the live playlist's: parts, the preload hint, reports of the other DVR playlists.
+        assert "#EXT-X-PART:" in dvr.rsplit("#EXTINF", 1)[1] and "PRELOAD-HINT" in dvr and "CAN-SKIP-UNTIL" not in dvr
+        assert 'REPORT:URI="../audio/dvr.m3u8"' in dvr
+        master = httpx.get(f"{raylive.base_url}/live/{name}/dvr.m3u8").text
+        assert "source/dvr.m3u8?" in master and "audio/dvr.m3u8?" in master and "index.m3u8" not in master
+        # hls.js starts at the live edge, then seeks to the oldest second of the window and plays from there.
+        with browser_page(page_url(player_origin, "hls", f"{raylive.base_url}/live/{name}/dvr.m3u8", {"lowLatencyMode": True})) as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 1 || window.errors.length > 0", timeout=30_000)
+            edge = page.evaluate("document.getElementById('v').currentTime")
+            oldest = page.evaluate("document.getElementById('v').seekable.start(0)")
+            assert edge - oldest > 12, (edge, oldest)  # more than the live window behind
+            page.evaluate(f"document.getElementById('v').currentTime = {oldest + 1}")
+            page.wait_for_function(f"document.getElementById('v').currentTime > {oldest + 3} || window.errors.length > 0", timeout=30_000)
+            state = video_state(page)
+            assert state["errors"] == [] and state["t"] < edge - 5, state
+    finally:
+        ff.kill()

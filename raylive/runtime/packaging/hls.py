@@ -127,7 +127,7 @@ class MediaPlaylist:
             lines.append("#EXT-X-DISCONTINUITY")
         if seg.init_uri != init:
             lines.append(f'#EXT-X-MAP:URI="{seg.init_uri}"')
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(seg.program_date_time)}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{iso_utc(seg.program_date_time)}")
         return seg.init_uri
 
 
@@ -140,7 +140,7 @@ def _part_line(p: PlaylistPart) -> str:
     return f'#EXT-X-PART:DURATION={p.duration_s:.5f},URI="{p.uri}"{independent}'
 
 
-def _iso(ts: float) -> str:
+def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -274,7 +274,7 @@ def _attr(line: str, name: str) -> str | None:
     return None
 
 
-_SEGMENT_TAGS = ("#EXTINF:", "#EXT-X-PART:", "#EXT-X-MAP:", "#EXT-X-PROGRAM-DATE-TIME:", "#EXT-X-DISCONTINUITY", "#EXT-X-GAP")
+SEGMENT_TAGS = ("#EXTINF:", "#EXT-X-PART:", "#EXT-X-MAP:", "#EXT-X-PROGRAM-DATE-TIME:", "#EXT-X-DISCONTINUITY", "#EXT-X-GAP")
 
 
 def delta_update(text: str) -> str:
@@ -288,7 +288,7 @@ def delta_update(text: str) -> str:
             skip_until = float(_attr(line, "CAN-SKIP-UNTIL") or 0)
     if not skip_until:
         return text
-    head_end = next((i for i, line in enumerate(lines) if line.startswith(_SEGMENT_TAGS)), len(lines))
+    head_end = next((i for i, line in enumerate(lines) if line.startswith(SEGMENT_TAGS)), len(lines))
     blocks: list[tuple[int, int, float]] = []  # (first line, after its URI, EXTINF) of each complete segment
     start, duration = head_end, None
     for i in range(head_end, len(lines)):
