@@ -187,7 +187,7 @@ class Recorder:
         for item in plan.plan(files):
             self.store.put(self.stream, rec.id, item.path, item.data)
             if item.then is not None:
-                rec.add(item.then[0], item.then[1], len(item.data))
+                rec.add(item.then[0], item.then[1], len(item.data), item.dash)
                 listed = True
         if listed:  # only now, with its files stored, does the index name them
             self.store.put(self.stream, rec.id, INDEX, rec.to_json())

@@ -14,7 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from xml.etree import ElementTree
 
+from .packaging.dash import DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
 from .packaging.hls import MediaPlaylist, PlaylistSegment, listed_segments
 from .packaging.live import StoredFile
 
@@ -41,12 +43,51 @@ class Recording:
     multivariant: str = ""  # the live multivariant playlist (relative URIs, as the recording's files lie)
     segments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rendition -> listed segments
     stored_bytes: int = 0
+    # DASH, as the live MPD described it: "epoch/rendition" -> Representation attributes and timescale.
+    representations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, rendition: str, seg: PlaylistSegment, size: int) -> None:
-        self.segments.setdefault(rendition, []).append(
-            {"uri": seg.uri, "duration_s": seg.duration_s, "pdt": seg.program_date_time, "init": seg.init_uri, "disc": seg.discontinuity}
-        )
+    def add(self, rendition: str, seg: PlaylistSegment, size: int, dash: tuple[int, int] | None = None) -> None:
+        entry = {
+            "uri": seg.uri,
+            "duration_s": seg.duration_s,
+            "pdt": seg.program_date_time,
+            "init": seg.init_uri,
+            "disc": seg.discontinuity,
+        }
+        if dash is not None:
+            entry["t"], entry["d"] = dash  # earliest presentation time and duration, in the timescale
+        self.segments.setdefault(rendition, []).append(entry)
         self.stored_bytes += size
+
+    def mpd(self) -> str | None:
+        """A static MPD of the recording: a Period per publish period (as the discontinuities in HLS)."""
+        order: list[str] = []  # periods (epochs) in recording order
+        for segs in self.segments.values():
+            for s in segs:
+                epoch = s["uri"].split("-", 1)[0]
+                if epoch not in order:
+                    order.append(epoch)
+        periods, at = [], 0.0
+        for epoch in order:
+            reps = [rep for r in self.segments if (rep := self._representation(epoch, r)) is not None]
+            if reps:
+                periods.append(DashPeriod(epoch, at, reps))
+                at += max(sum(s.duration for s in rep.segments) / rep.timescale for rep in reps)
+        if not periods:
+            return None
+        return render_mpd(periods, DashTiming(self.started_at, self.ended_at or time.time(), 2.0, 0.0, ended=True, duration_s=at))
+
+    def _representation(self, epoch: str, rendition: str) -> DashRepresentation | None:
+        attrs = self.representations.get(f"{epoch}/{rendition}")
+        segs = [s for s in self.segments[rendition] if s["uri"].startswith(epoch + "-") and "t" in s]
+        if attrs is None or not segs:
+            return None
+        timeline = [DashSegment(int(s["uri"].rsplit("-", 1)[1].removesuffix(".m4s")), s["t"], s["d"]) for s in segs]
+        return DashRepresentation(
+            rendition, rendition == "audio", attrs["codecs"], attrs["bandwidth"], attrs["timescale"], f"{rendition}/{segs[0]['init']}",
+            f"{rendition}/{epoch}-$Number$.m4s", timeline[0].start, timeline, attrs.get("width", 0), attrs.get("height", 0),
+            attrs.get("frame_rate", 0.0), attrs.get("sample_rate", 0), attrs.get("channels", 0),
+        )  # fmt: skip
 
     def duration_s(self) -> float:
         return max((sum(s["duration_s"] for s in segs) for segs in self.segments.values()), default=0.0)
@@ -92,6 +133,7 @@ class Store:
     path: str
     data: bytes
     then: tuple[str, PlaylistSegment] | None = None
+    dash: tuple[int, int] | None = None  # the segment's (start, duration) as the live MPD gave them
 
 
 class RecordingPlan:
@@ -108,13 +150,17 @@ class RecordingPlan:
         self.stored |= {f"{r}/{s['init']}" for r, segs in recording.segments.items() for s in segs}
         self.waiting: dict[str, bytes] = {}
         self.last = {r: segs[-1]["uri"] for r, segs in recording.segments.items() if segs}  # newest listed per rendition
+        self.timing: dict[str, tuple[int, int]] = {}  # "rendition/uri" -> (start, duration) from the live MPD
 
     def plan(self, files: list[StoredFile]) -> list[Store]:
         out: list[Store] = []
         playlists: list[tuple[str, str]] = []
+        mpd = None
         for f in files:
             if f.path == "index.m3u8":
                 self.recording.multivariant = f.data.decode()
+            elif f.path == "index.mpd":
+                mpd = f.data
             elif f.path.endswith("/index.m3u8"):
                 playlists.append((f.path.split("/", 1)[0], f.data.decode()))
             elif f.path.endswith(".mp4") and f.path not in self.stored:
@@ -122,6 +168,8 @@ class RecordingPlan:
                 out.append(Store(f.path, f.data))
             elif f.path.endswith(".m4s") and not f.part and f.path not in self.stored:
                 self.waiting[f.path] = f.data
+        if mpd is not None and self.waiting:  # a segment completed: what the MPD says of it
+            self.timing |= _mpd_timing(mpd, self.recording.representations)
         for rendition, text in playlists:
             before = None  # the segment the playlist lists before this one
             for seg in listed_segments(text):
@@ -135,11 +183,52 @@ class RecordingPlan:
                     seg.discontinuity = seg.discontinuity or (last is not None and last != before)
                     self.stored.add(path)
                     self.last[rendition] = seg.uri
-                    out.append(Store(path, data, (rendition, seg)))
+                    out.append(Store(path, data, (rendition, seg), self.timing.get(path)))
                 before = seg.uri
         while len(self.waiting) > self.MAX_WAITING:  # never listed (e.g. slid out before a playlist came)
             self.waiting.pop(next(iter(self.waiting)))
+        if len(self.timing) > 4 * self.MAX_WAITING:
+            self.timing = {k: v for k, v in self.timing.items() if k not in self.stored}
         return out
+
+
+_MPD_NS = "{urn:mpeg:dash:schema:mpd:2011}"
+
+
+def _mpd_timing(mpd: bytes, representations: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Each listed segment's (start, duration) from a live MPD, keyed "rendition/epoch-N.m4s"; the
+    Representations' attributes go into `representations` ("epoch/rendition")."""
+    found: dict[str, tuple[int, int]] = {}
+    for period in ElementTree.fromstring(mpd).iter(f"{_MPD_NS}Period"):
+        epoch = period.get("id", "")
+        for rep in period.iter(f"{_MPD_NS}Representation"):
+            template = rep.find(f"{_MPD_NS}SegmentTemplate")
+            if template is None:
+                continue
+            rendition = rep.get("id", "")
+            channels = rep.find(f"{_MPD_NS}AudioChannelConfiguration")
+            representations[f"{epoch}/{rendition}"] = {
+                "codecs": rep.get("codecs", ""),
+                "bandwidth": int(rep.get("bandwidth", "0")),
+                "timescale": int(template.get("timescale", "1")),
+                "width": int(rep.get("width", "0")),
+                "height": int(rep.get("height", "0")),
+                "frame_rate": _rate(rep.get("frameRate", "0")),
+                "sample_rate": int(rep.get("audioSamplingRate", "0")),
+                "channels": int(channels.get("value", "0")) if channels is not None else 0,
+            }
+            number, t = int(template.get("startNumber", "0")), 0
+            for sel in template.iter(f"{_MPD_NS}S"):
+                t, d = int(sel.get("t", t)), int(sel.get("d", "0"))
+                for _ in range(int(sel.get("r", "0")) + 1):
+                    found[f"{rendition}/{epoch}-{number}.m4s"] = (t, d)
+                    number, t = number + 1, t + d
+    return found
+
+
+def _rate(text: str) -> float:
+    num, _, den = text.partition("/")
+    return float(num) / float(den or 1)
 
 
 def expired(recordings: list[dict[str, Any]], max_age_s: float, max_bytes: int, now: float | None = None) -> list[str]:

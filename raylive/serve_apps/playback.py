@@ -157,8 +157,7 @@ class PlaybackApp:
                 token = await self.access.token(request, m["name"])
             except AccessRefused as refused:
                 return _error(refused.status, refused.reason)
-            tag = lambda text: tag_playlist(text, f"token={token}") if token else text  # noqa: E731
-            return await self.vod.respond(m, CORS, tag, request.headers.get("range", ""), request.query_params.get("t", ""))
+            return await self.vod.respond(m, CORS, token, request.headers.get("range", ""), request.query_params.get("t", ""))
         if m is None:
             return _error(404, "not found")
         name = m["name"]

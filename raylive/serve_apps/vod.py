@@ -1,6 +1,7 @@
 """Recordings played back (VOD) by the playback app, from the recording storage:
 
     /live/NAME/recordings/REC/index.m3u8           the multivariant playlist the stream had
+    /live/NAME/recordings/REC/index.mpd            a static MPD (once the recording ended)
     /live/NAME/recordings/REC/RENDITION/index.m3u8  EVENT while recording, VOD once it ended
     /live/NAME/recordings/REC/RENDITION/FILE        init and media segments (immutable)
     /live/NAME/recordings/REC/thumbnail.jpg?t=S     the frame at S seconds into it (the keyframe starting that segment)
@@ -25,13 +26,15 @@ from starlette.responses import JSONResponse, Response
 from ..actors.clips import CLIPS
 from ..actors.recorder import RecordingStore
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
+from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
 from ..runtime.packaging.hls import SEGMENT_TAGS, iso_utc
 from ..runtime.recording import RECORDING, RECORDING_ID, Recording
 from ..store import live_key
+from .viewers import tag_playlist
 
 VOD_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/recordings/(?P<rec>{RECORDING_ID})/"
-    r"(?:(?P<master>index\.m3u8)|(?P<thumbnail>thumbnail\.jpg)|"
+    r"(?:(?P<master>index\.m3u8)|(?P<mpd>index\.mpd)|(?P<thumbnail>thumbnail\.jpg)|"
     r"(?P<rendition>[a-z0-9_]{1,32})/(?P<file>index\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}\.m4s))$"
 )
 CLIP_RE = re.compile(rf"^/live/(?P<name>{STREAM_NAME})/clips/(?P<clip>[0-9a-f]{{8}})\.mp4$")
@@ -42,6 +45,7 @@ def match(path: str) -> re.Match[str] | None:
     return VOD_RE.match(path) or CLIP_RE.match(path)
 
 
+_MPD_URIS = re.compile(r'\b(media|initialization)="([^"?]+)"')
 INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after this long
 
 
@@ -118,8 +122,8 @@ class VodFiles:
         self._indexes[(name, rec)] = (now, found)
         return found
 
-    async def respond(self, m: re.Match[str], headers: dict[str, str], tag: Any, range_header: str = "", at: str = "") -> Response:
-        """`tag(text)` writes what every URI must carry (a playback token) into a playlist."""
+    async def respond(self, m: re.Match[str], headers: dict[str, str], token: str = "", range_header: str = "", at: str = "") -> Response:
+        """`token`: a signed stream's playback token, which every URI in a playlist or MPD then carries."""
         if m.re is CLIP_RE:
             return await self._clip(m["name"], m["clip"], headers, range_header)
         name, rec_id = m["name"], m["rec"]
@@ -130,11 +134,20 @@ class VodFiles:
         cache = "public, max-age=1" if live else "public, max-age=3600"
         if m["thumbnail"]:
             return await self._thumbnail(rec, at, headers)
+        if m["mpd"]:
+            mpd = rec.mpd() if not live else None
+            if mpd is None:
+                return _missing(f"recording {rec_id} has no MPD {'until it ends' if live else ''}".strip(), headers)
+            mpd = mpd.replace(UTC_TIMING_URL, "/live/time")
+            if token:
+                mpd = _MPD_URIS.sub(lambda u: f'{u[1]}="{u[2]}?token={token}"', mpd)
+            return Response(mpd, media_type=MPD_TYPE, headers={**headers, "Cache-Control": cache})
         if m["master"] or m["file"] == "index.m3u8":
             text = rec.multivariant if m["master"] else rec.media_playlist(m["rendition"])
             if not text:
                 return _missing(f"recording {rec_id} has no {m['rendition'] or 'playlist'} yet", headers)
-            return Response(tag(text), media_type=PLAYLIST_TYPE, headers={**headers, "Cache-Control": cache})
+            text = tag_playlist(text, f"token={token}") if token else text
+            return Response(text, media_type=PLAYLIST_TYPE, headers={**headers, "Cache-Control": cache})
         rel = f"{m['rendition']}/{m['file']}"
         key = f"vod:{name}/{rec_id}/{rel}"
         data = self.cache.get(key)

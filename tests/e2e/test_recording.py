@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from mpegdash.parser import MPEGDASHParser
 
 from ..conftest import RayliveProcess
 from ..helpers import playlist_ready, publish, wait_for
@@ -20,7 +21,7 @@ from .browser import browser_page, chromium, console_page, page_url, until, vide
 pytestmark = pytest.mark.e2e
 
 
-def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RayliveProcess) -> None:
+def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RayliveProcess, player_origin: str) -> None:
     name = "rec1"
     key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
     assert raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}}).json()["recording"]["enabled"]
@@ -74,6 +75,16 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
         page.fill("dialog label:has-text('To') input", "3")
         page.click("#dialog-ok")
         page.wait_for_selector("a:has-text('MP4')")
+
+    # Its static MPD: a Period each side of the reconnect; dash.js plays it to the end.
+    mpd_url = f"{raylive.base_url}/live/{name}/recordings/{rec['id']}/index.mpd"
+    mpd = MPEGDASHParser.parse(httpx.get(mpd_url).text)
+    assert mpd.type == "static" and len(mpd.periods) == 2
+    with browser_page(page_url(player_origin, "dash", mpd_url)) as page:
+        page.wait_for_function("document.getElementById('v').currentTime > 0.5 || window.errors.length > 0", timeout=30_000)
+        page.evaluate("document.getElementById('v').playbackRate = 4")
+        page.wait_for_function("document.getElementById('v').ended || window.errors.length > 0", timeout=30_000)
+        assert video_state(page)["errors"] == []
 
     # A frame of it at a given time (decoded once, then cached), and none beyond its end.
     thumb = raylive.api("GET", f"/live/{name}/recordings/{rec['id']}/thumbnail.jpg?t=3")

@@ -89,3 +89,28 @@ def test_a_segment_whose_init_never_reached_the_recording_is_not_listed() -> Non
     plan = RecordingPlan(rec)
     seg = PlaylistSegment("e1-0.m4s", 2.0, 100.0, "init-e1.mp4")
     assert plan.plan([_file("source/e1-0.m4s"), _playlist([seg])]) == []  # init-e1.mp4 was written before recording began
+
+
+def test_the_live_mpd_gives_each_segment_its_dash_timing_and_the_recording_a_static_mpd() -> None:
+    from mpegdash.parser import MPEGDASHParser
+
+    from raylive.runtime.packaging.dash import DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
+
+    rep = DashRepresentation("source", False, "avc1.64001f", 2_000_000, 90000, "source/init-e1.mp4", "source/e1-$Number$.m4s", 0,
+                             [DashSegment(0, 0, 180000), DashSegment(1, 180000, 180000)], 640, 360, 30.0)  # fmt: skip
+    live_mpd = render_mpd([DashPeriod("e1", 0.0, [rep])], DashTiming(100.0, 104.0, 2.0, 12.0)).encode()
+    rec = Recording("20261206T000000Z-abcdef", "cam1", 100.0)
+    plan = RecordingPlan(rec)
+    segs = [PlaylistSegment(f"e1-{i}.m4s", 2.0, 100.0 + 2 * i, "init-e1.mp4") for i in range(2)]
+    files = [_file("source/init-e1.mp4"), _file("source/e1-0.m4s"), _file("source/e1-1.m4s"), _playlist(segs)]
+    for s in plan.plan([*files, StoredFile("index.mpd", live_mpd, "application/dash+xml", False)]):
+        if s.then is not None:
+            rec.add(*s.then, len(s.data), s.dash)
+    assert [(s["t"], s["d"]) for s in rec.segments["source"]] == [(0, 180000), (180000, 180000)]
+    rec.state, rec.ended_at = COMPLETE, 104.0
+    mpd = MPEGDASHParser.parse(rec.mpd() or "")
+    assert mpd.type == "static" and mpd.media_presentation_duration == "PT4.000S"
+    [period] = mpd.periods
+    [representation] = period.adaptation_sets[0].representations
+    assert (representation.width, representation.codecs) == (640, "avc1.64001f")
+    assert representation.segment_templates[0].media == "source/e1-$Number$.m4s"
