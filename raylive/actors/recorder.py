@@ -161,6 +161,7 @@ class Recorder:
                     rec = value
                     self.recording, plan = rec, RecordingPlan(rec)
                     self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+                    self._close_orphans()
                     self._apply_retention()
                 elif self.recording is None or plan is None or self.recording.state != RECORDING:
                     pass  # not recording (off, failed, or between publishes)
@@ -203,6 +204,16 @@ class Recorder:
         except Exception:  # noqa: BLE001 - the storage is what failed; the reason is in the event
             pass
         self.on_done(rec)
+
+    def _close_orphans(self) -> None:
+        """Recordings left "recording" by a raylive that was killed whole: one actor per stream, so
+        any but this one's is over. They end where their last stored segment ends."""
+        for rec in self.store.recordings(self.stream):
+            if rec.state == RECORDING and (self.recording is None or rec.id != self.recording.id):
+                last = max((s["pdt"] + s["duration_s"] for segs in rec.segments.values() for s in segs), default=rec.started_at)
+                rec.state, rec.ended_at = COMPLETE, last
+                self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+                log.info("stream %s: recording %s was left open (raylive killed?); closed at its last segment", self.stream, rec.id)
 
     def _apply_retention(self) -> None:
         if not (self.max_age_s or self.max_bytes):

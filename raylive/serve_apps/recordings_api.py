@@ -93,7 +93,7 @@ async def delete_recording(name: str, rec: str, _: Admin) -> None:
     found = await asyncio.to_thread(_store(name, rec).recording, name, rec)
     if found is None:
         raise HTTPException(404, f"no recording {rec!r} of {name!r}")
-    if found.state == RECORDING:
+    if found.state == RECORDING and store.text(await STATE.redis.hget(store.live_key(name), "recording") or b"") == rec:
         raise HTTPException(409, f"recording {rec!r} is being written; stop the stream first")
     await asyncio.to_thread(_store(name, rec).delete, name, rec)
 

@@ -115,3 +115,16 @@ def test_retention_keeps_the_newest_within_the_byte_limit(tmp_path: Path) -> Non
     wait_for(recorder.idle, 10, "the recorder to settle")
     # Each new recording makes room: only the newest stays (the one just ended is the newest).
     assert [r.id for r in RecordingStore(url).recordings("cam1")] == ids[-1:]
+
+
+def test_a_recording_left_open_by_a_killed_raylive_is_closed_at_its_last_segment(tmp_path: Path) -> None:
+    url = str(tmp_path / "rec")
+    killed = Recorder("cam1", url)
+    left_open = killed.begin(1000.0)
+    for batch in _batches(2):
+        killed.feed(batch)
+    wait_for(killed.idle, 10, "the first recorder to store what it got")  # then the whole raylive is killed: no end
+    assert RecordingStore(url).recording("cam1", left_open).state == "recording"  # type: ignore[union-attr]
+    Recorder("cam1", url).begin(2000.0)  # the stream's next publish, after a restart
+    wait_for(lambda: RecordingStore(url).recording("cam1", left_open).state == COMPLETE, 10, "the orphan closed")  # type: ignore[union-attr]
+    assert RecordingStore(url).recording("cam1", left_open).ended_at == 1004.0  # type: ignore[union-attr]
