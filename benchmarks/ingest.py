@@ -181,13 +181,16 @@ class Server:
     dash_url: Callable[[int], str] | None = None  # stream index -> MPD URL (nginx-rtmp's own DASH)
 
 
-def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = None, warm_workers: int | None = None) -> Server:
+def start_raylive(
+    work: Path, n_max: int, extra_env: dict[str, str] | None = None, warm_workers: int | None = None, record: bool = False
+) -> Server:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(extra_env or {})}
     rtmp, http = free_port(), free_port()
     data = work / "raylive"
     # Every benchmark publisher comes from 127.0.0.1 and up to 100 start at once.
     warm = "" if warm_workers is None else f"  warm_workers: {warm_workers}\n"
-    (work / "raylive.yaml").write_text(f"rtmp:\n  max_unpublished_per_address: {max(16, n_max)}\n{warm}")
+    recording = "recording:\n  enabled: true\n" if record else ""
+    (work / "raylive.yaml").write_text(f"rtmp:\n  max_unpublished_per_address: {max(16, n_max)}\n{warm}{recording}")
     log = open(work / "raylive.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "raylive.cli", "up", "--data-dir", str(data), "--host", "127.0.0.1",
@@ -224,10 +227,15 @@ def start_raylive(work: Path, n_max: int, extra_env: dict[str, str] | None = Non
 SKIPPED = {"skipped": "nginx with libnginx-mod-rtmp not installed"}
 
 
-def each_server(tmp: Path, streams: int, warm_workers: int | None = None) -> Iterator[tuple[str, Server | None]]:
-    """raylive (with `streams` stream keys), then nginx-rtmp (None when it is not installed), each
-    stopped after its turn: the two never run at the same time."""
-    for name, starter in (("raylive", lambda w: start_raylive(w, streams, warm_workers=warm_workers)), ("nginx-rtmp", start_nginx)):
+def each_server(tmp: Path, streams: int, warm_workers: int | None = None, record: bool = False) -> Iterator[tuple[str, Server | None]]:
+    """raylive (with `streams` stream keys), raylive recording every stream (with `record`), then
+    nginx-rtmp (None when it is not installed), each stopped after its turn: never two at a time."""
+    starters: list[tuple[str, Callable[[Path], Server | None]]] = [
+        ("raylive", lambda w: start_raylive(w, streams, warm_workers=warm_workers))
+    ]
+    if record:
+        starters.append(("raylive+recording", lambda w: start_raylive(w, streams, warm_workers=warm_workers, record=True)))
+    for name, starter in [*starters, ("nginx-rtmp", start_nginx)]:
         work = tmp / name
         work.mkdir()
         server = starter(work)
@@ -319,7 +327,9 @@ def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float =
                     ready[i] = time.monotonic() - started[i]
         time.sleep(0.1)
     time.sleep(settle_s)
+    recorded_before = _recorded_bytes(server)
     cpu, busiest = machine_cpu(measure_s, {p.pid for p in pubs})
+    recorded_mb_s = (_recorded_bytes(server) - recorded_before) / measure_s / 1e6
     stream_uss = stream_actor_uss_mb()
     alive = sum(p.poll() is None for p in pubs)
     for p in pubs:
@@ -340,7 +350,14 @@ def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float =
         "first_playlist_s_max": round(waits[-1], 2) if waits else -1,
         "busiest_cpu_pct": busiest,
         **({"stream_actor_uss_mb_median": stream_uss} if stream_uss else {}),
+        **({"recorded_mb_per_s_per_stream": round(recorded_mb_s / n, 3)} if recorded_mb_s else {}),
     }
+
+
+def _recorded_bytes(server: Server) -> int:
+    """What raylive's recordings (default place: the data dir) hold on disk."""
+    root = server.data_dir / "recordings" if server.data_dir else None
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root and root.exists() else 0
 
 
 def main() -> None:
@@ -350,6 +367,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=10.0)
     ap.add_argument("--settle-s", type=float, default=10.0, help="wait after the last playlist, before measuring CPU")
     ap.add_argument("--warm-workers", type=int, default=None, help="raylive's rtmp.warm_workers (default: its own)")
+    ap.add_argument("--record", action="store_true", help="also run raylive recording every stream (its cost and bytes written)")
     args = ap.parse_args()
     src = source_file()
     results: dict[str, Any] = {
@@ -359,7 +377,7 @@ def main() -> None:
         "servers": {},
     }
     with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
-        for name, server in each_server(Path(tmp), max(args.streams), args.warm_workers):
+        for name, server in each_server(Path(tmp), max(args.streams), args.warm_workers, args.record):
             if server is None:
                 results["servers"][name] = SKIPPED
                 continue
@@ -403,6 +421,8 @@ def render(results: dict[str, Any]) -> str:
                 f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {r['cpu_pct_per_stream']} | "
                 f"{r['first_playlist_s_median']} | {r['first_playlist_s_max']} | {ratio if name != 'nginx-rtmp' else '1.0x'} |"
             )
+            if "recorded_mb_per_s_per_stream" in r:
+                lines.append(f"|  | (recording writes {r['recorded_mb_per_s_per_stream']} MB/s per stream) | | | | | | |")
     for name, data in servers.items():
         if "idle_cpu_pct" in data:
             busiest = ", ".join(f"{k} {v}" for k, v in data["idle_busiest_cpu_pct"].items() if v >= 0.1)
