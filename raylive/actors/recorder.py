@@ -11,6 +11,7 @@ recording failed with the reason; the live stream never waits for storage."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import threading
@@ -20,10 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..runtime.packaging.live import StoredFile
-from ..runtime.recording import COMPLETE, FAILED, INDEX, RECORDING, Recording, RecordingPlan, expired, recording_id
+from ..runtime.recording import CHUNK, COMPLETE, FAILED, INDEX, RECORDING, Recording, RecordingPlan, chunk_path, expired, recording_id
 
 log = logging.getLogger(__name__)
-RETENTION_CHECK_S = 60.0  # the retention policy is applied at least this often while the actor lives
+RETENTION_CHECK_S = 60.0  # the retention policy is applied this often while the actor lives (and at each begin and end)
 MAX_QUEUED_BYTES = 64 << 20  # storage this far behind (≈ 3 min of a 3 Mb/s ladder): the recording fails, the stream goes on
 
 
@@ -63,16 +64,41 @@ class RecordingStore:
         except (FileNotFoundError, OSError):
             return None
 
-    def recording(self, stream: str, rec: str) -> Recording | None:
-        data = self.get(stream, rec, INDEX)
-        return Recording.from_json(data) if data else None
+    def save(self, rec: Recording, saved: int) -> int:
+        """The log chunks holding the segments listed since `saved`, then the index: a segment is
+        named only once stored, and counted only once named. Returns what is saved now."""
+        for rel, data in rec.chunks_since(saved):
+            self.put(rec.stream, rec.id, rel, data)
+        self.put(rec.stream, rec.id, INDEX, rec.index_json())
+        return len(rec.log)
+
+    def recording(self, stream: str, rec_id: str, full: bool = True, base: Recording | None = None) -> Recording | None:
+        """A recording; `full`: with its segments (`base`: a copy read before, whose whole chunks
+        are not read again)."""
+        data = self.get(stream, rec_id, INDEX)
+        if not data:
+            return None
+        rec = Recording.from_index(data)
+        if not full:
+            return rec
+        start = len(base.log) // CHUNK if base is not None and base.id == rec_id else 0
+        for rendition, entry in base.log[: start * CHUNK] if base is not None and start else []:
+            rec.take(rendition, entry)
+        for k in range(start, math.ceil(rec.entries / CHUNK)):
+            chunk = self.get(stream, rec_id, chunk_path(k))
+            if chunk is None:
+                break
+            rec.extend(chunk)
+        rec.entries = len(rec.log)  # a chunk written just before a kill may hold more than the index counted
+        return rec
 
     def recordings(self, stream: str) -> list[Recording]:
+        """A stream's recordings, oldest first, without their segments."""
         try:
             names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(stream, ""), detail=False))
         except (FileNotFoundError, OSError):
             return []
-        return [r for name in names if (r := self.recording(stream, name)) is not None]
+        return [r for name in names if (r := self.recording(stream, name, full=False)) is not None]
 
     def delete(self, stream: str, rec: str) -> bool:
         try:
@@ -98,6 +124,8 @@ class Recorder:
         self.recording: Recording | None = None  # the one being written (the thread's)
         self._accepting = False
         self._busy = False
+        self._saved = 0  # segments of the current recording saved in its log
+        self._next_retention = time.monotonic() + RETENTION_CHECK_S
         threading.Thread(target=self._run, name="stream-recorder", daemon=True).start()
 
     # -- the stream actor's side: never blocks ---------------------------------------------
@@ -148,10 +176,14 @@ class Recorder:
         while True:
             with self._wake:
                 self._busy = False
-                if not self._queue and not self._wake.wait(RETENTION_CHECK_S):
-                    kind, value = "retention", None  # nothing to write for a while: enforce the policy
-                else:
+                if not self._queue:
+                    self._wake.wait(RETENTION_CHECK_S)
+                if time.monotonic() >= self._next_retention:
+                    kind, value = "retention", None
+                elif self._queue:
                     kind, value = self._queue.popleft()
+                else:
+                    continue
                 self._busy = True
             try:
                 if kind == "retention":
@@ -160,7 +192,7 @@ class Recorder:
                 if kind in ("begin", "resume"):
                     rec = value
                     self.recording, plan = rec, RecordingPlan(rec)
-                    self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+                    self._saved = self.store.save(rec, len(rec.log))
                     self._close_orphans()
                     self._apply_retention()
                 elif self.recording is None or plan is None or self.recording.state != RECORDING:
@@ -169,7 +201,7 @@ class Recorder:
                     self._store(plan, value)
                 elif kind == "end":
                     self.recording.state, self.recording.ended_at = COMPLETE, value
-                    self.store.put(self.stream, self.recording.id, INDEX, self.recording.to_json())
+                    self._saved = self.store.save(self.recording, self._saved)
                     self.on_done(self.recording)
                     self._apply_retention()
                 elif kind == "fail":
@@ -190,8 +222,8 @@ class Recorder:
             if item.then is not None:
                 rec.add(item.then[0], item.then[1], len(item.data), item.dash)
                 listed = True
-        if listed:  # only now, with its files stored, does the index name them
-            self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+        if listed:  # only now, with its files stored, does the recording name them
+            self._saved = self.store.save(rec, self._saved)
 
     def _fail(self, reason: str) -> None:
         rec = self.recording
@@ -200,7 +232,7 @@ class Recorder:
         log.warning("stream %s: recording %s failed: %s", self.stream, rec.id, reason)
         rec.state, rec.error, rec.ended_at = FAILED, reason, time.time()
         try:
-            self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+            self._saved = self.store.save(rec, self._saved)
         except Exception:  # noqa: BLE001 - the storage is what failed; the reason is in the event
             pass
         self.on_done(rec)
@@ -210,12 +242,12 @@ class Recorder:
         any but this one's is over. They end where their last stored segment ends."""
         for rec in self.store.recordings(self.stream):
             if rec.state == RECORDING and (self.recording is None or rec.id != self.recording.id):
-                last = max((s["pdt"] + s["duration_s"] for segs in rec.segments.values() for s in segs), default=rec.started_at)
-                rec.state, rec.ended_at = COMPLETE, last
-                self.store.put(self.stream, rec.id, INDEX, rec.to_json())
+                rec.state, rec.ended_at = COMPLETE, rec.last_end or rec.started_at
+                self.store.put(self.stream, rec.id, INDEX, rec.index_json())
                 log.info("stream %s: recording %s was left open (raylive killed?); closed at its last segment", self.stream, rec.id)
 
     def _apply_retention(self) -> None:
+        self._next_retention = time.monotonic() + RETENTION_CHECK_S
         if not (self.max_age_s or self.max_bytes):
             return
         for rec_id in expired([r.summary() for r in self.store.recordings(self.stream)], self.max_age_s, self.max_bytes):

@@ -21,6 +21,13 @@ from .packaging.hls import MediaPlaylist, PlaylistSegment, listed_segments
 from .packaging.live import StoredFile
 
 INDEX = "index.json"
+CHUNK = 256  # segments per log chunk: a write rewrites at most this many entries (a whole index of an hour took 60 ms)
+
+
+def chunk_path(k: int) -> str:
+    return f"log/{k:06d}.jsonl"
+
+
 RECORDING_ID = r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"  # recording_id's form: a path part that cannot climb
 RECORDING = "recording"  # segments are still being added
 COMPLETE = "complete"
@@ -41,10 +48,15 @@ class Recording:
     state: str = RECORDING
     error: str = ""
     multivariant: str = ""  # the live multivariant playlist (relative URIs, as the recording's files lie)
-    segments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rendition -> listed segments
     stored_bytes: int = 0
     # DASH, as the live MPD described it: "epoch/rendition" -> Representation attributes and timescale.
     representations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    totals: dict[str, list[float]] = field(default_factory=dict)  # rendition -> [seconds, discontinuities]
+    last_end: float = 0.0  # wall time where the newest listed segment ends
+    entries: int = 0  # segments listed (in the log's chunks)
+    # Not in the index (in its log chunks): rendition -> listed segments, and the order they came in.
+    segments: dict[str, list[dict[str, Any]]] = field(default_factory=dict, compare=False)
+    log: list[list[Any]] = field(default_factory=list, compare=False, repr=False)
 
     def add(self, rendition: str, seg: PlaylistSegment, size: int, dash: tuple[int, int] | None = None) -> None:
         entry = {
@@ -56,8 +68,42 @@ class Recording:
         }
         if dash is not None:
             entry["t"], entry["d"] = dash  # earliest presentation time and duration, in the timescale
-        self.segments.setdefault(rendition, []).append(entry)
+        total = self.totals.setdefault(rendition, [0.0, 0])
+        total[0] += seg.duration_s
+        total[1] += bool(seg.discontinuity and self.segments.get(rendition))
+        self.last_end = max(self.last_end, seg.program_date_time + seg.duration_s)
         self.stored_bytes += size
+        self.entries += 1
+        self.take(rendition, entry)
+
+    def take(self, rendition: str, entry: dict[str, Any]) -> None:
+        self.segments.setdefault(rendition, []).append(entry)
+        self.log.append([rendition, entry])
+
+    # -- as stored: index.json (small, rewritten) and the log in chunks of CHUNK segments ------------
+    def index_json(self) -> bytes:
+        meta = {k: v for k, v in asdict(self).items() if k not in ("segments", "log")}
+        return json.dumps(meta, separators=(",", ":")).encode()
+
+    def chunks_since(self, saved: int) -> list[tuple[str, bytes]]:
+        """The log chunks holding the segments listed since `saved` were (path, bytes)."""
+        out = []
+        for k in range(saved // CHUNK, math.ceil(len(self.log) / CHUNK)):
+            lines = (json.dumps(item, separators=(",", ":")) for item in self.log[k * CHUNK : (k + 1) * CHUNK])
+            out.append((chunk_path(k), ("\n".join(lines) + "\n").encode()))
+        return out
+
+    @classmethod
+    def from_index(cls, data: bytes) -> Recording:
+        """The recording's description without its segments (enough to list it or apply retention)."""
+        return cls(**json.loads(data))
+
+    def extend(self, chunk: bytes) -> None:
+        """Segments read back from a log chunk (loaded in order)."""
+        for line in chunk.decode().splitlines():
+            if line:
+                rendition, entry = json.loads(line)
+                self.take(rendition, entry)
 
     def mpd(self) -> str | None:
         """A static MPD of the recording: a Period per publish period (as the discontinuities in HLS)."""
@@ -90,7 +136,7 @@ class Recording:
         )  # fmt: skip
 
     def duration_s(self) -> float:
-        return max((sum(s["duration_s"] for s in segs) for segs in self.segments.values()), default=0.0)
+        return max((t[0] for t in self.totals.values()), default=0.0)
 
     def media_playlist(self, rendition: str) -> str | None:
         """EVENT while recording (players may follow it), VOD with ENDLIST once ended."""
@@ -114,16 +160,9 @@ class Recording:
             "ended_at": self.ended_at,
             "duration_s": round(self.duration_s(), 3),
             "bytes": self.stored_bytes,
-            "renditions": sorted(self.segments),
-            "discontinuities": max((sum(1 for s in segs[1:] if s["disc"]) for segs in self.segments.values()), default=0),
+            "renditions": sorted(self.totals),
+            "discontinuities": int(max((t[1] for t in self.totals.values()), default=0)),
         }
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Recording:
-        return cls(**json.loads(data))
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ async def list_recordings(name: str, request: Request, _: Reader) -> list[dict[s
 
 @router.get("/api/v1/streams/{name}/recordings/{rec}", response_model=RecordingInfo, responses=ERRORS)
 async def get_recording(name: str, rec: str, request: Request, _: Reader) -> dict[str, Any]:
-    found = await asyncio.to_thread(_store(name, rec).recording, name, rec)
+    found = await asyncio.to_thread(_store(name, rec).recording, name, rec, False)
     if found is None:
         raise HTTPException(404, f"no recording {rec!r} of {name!r}")
     return _info(request, found.summary())
@@ -90,7 +90,7 @@ async def get_recording(name: str, rec: str, request: Request, _: Reader) -> dic
 
 @router.delete("/api/v1/streams/{name}/recordings/{rec}", status_code=204, responses={**ERRORS, 409: {"model": ErrorBody}})
 async def delete_recording(name: str, rec: str, _: Admin) -> None:
-    found = await asyncio.to_thread(_store(name, rec).recording, name, rec)
+    found = await asyncio.to_thread(_store(name, rec).recording, name, rec, False)
     if found is None:
         raise HTTPException(404, f"no recording {rec!r} of {name!r}")
     if found.state == RECORDING and store.text(await STATE.redis.hget(store.live_key(name), "recording") or b"") == rec:
@@ -109,7 +109,7 @@ class ClipInfo(BaseModel):
     id: str
     stream: str
     recording: str
-    from_s: float = Field(description="asked start, seconds into the recording (the clip starts on the keyframe at or before it)")
+    from_s: float = Field(description="asked start, seconds into the recording (the clip starts on the keyframe nearest it)")
     to_s: float
     starts_at: float = Field(description="the asked start as a unix time")
     duration_s: float
@@ -133,7 +133,8 @@ async def make_clip(name: str, body: ClipRequest, request: Request, _: Admin) ->
                 raise HTTPException(404, f"no recording {body.recording!r} of {name!r}")
             start, end = body.from_, body.to
         else:
-            rec = next((r for r in recs if r.started_at <= body.from_ <= (r.ended_at or time.time())), None)
+            found = next((r for r in recs if r.started_at <= body.from_ <= (r.ended_at or time.time())), None)
+            rec = await asyncio.to_thread(STATE.recordings.recording, name, found.id) if found else None  # with its segments
             if rec is None:
                 raise HTTPException(404, f"no recording of {name!r} holds that start time")
             start, end = offset_of(rec, body.from_), min(rec.duration_s(), offset_of(rec, body.from_) + body.to - body.from_)

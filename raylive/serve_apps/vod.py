@@ -116,7 +116,7 @@ class VodFiles:
         cached = self._indexes.get((name, rec))
         if cached is not None and (now - cached[0] < INDEX_FRESH_S or (cached[1] is not None and cached[1].state != RECORDING)):
             return cached[1]
-        found = await asyncio.to_thread(self.store.recording, name, rec)
+        found = await asyncio.to_thread(self.store.recording, name, rec, True, cached[1] if cached else None)
         if len(self._indexes) > 1000:
             self._indexes.clear()
         self._indexes[(name, rec)] = (now, found)

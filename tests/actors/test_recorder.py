@@ -54,7 +54,7 @@ def _batches(n: int) -> list[list[StoredFile]]:
         epoch = "e1" if i < n // 2 else "e2"  # a reconnect half-way: a new init, a discontinuity
         seg = PlaylistSegment(f"{epoch}-{i}.m4s", 2.0, 1000.0 + 2 * i, f"init-{epoch}.mp4", discontinuity=i == n // 2)
         playlist.append(seg)
-        files = [StoredFile(f"source/{seg.uri}", bytes([i]) * 1000, "video/mp4", True)]
+        files = [StoredFile(f"source/{seg.uri}", bytes([i % 256]) * 1000, "video/mp4", True)]
         if i in (0, n // 2):
             files.insert(0, StoredFile(f"source/init-{epoch}.mp4", b"init" + epoch.encode(), "video/mp4", True))
         out.append([*files, StoredFile("source/index.m3u8", playlist.render().encode(), "application/vnd.apple.mpegurl", False)])
@@ -73,7 +73,9 @@ def test_a_recording_reads_back_whole_from_every_kind_of_storage(kind: str, tmp_
     wait_for(lambda: done, 20, "the recording to complete")
     assert recorder.idle()
     store = RecordingStore(url)
-    [rec] = store.recordings("cam1")
+    [listed] = store.recordings("cam1")  # its index only
+    rec = store.recording("cam1", rec_id)  # and its segments from the log
+    assert rec is not None and listed.summary() == rec.summary()
     assert rec.id == rec_id and rec.state == COMPLETE and rec.summary()["duration_s"] == 12.0
     assert rec.summary()["discontinuities"] == 1 and rec.summary()["bytes"] == 6000
     for seg in rec.segments["source"]:
@@ -128,3 +130,28 @@ def test_a_recording_left_open_by_a_killed_raylive_is_closed_at_its_last_segment
     Recorder("cam1", url).begin(2000.0)  # the stream's next publish, after a restart
     wait_for(lambda: RecordingStore(url).recording("cam1", left_open).state == COMPLETE, 10, "the orphan closed")  # type: ignore[union-attr]
     assert RecordingStore(url).recording("cam1", left_open).ended_at == 1004.0  # type: ignore[union-attr]
+
+
+def test_a_long_recording_is_saved_in_log_chunks_and_read_back_incrementally(tmp_path: Path) -> None:
+    url = str(tmp_path / "rec")
+    recorder = Recorder("cam1", url)
+    rec_id = recorder.begin(1000.0)
+    batches = _batches(600)  # the second half after a reconnect: 300 segments of each period
+    for batch in batches[:280]:
+        recorder.feed(batch)
+    wait_for(recorder.idle, 30, "280 segments stored")
+    store = RecordingStore(url)
+    early = store.recording("cam1", rec_id)
+    assert early is not None and len(early.segments["source"]) == 280
+    for batch in batches[280:]:
+        recorder.feed(batch)
+    recorder.end(3000.0)
+    wait_for(lambda: store.recording("cam1", rec_id, full=False).state == COMPLETE, 30, "the recording complete")  # type: ignore[union-attr]
+    assert sorted(p.name for p in (tmp_path / "rec" / "cam1" / rec_id / "log").iterdir()) == [
+        "000000.jsonl",
+        "000001.jsonl",
+        "000002.jsonl",
+    ]
+    whole, incremental = store.recording("cam1", rec_id), store.recording("cam1", rec_id, base=early)
+    assert whole is not None and incremental is not None
+    assert len(whole.segments["source"]) == 600 and incremental.segments == whole.segments and incremental == whole

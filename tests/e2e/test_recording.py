@@ -122,13 +122,19 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
     assert raylive.api("GET", f"/api/v1/streams/{name}/recordings/..%2f..%2fadmin_token").status_code == 404
 
 
-def test_a_stream_actor_killed_mid_recording_loses_at_most_what_was_in_flight(raylive: RayliveProcess) -> None:
-    name = "rec2"
+def publish_recorded(raylive: RayliveProcess, name: str) -> subprocess.Popen[bytes]:
+    """A new stream, recorded, live with an ffmpeg publisher."""
     key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
     raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}})
     ff = publish(raylive.rtmp_url(key), seconds=None)
+    wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
+    return ff
+
+
+def test_a_stream_actor_killed_mid_recording_loses_at_most_what_was_in_flight(raylive: RayliveProcess) -> None:
+    name = "rec2"
+    ff = publish_recorded(raylive, name)
     try:
-        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
         started = time.monotonic()
         time.sleep(6)
         pid = raylive.api("GET", f"/api/v1/streams/{name}").json()["pid"]
@@ -163,11 +169,8 @@ def test_a_stream_actor_killed_mid_recording_loses_at_most_what_was_in_flight(ra
 
 def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_latency(raylive: RayliveProcess, player_origin: str) -> None:
     name = "dvr1"
-    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
-    raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}})
-    ff = publish(raylive.rtmp_url(key), seconds=None)
+    ff = publish_recorded(raylive, name)
     try:
-        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
         live_url, dvr_url = (f"{raylive.base_url}/live/{name}/source/{f}.m3u8" for f in ("index", "dvr"))
         # The live window is 6 segments; once more were published, the DVR playlist has them all.
         wait_for(lambda: "#EXT-X-MEDIA-SEQUENCE:4" in httpx.get(live_url).text, 40, "the live window to slide")
