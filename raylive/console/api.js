@@ -30,6 +30,8 @@ export async function api(method, path, body) {
   let data = null;
   try { data = await res.json(); } catch { /* not JSON: keep the status line */ }
   if (!res.ok) {
+    // The token stopped working (deleted, or the deployment's admin token changed): sign in again.
+    if (res.status === 401 && token.get()) window.dispatchEvent(new Event('raylive:unauthorized'));
     const text = data && (data.error || (typeof data.detail === 'string' ? data.detail : JSON.stringify(data.detail)));
     throw new ApiError(res.status, text || `${res.status} ${res.statusText}`);
   }

@@ -69,13 +69,15 @@ function route() {
 }
 
 window.addEventListener('hashchange', route);
-document.getElementById('sign-out').addEventListener('click', () => {
+function signOut(message) {
   leave();
   leave = () => {};
   token.clear();
   ctx = null;
-  signInView('Signed out.');
-});
+  signInView(message);
+}
+document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
+window.addEventListener('raylive:unauthorized', () => { if (ctx) signOut('Your token is no longer valid here: sign in again.'); });
 
 if (token.get()) start().then((failure) => failure && (token.clear(), signInView(failure)));
 else signInView();

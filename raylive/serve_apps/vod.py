@@ -56,15 +56,32 @@ class VodFiles:
         self.redis = redis  # the state Redis (which recording a live stream writes)
         self.dvr_window_s = dvr_window_s
         self._indexes: dict[tuple[str, str], tuple[float, Recording | None]] = {}
+        self._current: dict[str, tuple[float, str]] = {}  # stream -> (when asked, its recording's id or "")
+        self._dvr: dict[tuple[str, str], tuple[str, tuple[str, int], str]] = {}  # (stream, rendition) -> (live, recording, DVR text)
 
     async def current(self, name: str) -> Recording | None:
-        """The recording the stream's current publish writes, if any."""
-        rec_id = await self.redis.hget(live_key(name), "recording") if self.redis is not None else None
-        return await self.recording(name, rec_id.decode()) if rec_id else None
+        """The recording the stream's current publish writes, if any (asked of Redis once a second)."""
+        now = time.monotonic()
+        asked = self._current.get(name)
+        if asked is None or now - asked[0] >= INDEX_FRESH_S:
+            raw = await self.redis.hget(live_key(name), "recording") if self.redis is not None else None
+            asked = self._current[name] = (now, raw.decode() if raw else "")
+        return await self.recording(name, asked[1]) if asked[1] else None
 
     async def dvr(self, name: str, rendition: str, live: str) -> str:
-        """The live media playlist with the recording's earlier segments of the same period before it."""
+        """The live media playlist with the recording's earlier segments of the same period before it
+        (made once per new live playlist and recording length, whatever the number of viewers)."""
         rec = await self.current(name)
+        made = self._dvr.get((name, rendition))
+        if made is not None and made[0] == live and rec is not None and made[1] == (rec.id, rec.entries):
+            return made[2]
+        text = self._dvr_text(rec, rendition, live)
+        if len(self._dvr) > 1000:
+            self._dvr.clear()
+        self._dvr[(name, rendition)] = (live, (rec.id, rec.entries) if rec else ("", 0), text)
+        return text
+
+    def _dvr_text(self, rec: Recording | None, rendition: str, live: str) -> str:
         lines = live.split("\n")
         seq_at = next((i for i, line in enumerate(lines) if line.startswith("#EXT-X-MEDIA-SEQUENCE:")), None)
         first = next((line for line in lines if line and not line.startswith("#")), None)  # the window's first segment

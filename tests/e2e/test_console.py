@@ -153,6 +153,10 @@ def test_console_refuses_a_wrong_token_and_shows_text_as_text(raylive: RaylivePr
         assert reader.locator("button:text-is('New stream')").count() == 0
         reader.goto(f"{raylive.base_url}/console/#/analytics")
         reader.wait_for_selector("text=SQL needs a token with the analytics scope")
+        # Its token deleted: the next call the page makes sends it back to sign in.
+        assert raylive.api("DELETE", "/api/v1/tokens/console-reader").status_code == 204
+        reader.goto(f"{raylive.base_url}/console/#/cluster")
+        reader.wait_for_selector("#sign-in-error:has-text('no longer valid')")
 
         # Every page at both sizes, for a person to look at.
         for size, viewport in (("1280x800", DESKTOP), ("390x844", PHONE)):
