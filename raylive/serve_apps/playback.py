@@ -44,7 +44,7 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8|dvr\.m3u8)|(?P<mpd>index\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?:(?P<master>index\.m3u8|dvr\.m3u8)|(?P<mpd>index\.mpd|dvr\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
     r"(?P<file>index\.m3u8|dvr\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
@@ -171,14 +171,14 @@ class PlaybackApp:
                 await self.access.admit(request, name)
         except AccessRefused as refused:
             return _error(refused.status, refused.reason)
+        dvr = m["master"] == "dvr.m3u8" or m["mpd"] == "dvr.mpd"
+        if dvr and (self.vod is None or not self.vod.dvr_window_s):
+            return _error(404, "no DVR here: set recording.dvr_window_s (and record the stream)")
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            dvr = m["master"] == "dvr.m3u8"
-            if dvr and (self.vod is None or not self.vod.dvr_window_s):
-                return _error(404, "no DVR here: set recording.dvr_window_s (and record the stream)")
             return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token, dvr)
         if m["mpd"]:
-            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token)
+            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token, dvr)
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
                 self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -240,11 +240,14 @@ class PlaybackApp:
             text = text.replace("/index.m3u8?", "/dvr.m3u8?")
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
-    async def _mpd(self, request: Request, name: str, sid: str, token: str) -> Response:
+    async def _mpd(self, request: Request, name: str, sid: str, token: str, dvr: bool = False) -> Response:
         data = await self.media.get(store.file_key(name, "index.mpd"))
         if data is None:
             return await self._not_live(name)
-        text = store.text(data).replace(UTC_TIMING_URL, f"{request.url.scheme}://{request.url.netloc}{TIME_PATH}")
+        text = store.text(data)
+        if dvr and self.vod is not None:
+            text = await self.vod.dvr_mpd(name, text)
+        text = text.replace(UTC_TIMING_URL, f"{request.url.scheme}://{request.url.netloc}{TIME_PATH}")
         query = f"sid={sid}"
         if token:  # players send no headers with segments: the token goes into every URL
             text = _MPD_TEMPLATE.sub(lambda t: f'{t[1]}="{t[2]}?token={token}"', text)

@@ -10,8 +10,9 @@
 and the DVR of a recorded live stream: `/live/NAME/dvr.m3u8` is its multivariant playlist with
 `RENDITION/dvr.m3u8` media playlists, each the live one (parts, preload hint, blocking reload)
 with the recording's earlier segments of the current period before it, up to
-`recording.dvr_window_s`; a live segment URL whose file has left the media Redis is served from
-the recording. The live edge stays where it is; a player may seek back.
+`recording.dvr_window_s`, and `/live/NAME/dvr.mpd` the live MPD whose timelines reach as far
+back; a live segment URL whose file has left the media Redis is served from the recording. The
+live edge stays where it is; a player may seek back.
 Playlists are made from the recording's index, which lists only stored segments."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import re
 import time
 from typing import Any
+from xml.etree import ElementTree
 
 from starlette.responses import JSONResponse, Response
 
@@ -45,6 +47,8 @@ def match(path: str) -> re.Match[str] | None:
     return VOD_RE.match(path) or CLIP_RE.match(path)
 
 
+_NS = "{urn:mpeg:dash:schema:mpd:2011}"
+ElementTree.register_namespace("", _NS[1:-1])
 _MPD_URIS = re.compile(r'\b(media|initialization)="([^"?]+)"')
 INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after this long
 
@@ -116,6 +120,17 @@ class VodFiles:
             body += [f"#EXT-X-PROGRAM-DATE-TIME:{iso_utc(seg['pdt'])}", f"#EXTINF:{seg['duration_s']:.3f},", seg["uri"]]
         disc = [line for line in lines[seq_at + 1 :] if line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")]
         return "\n".join([*head, f"#EXT-X-MEDIA-SEQUENCE:{msn - len(older)}", *disc, *_after_head(rest, body)])
+
+    async def dvr_mpd(self, name: str, live: str) -> str:
+        """The live MPD with each Representation's timeline reaching back into the recording (same
+        period, as for HLS) and a time-shift buffer as deep as the DVR window."""
+        rec = await self.current(name)
+        made = self._dvr.get((name, "index.mpd"))
+        if made is not None and made[0] == live and rec is not None and made[1] == (rec.id, rec.entries):
+            return made[2]
+        text = live if rec is None else dvr_mpd(live, rec, self.dvr_window_s)
+        self._dvr[(name, "index.mpd")] = (live, (rec.id, rec.entries) if rec else ("", 0), text)
+        return text
 
     async def recorded(self, name: str, rel: str) -> bytes | None:
         """A live segment or init the media Redis no longer holds, from the current recording."""
@@ -226,6 +241,44 @@ class VodFiles:
             media_type="video/mp4",
             headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
         )
+
+
+def dvr_mpd(live: str, rec: Recording, window_s: float) -> str:
+    """`live` (a dynamic MPD) with the recorded segments before each timeline's first, back to the
+    period's start or `window_s`; their URLs are the live ones (served from the recording)."""
+    root = ElementTree.fromstring(live)
+    if root.get("type") != "dynamic":
+        return live
+    reached = 0.0
+    for period in root.iter(f"{_NS}Period"):
+        epoch = period.get("id", "")
+        for rep in period.iter(f"{_NS}Representation"):
+            template = rep.find(f"{_NS}SegmentTemplate")
+            timeline = template.find(f"{_NS}SegmentTimeline") if template is not None else None
+            if template is None or timeline is None or len(timeline) == 0:
+                continue
+            by_uri = {s["uri"]: s for s in rec.segments.get(rep.get("id", ""), []) if "t" in s}
+            number, total = int(template.get("startNumber", "0")), 0.0
+            older: list[dict[str, Any]] = []
+            while number - len(older) > 0 and (seg := by_uri.get(f"{epoch}-{number - len(older) - 1}.m4s")) is not None:
+                if total + seg["duration_s"] > window_s:
+                    break
+                older.insert(0, seg)
+                total += seg["duration_s"]
+            if not older:
+                continue
+            for i, seg in enumerate(older):
+                timeline.insert(i, ElementTree.Element(f"{_NS}S", {"t": str(seg["t"]), "d": str(seg["d"])}))
+            first_live = timeline[len(older)]
+            if first_live.get("t") is None:  # it followed on from nothing before: say where it starts
+                first_live.set("t", str(older[-1]["t"] + older[-1]["d"]))
+            template.set("startNumber", str(number - len(older)))
+            reached = max(reached, total)
+    if not reached:
+        return live
+    depth = float(root.get("timeShiftBufferDepth", "PT0S")[2:-1] or 0)
+    root.set("timeShiftBufferDepth", f"PT{depth + reached:.3f}S")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
 def _after_head(rest: list[str], body: list[str]) -> list[str]:

@@ -177,7 +177,7 @@ def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_lat
         live, dvr = httpx.get(live_url).text, httpx.get(dvr_url).text
         assert "#EXT-X-MEDIA-SEQUENCE:0" in dvr and dvr.count("#EXTINF") > live.count("#EXTINF"), dvr
         # Its live end is the live playlist's: parts, the preload hint, reports of the other DVR playlists.
-        assert "#EXT-X-PART:" in dvr.rsplit("#EXTINF", 1)[1] and "PRELOAD-HINT" in dvr and "CAN-SKIP-UNTIL" not in dvr
+        assert "#EXT-X-PART:" in dvr and "PRELOAD-HINT" in dvr and "CAN-SKIP-UNTIL" not in dvr
         assert 'REPORT:URI="../audio/dvr.m3u8"' in dvr
         master = httpx.get(f"{raylive.base_url}/live/{name}/dvr.m3u8").text
         assert "source/dvr.m3u8?" in master and "audio/dvr.m3u8?" in master and "index.m3u8" not in master
@@ -191,5 +191,22 @@ def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_lat
             page.wait_for_function(f"document.getElementById('v').currentTime > {oldest + 3} || window.errors.length > 0", timeout=30_000)
             state = video_state(page)
             assert state["errors"] == [] and state["t"] < edge - 5, state
+        # The same for DASH: the live MPD whose timelines reach back into the recording; dash.js seeks there.
+        live_mpd = MPEGDASHParser.parse(httpx.get(f"{raylive.base_url}/live/{name}/index.mpd").text)
+        dvr_mpd = MPEGDASHParser.parse(httpx.get(f"{raylive.base_url}/live/{name}/dvr.mpd").text)
+        template = lambda mpd: mpd.periods[0].adaptation_sets[0].representations[0].segment_templates[0]  # noqa: E731
+        assert template(dvr_mpd).start_number == 0 < template(live_mpd).start_number
+        with browser_page(page_url(player_origin, "dash", f"{raylive.base_url}/live/{name}/dvr.mpd")) as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 1 || window.errors.length > 0", timeout=30_000)
+            edge = page.evaluate("document.getElementById('v').currentTime")
+            oldest = page.evaluate("window.player.getDvrWindow().start")
+            assert edge - oldest > 12, (edge, oldest)
+            page.evaluate(f"window.player.seek({oldest + 1})")
+            page.wait_for_function(
+                f"(document.getElementById('v').currentTime > {oldest + 3} && document.getElementById('v').currentTime < {edge - 5})"
+                " || window.errors.length > 0",
+                timeout=30_000,
+            )
+            assert video_state(page)["errors"] == []
     finally:
         ff.kill()
