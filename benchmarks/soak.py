@@ -201,14 +201,18 @@ def main() -> None:
             server.stop()
     assert isinstance(status, dict)
     lost = len(tally.sessions - recorded)
-    first, last = samples[0][1], samples[-1][1]
+    first, mid, last = samples[0][1], samples[len(samples) // 2][1], samples[-1][1]
     procs = []
     for key in sorted(first):
         if key in last and first[key] > 20:  # processes that matter (skip tiny helpers)
             growth = (last[key] - first[key]) / first[key] * 100
+            # A cache filling to its bound grows early and then not: the second half tells it from a leak.
+            late = (last[key] - mid[key]) / mid[key] * 100 if key in mid else growth
             peak = max(s[1].get(key, 0.0) for s in samples)
+            series = [round(s[1].get(key, 0.0), 1) for s in samples[::6]]  # a point a minute
             procs.append({"process": key, "rss_mb_start": round(first[key], 1), "rss_mb_end": round(last[key], 1),
-                          "rss_mb_peak": round(peak, 1), "growth_pct": round(growth, 1)})  # fmt: skip
+                          "rss_mb_peak": round(peak, 1), "growth_pct": round(growth, 1),
+                          "second_half_growth_pct": round(late, 1), "rss_mb_each_minute": series})  # fmt: skip
     total_first, total_last = sum(first.values()), sum(last.values())
     redis_rows = {
         role: {
@@ -248,10 +252,14 @@ def main() -> None:
         f"{len(tally.join_failures)} could not play, {len(tally.errors)} fetch errors while watching; "
         f"{len(tally.sessions)} sessions, {lost} missing in ClickHouse, {status['dead_letters']['kept']} dead letters",
         "",
-        "| process | RSS MB start | end | peak | growth % |",
-        "|---|---|---|---|---|",
-        *(f"| {r['process']} | {r['rss_mb_start']} | {r['rss_mb_end']} | {r['rss_mb_peak']} | {r['growth_pct']} |" for r in procs),
-        f"| all | {result['total_rss_mb_start']} | {result['total_rss_mb_end']} | | {result['total_growth_pct']} |",
+        "| process | RSS MB start | end | peak | growth % | of it in the second half % |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['process']} | {r['rss_mb_start']} | {r['rss_mb_end']} | {r['rss_mb_peak']} | {r['growth_pct']} | "
+            f"{r['second_half_growth_pct']} |"
+            for r in procs
+        ),
+        f"| all | {result['total_rss_mb_start']} | {result['total_rss_mb_end']} | | {result['total_growth_pct']} | |",
         "",
         "| Redis | used MB start | end | peak |",
         "|---|---|---|---|",
