@@ -21,6 +21,7 @@ def _snapshot(info: dict[str, Any]) -> dict[str, Any]:
     keys = (
         *("name", "state", "viewers", "peak_viewers", "bitrate_kbps", "fps", "resolution", "started_at", "ended_at"),
         *("keyframe_interval_ms", "transcode_lag_s", "node", "ladder", "revoked", "video_codec", "audio_codec"),
+        *("unique_viewers", "viewers_by_rendition", "renditions"),
     )
     return {"type": "status", "time": time.time(), **{k: info.get(k) for k in keys}}
 
