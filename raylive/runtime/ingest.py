@@ -36,7 +36,10 @@ class IngestStats:
     _last_video_dts: int | None = None
     _recent: deque[tuple[float, int, int]] = field(default_factory=deque)  # (wall, bytes, video frames)
 
+    _latest: tuple[float, int, int] | None = None  # the newest push, sampled or not
+
     def sample(self, now: float) -> None:
+        self._latest = (now, self.bytes_in, self.video_frames)
         if self._recent and now - self._recent[-1][0] < 0.5:
             return
         self._recent.append((now, self.bytes_in, self.video_frames))
@@ -48,10 +51,11 @@ class IngestStats:
         return self._recent[-1][0] - self._recent[0][0] if len(self._recent) >= 2 else 0.0
 
     def rates(self) -> tuple[float, float]:
-        """(bitrate kbps, fps) over the last few seconds of wall time."""
-        if len(self._recent) < 2:
+        """(bitrate kbps, fps) over the last few seconds of wall time, up to the newest push (the
+        status written when a publish's first part appears, 0.25 s in, said 0 kb/s otherwise)."""
+        if not self._recent or self._latest is None:
             return 0.0, 0.0
-        (t0, b0, f0), (t1, b1, f1) = self._recent[0], self._recent[-1]
+        (t0, b0, f0), (t1, b1, f1) = self._recent[0], self._latest
         dt = t1 - t0
         return ((b1 - b0) * 8 / 1000 / dt, (f1 - f0) / dt) if dt > 0 else (0.0, 0.0)
 
