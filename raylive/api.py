@@ -25,20 +25,22 @@ from typing import Any
 import numpy as np
 
 from . import store
-from .actors.processor import ProcessorSpec
+from .actors.processor import ProcessorSpec, VideoOutput
 from .names import NAMESPACE, REGISTRY_NAME, WRITER_NAME
 from .running import read_runtime
 
 
 class Processor:
     """Subclass it: `process` gets each sampled frame (HxWx3 uint8 RGB) and its media time in
-    seconds, and may return a dict (stored in `processor_events` and pushed to WebSockets).
+    seconds, and may return a dict (stored in `processor_events` and pushed to WebSockets), or,
+    when attached with `output=True`, a frame (HxWx3 uint8 RGB or an `av.VideoFrame`) that becomes
+    the stream's rendition named after the processor (`/live/NAME/<processor>.m3u8`).
     It runs in its own Ray actor; `setup()` runs there once before the first frame."""
 
     def setup(self) -> None:
         """Load models here, not in __init__ (which also runs where you call attach)."""
 
-    def process(self, frame: np.ndarray, ts: float) -> dict[str, Any] | None:
+    def process(self, frame: np.ndarray, ts: float) -> Any:
         raise NotImplementedError
 
 
@@ -95,16 +97,23 @@ class StreamRef:
     def attach(
         self,
         processor: type[Processor],
-        fps: float = 1.0,
+        fps: float | None = None,
         rendition: str = "source",
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         max_errors: int = 10,
         name: str | None = None,
+        output: bool = False,
+        video_kbps: int = 0,
+        max_delay_s: float = 0.5,
         **kwargs: Any,
     ) -> ProcessorHandle:
-        """Run `processor` on this stream (now if it is live, else from its next publish)."""
-        return self._client._attach({self.name}, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs)
+        """Run `processor` on this stream (now if it is live, else from its next publish) on `fps`
+        frames a second (default 1; with `output`, every frame). With `output`, the frames it returns
+        become the rendition `name` (a-z, 0-9, _): one output frame per source frame, at its
+        timestamp; a frame it has not answered within `max_delay_s` repeats its latest output."""
+        video = VideoOutput(video_kbps, max_delay_s) if output else None
+        return self._client._attach({self.name}, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs, video)
 
     def frames(
         self, rendition: str = "source", fps: float = 5.0, timeout_s: float = 30.0, buffer: int = 8
@@ -143,16 +152,20 @@ class Client:
     def attach_all(
         self,
         processor: type[Processor],
-        fps: float = 1.0,
+        fps: float | None = None,
         rendition: str = "source",
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         max_errors: int = 10,
         name: str | None = None,
+        output: bool = False,
+        video_kbps: int = 0,
+        max_delay_s: float = 0.5,
         **kwargs: Any,
     ) -> ProcessorHandle:
-        """Run `processor` on every live stream and on every stream that starts later."""
-        return self._attach(None, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs)
+        """Run `processor` on every live stream and on every stream that starts later (see `StreamRef.attach`)."""
+        video = VideoOutput(video_kbps, max_delay_s) if output else None
+        return self._attach(None, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs, video)
 
     def sql(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
         """Read-only SQL over the analytics tables (ClickHouse), rows as dicts."""
@@ -165,20 +178,25 @@ class Client:
         self,
         streams: set[str] | None,
         processor: type[Processor],
-        fps: float,
+        fps: float | None,
         rendition: str,
         num_cpus: float,
         num_gpus: float,
         max_errors: int,
         name: str | None,
         kwargs: dict[str, Any],
+        output: VideoOutput | None = None,
     ) -> ProcessorHandle:
         import ray
 
-        if fps <= 0 or max_errors < 1:
+        fps = fps if fps is not None else 0.0 if output else 1.0
+        if fps < 0 or (fps == 0 and not output) or max_errors < 1:
             raise ValueError("fps must be > 0 and max_errors >= 1")
-        name = name or f"{processor.__name__}-{uuid.uuid4().hex[:6]}"
-        spec = ProcessorSpec(name, processor, kwargs, fps, rendition, num_cpus, num_gpus, max_errors, streams)
+        if output is not None and output.max_delay_s <= 0:
+            raise ValueError("max_delay_s must be > 0")
+        default = f"{processor.__name__.lower()[:27]}_{uuid.uuid4().hex[:4]}" if output else f"{processor.__name__}-{uuid.uuid4().hex[:6]}"
+        name = name or default
+        spec = ProcessorSpec(name, processor, kwargs, fps, rendition, num_cpus, num_gpus, max_errors, streams, output=output)
         ray.get(self._registry.attach.remote(spec))
         return ProcessorHandle(self._registry, name)
 

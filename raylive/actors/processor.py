@@ -3,19 +3,16 @@
 `ProcessorHost` runs one user `Processor` on one stream: the stream's `StreamIngest` sends it the
 compressed video it taps anyway (never raw frames), the host decodes, samples `fps` frames per
 second at the rendition's height and feeds them to `process()` on its own thread through a
-two-frame queue; a slow processor drops frames (counted), it never slows ingest. What `process`
-returns goes to ClickHouse (`processor_events`) and to the `rl:events` channel (WebSocket).
+two-frame queue; a slow processor drops frames (counted), it never slows ingest. A dict `process`
+returns goes to ClickHouse (`processor_events`) and to the `rl:events` channel (WebSocket). With
+`output`, what it returns are frames: they become a rendition of the stream named after the
+processor (`runtime/frame_out.py` times and encodes them; the stream actor lists them).
 
-`ProcessorRegistry` (named `processors`) remembers what is attached to which streams, starts
-hosts when a matching stream starts publishing (`attach_all` covers future streams) and stops
-them when it ends or on `detach`.
+What is attached where is the `ProcessorRegistry`'s (actors/processor_registry.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -29,16 +26,13 @@ import ray
 import redis
 
 from .. import analytics, store
-from ..names import REGISTRY_NAME, actor_name, processor_host_name
+from ..names import REGISTRY_NAME, actor_name
+from ..runtime.frame_out import ProcessedVideo, output_image
 from ..runtime.frames import FrameSampler
 from ..runtime.ladder import LadderInput
 
 log = logging.getLogger(__name__)
 
-# store.PROCESSOR_SPECS: name -> the attached ProcessorSpec (pickled, without its hosts), so that a
-# registry Ray restarted knows them again: it starts their hosts on the live streams, and on streams
-# that start later. Each value is HMAC-SHA256(cluster secret, pickle) + pickle: unpickling runs code,
-# and Redis is not trusted to run code on the cluster (whoever can write there could otherwise).
 QUEUE_FRAMES = 2
 
 
@@ -54,14 +48,34 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class VideoOutput:
+    """A processor whose frames become a rendition: its bitrate (0: by its size) and how long a
+    frame may wait for the processor before the latest output is repeated in its place."""
+
+    video_kbps: int = 0
+    max_delay_s: float = 0.5
+
+
 class ProcessorHost:
     def __init__(
-        self, stream: str, name: str, cls: type, kwargs: dict[str, Any], fps: float, height: int | None, max_errors: int, redis_url: str
+        self,
+        stream: str,
+        name: str,
+        cls: type,
+        kwargs: dict[str, Any],
+        fps: float,
+        height: int | None,
+        max_errors: int,
+        redis_url: str,
+        output: VideoOutput | None = None,
     ) -> None:
         self.stream, self.name, self.max_errors = stream, name, max_errors
         self.redis = redis.Redis.from_url(redis_url)
         self.processor = cls(**kwargs)
         self.sampler = FrameSampler(fps, height)
+        self.video = ProcessedVideo(name, output.video_kbps, output.max_delay_s, fps, height) if output else None
+        self._stream_actor: Any = None
         self.queue: deque[tuple[float, np.ndarray]] = deque()
         self.cond = threading.Condition()
         self.processed = self.dropped = self.errors = self.consecutive_errors = 0
@@ -75,15 +89,40 @@ class ProcessorHost:
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def push(self, items: list[LadderInput], dropped_upstream: int = 0) -> int:
         self.dropped_upstream += dropped_upstream
+        if self.video is not None:
+            return self._push_with_output(items)
         frames = self.sampler.push(items)
         with self.cond:
             for f in frames:
-                if len(self.queue) >= QUEUE_FRAMES:
-                    self.queue.popleft()  # the processor is behind: keep the newest frames
-                    self.dropped += 1
-                self.queue.append(f)
+                self._enqueue(f)
             self.cond.notify()
         return len(frames)
+
+    def _enqueue(self, frame: tuple[float, np.ndarray]) -> None:
+        if len(self.queue) >= QUEUE_FRAMES:
+            ts, _ = self.queue.popleft()  # the processor is behind: keep the newest frames
+            self.dropped += 1
+            if self.video is not None:
+                self.video.skipped(round(ts * 1000))
+        self.queue.append(frame)
+
+    def _push_with_output(self, items: list[LadderInput]) -> int:
+        assert self.video is not None
+        with self.cond:
+            out, given = self.video.push(items, time.monotonic())
+            for frame in given:
+                self._enqueue(frame)
+            self._send(out + self.video.flush(time.monotonic()))
+            self.cond.notify()
+        return len(given)
+
+    def _send(self, outputs: list[Any]) -> None:
+        """The output rendition's new files to the stream's actor (in order: sent under the lock)."""
+        if not outputs:
+            return
+        if self._stream_actor is None:
+            self._stream_actor = ray.get_actor(actor_name(self.stream), namespace=ray.get_runtime_context().namespace)
+        self._stream_actor.processor_output.remote(self.name, outputs)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -92,9 +131,10 @@ class ProcessorHost:
             "processed": self.processed,
             "dropped": self.dropped + self.dropped_upstream,
             "errors": self.errors,
-            "decoded": self.sampler.decoded,
-            "undecodable": self.sampler.undecodable,
+            "decoded": (self.video.sampler if self.video else self.sampler).decoded,
+            "undecodable": (self.video.sampler if self.video else self.sampler).undecodable,
             "detached": self.detached,
+            **(self.video.stats() if self.video is not None else {}),
         }
 
     def _run(self) -> None:
@@ -105,7 +145,9 @@ class ProcessorHost:
                 ts, frame = self.queue.popleft()
             try:
                 result = self.processor.process(frame, ts)
+                image = output_image(result) if self.video is not None else None
             except Exception as exc:  # noqa: BLE001 - a processor bug must not take the stream down
+                self._answered(ts, None)
                 self.errors += 1
                 self.consecutive_errors += 1
                 log.warning("processor %s on stream %s failed on the frame at %.3f s: %r", self.name, self.stream, ts, exc)
@@ -114,8 +156,21 @@ class ProcessorHost:
                 continue
             self.consecutive_errors = 0
             self.processed += 1
-            if isinstance(result, dict):
+            if self.video is not None:
+                self._answered(ts, image)
+            elif isinstance(result, dict):
                 self._publish(ts, result)
+
+    def _answered(self, ts: float, image: Any) -> None:
+        """The processor is done with the frame at `ts` (`image`: its output, if any)."""
+        if self.video is None:
+            return
+        with self.cond:
+            if image is None:
+                self.video.skipped(round(ts * 1000))
+            else:
+                self.video.result(round(ts * 1000), image)
+            self._send(self.video.flush(time.monotonic()))
 
     def _publish(self, ts: float, result: dict[str, Any]) -> None:
         payload = json.dumps(_jsonable(result), separators=(",", ":"))
@@ -148,128 +203,6 @@ class ProcessorSpec:
     num_gpus: float
     max_errors: int
     streams: set[str] | None  # None: every stream, now and later
+    output: VideoOutput | None = None  # its frames become the rendition `name`
     hosts: dict[str, Any] = field(default_factory=dict)  # stream -> ProcessorHost handle
     detached: dict[str, str] = field(default_factory=dict)  # stream -> why
-
-
-def seal(secret: bytes, blob: bytes) -> bytes:
-    return hmac.new(secret, blob, hashlib.sha256).digest() + blob
-
-
-def open_sealed(secret: bytes, sealed: bytes) -> bytes | None:
-    """The blob if its signature is the secret's (constant-time compare), else None."""
-    mac, blob = sealed[:32], sealed[32:]
-    return blob if hmac.compare_digest(mac, hmac.new(secret, blob, hashlib.sha256).digest()) else None
-
-
-class ProcessorRegistry:
-    def __init__(self, redis_url: str, renditions: dict[str, dict[str, int]], secret: bytes) -> None:
-        self.redis_url = redis_url
-        self.redis = redis.Redis.from_url(redis_url)
-        self.renditions = renditions
-        self.secret = secret
-        self.specs: dict[str, ProcessorSpec] = {}
-        for field_name, raw in self.redis.hgetall(store.PROCESSOR_SPECS).items():  # a restart: the hosts died with the old registry
-            blob = open_sealed(secret, raw) if isinstance(raw, bytes) else None
-            if blob is None:
-                log.warning("processor spec %r in Redis is not signed with the cluster secret: ignored", store.text(field_name))
-                continue
-            spec = ray.cloudpickle.loads(blob)
-            self.specs[spec.name] = spec
-            started = self._start_on_live_streams(spec)
-            log.warning("processor registry restarted: %s attached again on %s", spec.name, started or "no live stream")
-
-    def get_redis_url(self) -> str:
-        return self.redis_url
-
-    def attach(self, spec: ProcessorSpec) -> list[str]:
-        """Register a processor and start it on the matching live streams; returns those streams."""
-        if spec.name in self.specs:
-            raise ValueError(f"a processor named {spec.name!r} is already attached")
-        if spec.rendition != "source" and spec.rendition not in self.renditions:
-            raise ValueError(f"unknown rendition {spec.rendition!r}")
-        self.specs[spec.name] = spec
-        self._save(spec)
-        return self._start_on_live_streams(spec)
-
-    def _save(self, spec: ProcessorSpec) -> None:
-        self.redis.hset(store.PROCESSOR_SPECS, spec.name, seal(self.secret, ray.cloudpickle.dumps(dataclasses.replace(spec, hosts={}))))
-
-    def _start_on_live_streams(self, spec: ProcessorSpec) -> list[str]:
-        live = [s["name"] for s in store.list_streams(self.redis) if s.get("state") == "live"]
-        started = []
-        for stream in live:
-            if (spec.streams is None or stream in spec.streams) and stream not in spec.detached:
-                try:
-                    host = self._start(spec, stream)
-                except ValueError as exc:  # the name of the host that died with us is not free yet
-                    log.warning("processor %s not started on %s: %s", spec.name, stream, exc)
-                    continue
-                ingest = self._ingest(stream)
-                if ingest is not None:
-                    ingest.subscribe.remote(spec.name, host)
-                    started.append(stream)
-        return started
-
-    def on_publish(self, stream: str) -> dict[str, Any]:
-        """A stream started: hosts for every processor that covers it (the ingest subscribes them)."""
-        return {
-            spec.name: spec.hosts.get(stream) or self._start(spec, stream)
-            for spec in self.specs.values()
-            if (spec.streams is None or stream in spec.streams) and stream not in spec.detached
-        }
-
-    def on_unpublish(self, stream: str) -> None:
-        for spec in self.specs.values():
-            host = spec.hosts.pop(stream, None)
-            if host is not None:
-                ray.kill(host)
-
-    def detach(self, name: str, stream: str | None = None, reason: str = "detached") -> bool:
-        """Stop a processor on one stream, or everywhere (and forget it) when `stream` is None."""
-        spec = self.specs.get(name)
-        if spec is None:
-            return False
-        streams = [stream] if stream is not None else list(spec.hosts)
-        for s in streams:
-            host = spec.hosts.pop(s, None)
-            ingest = self._ingest(s)
-            if ingest is not None:
-                ingest.unsubscribe.remote(name)
-            if host is not None:
-                ray.kill(host)
-            spec.detached[s] = reason
-        if stream is None:
-            del self.specs[name]
-            self.redis.hdel(store.PROCESSOR_SPECS, name)
-        else:
-            self._save(spec)
-        return True
-
-    def stats(self, name: str) -> list[dict[str, Any]]:
-        spec = self.specs.get(name)
-        if spec is None:
-            return []
-        out = ray.get([h.stats.remote() for h in spec.hosts.values()])
-        return [*out, *({"stream": s, "processor": name, "detached": r} for s, r in spec.detached.items())]
-
-    def _start(self, spec: ProcessorSpec, stream: str) -> Any:
-        height = None if spec.rendition == "source" else self.renditions[spec.rendition]["height"]
-        host = ProcessorHostActor.options(
-            name=processor_host_name(stream, spec.name),
-            namespace=ray.get_runtime_context().namespace,
-            num_cpus=spec.num_cpus,
-            num_gpus=spec.num_gpus,
-        ).remote(stream, spec.name, spec.cls, spec.kwargs, spec.fps, height, spec.max_errors, self.redis_url)
-        spec.hosts[stream] = host
-        return host
-
-    def _ingest(self, stream: str) -> Any:
-
-        try:
-            return ray.get_actor(actor_name(stream), namespace=ray.get_runtime_context().namespace)
-        except ValueError:
-            return None
-
-
-ProcessorRegistryActor = ray.remote(num_cpus=0, max_restarts=-1)(ProcessorRegistry)

@@ -18,24 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics, store
 from ..names import actor_name
 from ..runtime.ingest import IngestTimeline, RawMessage, UnsupportedMedia
 from ..runtime.lifecycle import NOT_CURRENT_PUBLISHER, AskHolder, End, PublisherLifecycle, Refuse
-from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
+from ..runtime.packaging.live import LiveHlsPresentation
 from ..runtime.rtmp.chunk import VIDEO
 from ..settings import HlsSettings, RecordingSettings, TranscodeSettings
 from .ladder import LadderSupervisor
+from .stream_consumers import StreamConsumers
 from .stream_output import StreamOutput
+from .stream_restart import holder_present, restored_presentation
 from .taps import MediaTap
 
 log = logging.getLogger(__name__)
 
 
 CLOCK_S = 1.0  # the actor's clock: a tick when nothing else ran for this long (`PublisherLifecycle.tick`)
-HOLDER_CHECK_TIMEOUT_S = 2.0  # asking another gateway whether it still has the stream's publisher
 # An ended stream's actor exits this long after the end (nobody claimed it meanwhile): each one
 # left running held ≈ 85 MB and a GCS entry for good. A publisher that restarts its encoder at
 # once still finds it warm; later ones get a new actor (≈ 1 CPU-s).
@@ -53,7 +53,7 @@ class StreamReply:
     epoch: str = ""  # claim: the period the publisher's media starts
 
 
-class StreamIngest:
+class StreamIngest(StreamConsumers):
     def __init__(
         self,
         name: str,
@@ -113,13 +113,6 @@ class StreamIngest:
             ray.actor.exit_actor()
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
-    def collect_ladder(self) -> None:
-        if self.presentation is not None:
-            files = self.ladder.collect(self.presentation)
-            if files:
-                self.out.write(files, self.presentation)
-
-    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def tick(self) -> None:
         self._last_call = time.monotonic()
         decision = self.lifecycle.tick(self._last_call)
@@ -137,7 +130,7 @@ class StreamIngest:
         now = self._last_call = time.monotonic()
         decision = self.lifecycle.claim(token, gateway, now)
         if isinstance(decision, AskHolder):
-            decision = self.lifecycle.claim(token, gateway, now, holder_present=self._holder_present(decision))
+            decision = self.lifecycle.claim(token, gateway, now, holder_present=holder_present(decision))
             assert not isinstance(decision, AskHolder)  # answered
         if isinstance(decision, Refuse):
             return StreamReply(False, decision.reason)
@@ -189,15 +182,6 @@ class StreamIngest:
         )
         self.out.event("publish")
         return StreamReply(True, epoch=epoch)
-
-    def _holder_present(self, ask: AskHolder) -> bool:
-        """Whether the gateway of the stream's holder still has its connection (False when that
-        gateway, or its node, is gone or does not answer in time)."""
-        try:
-            gateway = ray.get_actor(ask.gateway, namespace=ray.get_runtime_context().namespace)
-            return bool(ray.get(gateway.holds.remote(ask.token), timeout=HOLDER_CHECK_TIMEOUT_S))
-        except (ValueError, RayError, GetTimeoutError):
-            return False
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def push(self, token: str, batch: list[RawMessage]) -> StreamReply:
@@ -294,34 +278,13 @@ class StreamIngest:
 
     def _restore(self, epoch: str) -> tuple[LiveHlsPresentation, list[Any]] | None:
         """After Ray restarted this actor mid-publish: the playlists it was writing, if any."""
-        snap = self.out.snapshot()
-        if self.out.status().state not in ("live", "reconnecting") or snap is None:
-            return None
-        self.ladder.new_publish(self._stream_ladder())
-        return LiveHlsPresentation.restore(snap, epoch, ladder=True)
+        restored = restored_presentation(self.out, epoch)
+        if restored is not None:
+            self.ladder.new_publish(self._stream_ladder())
+        return restored
 
     def _stream_ladder(self) -> list[str]:
         return store.stream_ladder(self.redis, self.name) or self.transcode.ladder
-
-    # -- the tap: transcoder, processors -------------------------------------------------
-    def _feed_tap(self) -> None:
-        assert self.presentation is not None
-        items = self.presentation.take_ladder_input()
-        self.tap.feed(items, self.presentation.epoch)
-        self.ladder.feed(items, self.presentation, self.tap.config)
-
-    def _drain_ladder(self) -> list[StoredFile]:
-        """The publisher stopped: the ladder's last segments (bounded wait)."""
-        assert self.presentation is not None
-        items = self.presentation.take_ladder_input()
-        self.tap.feed(items, self.presentation.epoch)
-        return self.ladder.drain(items, self.presentation, self.tap.config)
-
-    def subscribe(self, name: str, handle: Any) -> None:
-        self.tap.attach(name, handle)
-
-    def unsubscribe(self, name: str) -> None:
-        self.tap.detach(name)
 
 
 # A token CPU share, because Ray places an actor that asks for no resources on a random node,

@@ -133,7 +133,7 @@ class Raylive:
         from ray import serve
 
         from ..actors.analytics import AnalyticsWriterActor
-        from ..actors.processor import ProcessorRegistryActor
+        from ..actors.processor_registry import ProcessorRegistryActor
         from ..serve_apps.control import ControlDeployment
         from ..serve_apps.playback import PlaybackDeployment
 

@@ -83,6 +83,7 @@ class LadderFrame:
     data: bytes  # an MP4 sample of the source's codec, as ingest made it
     starts_segment: bool  # the source's packager starts a segment at this frame
     starts_part: bool = False  # ... or a part (LL-HLS; every segment start is one too)
+    segment: int = 0  # the index of the source's segment this frame is in (within its period)
 
 
 LadderInput = LadderPeriod | LadderConfig | LadderFrame

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
@@ -42,7 +41,7 @@ def choose_encoder(requested: str, gpu_visible: bool) -> str:
     return ENCODERS[requested]
 
 
-def open_encoder(codec: str, rung: PlannedRung, frame_rate: float, preset: str) -> VideoCodecContext:
+def open_encoder(codec: str, rung: PlannedRung, frame_rate: float, preset: str, zerolatency: bool = False) -> VideoCodecContext:
     ctx = CodecContext.create(codec, "w")
     assert isinstance(ctx, VideoCodecContext)
     ctx.width, ctx.height, ctx.pix_fmt = rung.width, rung.height, "yuv420p"
@@ -56,6 +55,8 @@ def open_encoder(codec: str, rung: PlannedRung, frame_rate: float, preset: str) 
         # No lookahead: with it each frame waited for 10 more (≈ 0.35 s at 30 fps) before a rung's
         # part could be cut; a rung listed its parts 0.6 s after the source's.
         ctx.options = {**common, "preset": preset, "sc_threshold": "0", "rc-lookahead": "0"}
+        if zerolatency:  # slice threads: each frame's packet at once (frame threads hold a few frames back)
+            ctx.options["tune"] = "zerolatency"
     else:
         ctx.options = {**common, "preset": "p4", "rc": "vbr"}
     ctx.open()
@@ -75,18 +76,47 @@ def scale_graph(frame: VideoFrame, width: int, height: int, fmt: str) -> av.filt
     return g
 
 
-@dataclass
-class _Rung:
-    plan: PlannedRung
-    encoder: VideoCodecContext
-    packager: CmafPackager
-    graph: av.filter.Graph | None = None
-    graph_input: tuple[int, int, str] | None = None
-    cuts: set[int] = field(default_factory=set)  # pts (ms) of frames forced to start a segment
-    part_cuts: set[int] = field(default_factory=set)  # pts (ms) of frames that start a part
-    busy_s: float = 0.0  # wall time spent scaling and encoding
+class RungEncoder:
+    """One rendition encoded from decoded frames: scaled, encoded with keyframes only where told
+    (`mark`), packaged into CMAF cut where the source was. A ladder rung, or a processor's output."""
 
-    def scale(self, frame: VideoFrame) -> VideoFrame:
+    def __init__(self, plan: PlannedRung, encoder: VideoCodecContext, parts: bool, first_segment: int = 0) -> None:
+        self.plan = plan
+        self.encoder = encoder
+        self.packager = CmafPackager(0, video_rendition=plan.name, parts=parts, first_segment=first_segment)
+        self.graph: av.filter.Graph | None = None
+        self.graph_input: tuple[int, int, str] | None = None
+        self.cuts: set[int] = set()  # pts (ms) of frames forced to start a segment
+        self.part_cuts: set[int] = set()  # pts (ms) of frames that start a part
+        self.busy_s = 0.0  # wall time spent scaling and encoding
+
+    def mark(self, pts_ms: int, segment: bool, part: bool) -> None:
+        """The source starts a segment (or a part) at the frame presented at `pts_ms`."""
+        if segment:
+            self.cuts.add(pts_ms)
+        elif part:
+            self.part_cuts.add(pts_ms)
+
+    def encode(self, frame: VideoFrame | None) -> list[PackagerOutput]:
+        """`frame` (any size and format; pts in ms) encoded and packaged; None drains the encoder."""
+        t0 = time.perf_counter()
+        if frame is None:
+            packets = self.encoder.encode(None)
+        else:
+            scaled = self._scale(frame)
+            scaled.pict_type = PictureType.I if frame.pts in self.cuts else PictureType.NONE
+            packets = self.encoder.encode(scaled)
+        out: list[PackagerOutput] = []
+        for p in packets:
+            out += self._package(p)
+        self.busy_s += time.perf_counter() - t0
+        return out
+
+    def finish(self) -> list[PackagerOutput]:
+        """Drain the encoder and close the open segment."""
+        return self.encode(None) + self.packager.finish()
+
+    def _scale(self, frame: VideoFrame) -> VideoFrame:
         key = (frame.width, frame.height, frame.format.name)
         if self.graph is None or self.graph_input != key:
             self.graph, self.graph_input = scale_graph(frame, self.plan.width, self.plan.height, "yuv420p"), key
@@ -94,6 +124,26 @@ class _Rung:
         out = self.graph.vpull()
         out.pts = frame.pts
         return out
+
+    def _package(self, p: av.Packet) -> list[PackagerOutput]:
+        outputs: list[PackagerOutput] = []
+        if self.packager.video is None:
+            outputs += self.packager.video_config(VideoConfig(avcc_from_annexb(bytes(self.encoder.extradata or b""))))
+        pts = p.pts if p.pts is not None else 0
+        dts = p.dts if p.dts is not None else pts
+        cut = Cut.NONE
+        if pts in self.cuts:
+            self.cuts.discard(pts)
+            cut = Cut.SEGMENT if p.is_keyframe else Cut.PART
+            if not p.is_keyframe:
+                log.warning("rung %s: encoder ignored a forced keyframe at %d ms", self.plan.name, pts)
+        elif pts in self.part_cuts:
+            self.part_cuts.discard(pts)
+            cut = Cut.PART
+        # Its keyframe flag, not "starts a segment": the first frame of a rung started mid-segment
+        # is one too (the packager dropped every frame up to the next segment).
+        outputs += self.packager.video_frame(dts, pts - dts, p.is_keyframe, annexb_to_avcc_sample(bytes(p)), cut=cut)
+        return outputs
 
 
 def open_decoder(config: VideoConfig) -> VideoCodecContext:
@@ -120,7 +170,7 @@ class LadderTranscoder:
         self.preset = preset
         self.codec = choose_encoder(encoder, gpu_visible)
         self.epoch = ""
-        self.rungs: list[_Rung] = []
+        self.rungs: list[RungEncoder] = []
         self.dropped: list[str] = []  # rungs given up for lack of CPU, in order
         self.decoder: VideoCodecContext | None = None
         self.media_ms = 0  # pts of the latest frame encoded
@@ -181,7 +231,7 @@ class LadderTranscoder:
         self.rungs = []
         for plan in plans:
             enc = self._open(plan, cfg.frame_rate)
-            self.rungs.append(_Rung(plan, enc, CmafPackager(0, video_rendition=plan.name, parts=cfg.parts)))
+            self.rungs.append(RungEncoder(plan, enc, cfg.parts))
         if plans:
             log.info(
                 "ladder for %dx%d: %s with %s",
@@ -209,12 +259,8 @@ class LadderTranscoder:
         pkt.time_base = Fraction(1, 1000)
         if f.keyframe:
             pkt.is_keyframe = True
-        if f.starts_segment:
-            for r in self.rungs:
-                r.cuts.add(f.dts_ms + f.cts_ms)
-        elif f.starts_part:
-            for r in self.rungs:
-                r.part_cuts.add(f.dts_ms + f.cts_ms)
+        for r in self.rungs:
+            r.mark(f.dts_ms + f.cts_ms, f.starts_segment, f.starts_part)
         try:
             frames = self.decoder.decode(pkt)
         except av.error.FFmpegError as exc:
@@ -229,35 +275,7 @@ class LadderTranscoder:
                 self._first_pts = frame.pts
             self.media_ms = max(self.media_ms, frame.pts)
         for r in self.rungs:
-            t0 = time.perf_counter()
-            if frame is None:
-                packets = r.encoder.encode(None)
-            else:
-                scaled = r.scale(frame)
-                cut = frame.pts in r.cuts
-                scaled.pict_type = PictureType.I if cut else PictureType.NONE
-                packets = r.encoder.encode(scaled)
-            for p in packets:
-                out += self._package(r, p)
-            r.busy_s += time.perf_counter() - t0
-
-    def _package(self, r: _Rung, p: av.Packet) -> list[RungOutput]:
-        outputs: list[PackagerOutput] = []
-        if r.packager.video is None:
-            outputs += r.packager.video_config(VideoConfig(avcc_from_annexb(bytes(r.encoder.extradata or b""))))
-        pts = p.pts if p.pts is not None else 0
-        dts = p.dts if p.dts is not None else pts
-        cut = Cut.NONE
-        if pts in r.cuts:
-            r.cuts.discard(pts)
-            cut = Cut.SEGMENT if p.is_keyframe else Cut.PART
-            if not p.is_keyframe:
-                log.warning("ladder %s: encoder ignored a forced keyframe at %d ms", r.plan.name, pts)
-        elif pts in r.part_cuts:
-            r.part_cuts.discard(pts)
-            cut = Cut.PART
-        outputs += r.packager.video_frame(dts, pts - dts, cut == Cut.SEGMENT, annexb_to_avcc_sample(bytes(p)), cut=cut)
-        return [RungOutput(self.epoch, o) for o in outputs]
+            out += [RungOutput(self.epoch, o) for o in r.encode(frame)]
 
     def _close_period(self) -> list[RungOutput]:
         out: list[RungOutput] = []
@@ -267,9 +285,8 @@ class LadderTranscoder:
                     self._encode(frame, out)
             except av.error.FFmpegError:
                 pass
-            self._encode(None, out)  # drain the encoders
-            for r in self.rungs:
-                out += [RungOutput(self.epoch, o) for o in r.packager.finish()]
+            for r in self.rungs:  # drain the encoders, close the segments
+                out += [RungOutput(self.epoch, o) for o in r.finish()]
         self.decoder = None
         self.rungs = []
         return out

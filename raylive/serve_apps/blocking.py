@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -129,6 +129,27 @@ class PlaylistWatch:
             except TimeoutError:
                 return
             self._streams[name] = time.monotonic()
+
+    async def segment_being_written(
+        self, name: str, rendition: str, file: str, read: Callable[[str], Awaitable[bytes | None]], timeout_s: float
+    ) -> AsyncIterator[bytes] | None:
+        """LL-DASH: a segment requested while it is written (its MPD says it is available a part
+        after it began) is sent part by part as the parts are made (chunked transfer): its parts'
+        bytes through `read(key)`, or None when it is neither being written nor about to be."""
+        first_part = f"{file.removesuffix('.m4s')}.0.m4s"
+        if not await self.media.exists(store.file_key(name, f"{rendition}/{first_part}")) and not await self.part_listed(
+            name, rendition, first_part, timeout_s
+        ):
+            return None
+
+        async def body() -> AsyncIterator[bytes]:
+            async for uri in self.parts_of(name, rendition, file, timeout_s):
+                data = await read(store.file_key(name, f"{rendition}/{uri}"))
+                if data is None:
+                    return
+                yield data
+
+        return body()
 
     async def _subscribe(self, name: str) -> None:
         if name in self._streams:

@@ -11,8 +11,6 @@ import asyncio
 import collections
 import re
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import ray
@@ -30,6 +28,7 @@ from ..runtime.packaging.hls import delta_update, playlist_edge
 from ..settings import HookSettings
 from .access import AccessRefused, PlaybackAccess
 from .blocking import PlaylistWatch
+from .media_files import MediaFiles
 from .thumbnails import Thumbnails
 from .viewers import ViewerTracker, counted_sid, new_sid, sid_secret, tag_playlist, valid_sid
 from .vod import VodFiles
@@ -44,7 +43,7 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8|dvr\.m3u8)|(?P<mpd>index\.mpd|dvr\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?:(?P<master>index\.m3u8|dvr\.m3u8|[a-z0-9_]{1,32}\.m3u8)|(?P<mpd>index\.mpd|dvr\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
     r"(?P<file>index\.m3u8|dvr\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
@@ -52,30 +51,6 @@ TIME_PATH = "/live/time"  # UTCTiming (http-iso) for DASH players
 REDIS_CONNECTIONS = 64  # per Redis per replica
 _MPD_TEMPLATE = re.compile(r'\b(media|initialization)="([^"?]+)"')
 PART_WAIT_S = 3.0  # a segment being streamed part by part ends early if no part comes for this long
-
-
-class SegmentCache:
-    """Byte-bounded LRU of immutable files."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, key: str) -> bytes | None:
-        data = self._items.get(key)
-        if data is not None:
-            self._items.move_to_end(key)
-        return data
-
-    def put(self, key: str, data: bytes) -> None:
-        if len(data) > self.max_bytes or key in self._items:
-            return
-        self._items[key] = data
-        self.bytes += len(data)
-        while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= len(old)
 
 
 def _pool(url: str) -> aioredis.BlockingConnectionPool:
@@ -100,8 +75,7 @@ class PlaybackApp:
         self.redis = aioredis.Redis(connection_pool=_pool(redis_url))  # stream state, viewers
         with redis.Redis.from_url(redis_url) as r:
             self.media = aioredis.Redis(connection_pool=_pool(store.media_url(r, redis_url)))  # segments and playlists
-        self._fetching: dict[str, asyncio.Future[bytes | None]] = {}  # file key -> the one GET under way
-        self.cache = SegmentCache(segment_cache_mb << 20)
+        self.cache = MediaFiles(self.media, segment_cache_mb << 20)
         self.viewers = ViewerTracker(self.redis)
         self.watch = PlaylistWatch(self.media)
         self.thumbnails = Thumbnails(self.media)
@@ -176,7 +150,8 @@ class PlaybackApp:
             return _error(404, "no DVR here: set recording.dvr_window_s (and record the stream)")
         if m["master"]:
             # A new viewer gets a session here; the playlists carry it into every later URL.
-            return await self._playlist(name, "index.m3u8", viewer or new_sid(self.sid_secret, name), token, dvr)
+            rel = "index.m3u8" if dvr else m["master"]  # NAME.m3u8: a processor's output (runtime/frame_out.py)
+            return await self._playlist(name, rel, viewer or new_sid(self.sid_secret, name), token, dvr)
         if m["mpd"]:
             response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token, dvr)
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
@@ -194,12 +169,15 @@ class PlaybackApp:
                 self.viewers.record(name, m["rendition"], viewer, 0, request.headers.get("user-agent", ""))
             return response
         key = store.file_key(name, rel)
-        data = self.cache.get(key) or await self._fetch(key)
+        data = await self.cache.file(key)
         if data is None:
-            if request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):
-                return await self._segment_being_written(name, m["rendition"], m["file"])
+            if request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):  # LL-DASH: a segment being written
+                parts = await self.watch.segment_being_written(name, m["rendition"], m["file"], self.cache.file, PART_WAIT_S)
+                if parts is None:
+                    return _error(404, "segment not found (expired or never produced)")
+                return StreamingResponse(parts, media_type=mp4_type(m["rendition"]), headers={**CORS, "Cache-Control": "no-store"})
             if m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
-                data = await self._fetch(key)  # a preload-hinted part: held until it was written
+                data = await self.cache.fetch(key)  # a preload-hinted part: held until it was written
             if data is None and self.vod is not None:  # left the media Redis: the recording may have it (DVR)
                 data = await self.vod.recorded(name, rel)
             if data is None:
@@ -210,23 +188,6 @@ class PlaybackApp:
         body = b"" if request.method == "HEAD" else data
         cache = IMMUTABLE if not token else "private, max-age=31536000, immutable"  # not for a cache that drops the query
         return Response(body, media_type=ctype, headers={**CORS, "Cache-Control": cache, "Content-Length": str(len(data))})
-
-    async def _fetch(self, key: str) -> bytes | None:
-        """An immutable file from the media Redis into the LRU; the viewers asking for it at the same
-        moment (every LL-HLS viewer wants the new part at once) share one GET, which a viewer who
-        leaves meanwhile does not cancel."""
-        task = self._fetching.get(key)
-        if task is None:
-            task = self._fetching[key] = asyncio.ensure_future(self._get_file(key))
-            task.add_done_callback(lambda _: self._fetching.pop(key, None))
-        return await asyncio.shield(task)
-
-    async def _get_file(self, key: str) -> bytes | None:
-        raw = await self.media.get(key)
-        data = raw.encode() if isinstance(raw, str) else raw
-        if data is not None:
-            self.cache.put(key, data)
-        return data
 
     async def _playlist(self, name: str, rel: str, sid: str, token: str, dvr: bool = False) -> Response:
         data = await self.media.get(store.file_key(name, rel))
@@ -259,29 +220,6 @@ class PlaybackApp:
         location = f"<Location>{request.url.scheme}://{request.url.netloc}{request.url.path}?{query}</Location>"
         text = text.replace("\n  <Period", f"\n  {location}\n  <Period", 1)
         return Response(text, media_type=MPD_TYPE, headers={**CORS, "Cache-Control": "private, max-age=1"})
-
-    async def _segment_being_written(self, name: str, rendition: str, file: str) -> Response:
-        """LL-DASH: a segment requested while it is written (its MPD says it is available a part
-        after it began) is sent part by part as the parts are made (chunked transfer)."""
-        first_part = f"{file.removesuffix('.m4s')}.0.m4s"
-        if not await self.media.exists(store.file_key(name, f"{rendition}/{first_part}")) and not await self.watch.part_listed(
-            name, rendition, first_part, PART_WAIT_S
-        ):  # neither being written nor about to be
-            return _error(404, "segment not found (expired or never produced)")
-
-        async def body() -> AsyncIterator[bytes]:
-            async for uri in self.watch.parts_of(name, rendition, file, PART_WAIT_S):
-                key = store.file_key(name, f"{rendition}/{uri}")
-                data = self.cache.get(key)
-                if data is None:
-                    raw = await self.media.get(key)
-                    if raw is None:
-                        return
-                    data = raw.encode() if isinstance(raw, str) else raw
-                    self.cache.put(key, data)
-                yield data
-
-        return StreamingResponse(body(), media_type=mp4_type(rendition), headers={**CORS, "Cache-Control": "no-store"})
 
     async def _not_live(self, name: str) -> Response:
         state = await self.redis.hget(store.live_key(name), "state")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raylive.actors.processor import open_sealed, seal
+from raylive.actors.processor_registry import open_sealed, seal
 
 
 def test_only_what_the_secret_signed_is_opened() -> None:

@@ -225,8 +225,10 @@ class CmafPackager:
         part_ms: int = 0,
         max_part_ms: float = 0.0,
         parts: bool = False,
+        first_segment: int = 0,
     ) -> None:
         self.target_duration_ms = target_duration_ms
+        self.first_segment = first_segment  # a rung that starts mid-period numbers its segments as the source does
         self.part_ms = part_ms
         self.video_rendition = video_rendition
         self.emit_parts = parts or part_ms > 0
@@ -268,7 +270,7 @@ class CmafPackager:
             raise ValueError("video configuration changed mid-stream")
         self.video_info = info
         track = VideoTrack(config.record, info.width, info.height, VIDEO_TIMESCALE, codec=config.codec)
-        self.video = _TrackState(self.video_rendition, track, self.emit_parts)
+        self.video = _TrackState(self.video_rendition, track, self.emit_parts, next_index=self.first_segment)
         return [InitSegment(self.video_rendition, init_segment(track), info.codec_string, width=info.width, height=info.height)]
 
     def audio_config(self, asc: bytes) -> list[PackagerOutput]:

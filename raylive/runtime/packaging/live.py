@@ -53,6 +53,7 @@ class _Rendition:
     playlist: MediaPlaylist
     epoch: str = ""  # period of the latest segment; a segment of another one follows a discontinuity
     dropped: bool = False  # a ladder rung given up (transcoder too slow): ended, no longer advertised
+    view: bool = False  # a processor's output: its own multivariant playlist (`NAME.m3u8`), not an ABR rung
     peak_bps: int = 0
     total_bits: int = 0
     total_s: float = 0.0
@@ -129,6 +130,7 @@ class LiveHlsPresentation:
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
         self._master = ""
+        self._view_masters: dict[str, str] = {}  # a processor's rendition -> its multivariant playlist as written
         self.metadata: dict[str, object] = {}
         # What a ladder transcoder needs (source config, frames marked where segments start),
         # collected when `ladder` is on; the owner drains it with `take_ladder_input()`.
@@ -159,7 +161,15 @@ class LiveHlsPresentation:
                 outputs += p.video_frame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data)
                 if self._ladder_input is not None and p.segments_started:
                     self._ladder_input.append(
-                        LadderFrame(ev.dts_ms, ev.cts_ms, ev.keyframe, ev.data, p.segments_started != started, p.parts_started != parts)
+                        LadderFrame(
+                            ev.dts_ms,
+                            ev.cts_ms,
+                            ev.keyframe,
+                            ev.data,
+                            p.segments_started != started,
+                            p.parts_started != parts,
+                            p.segments_started - 1,
+                        )  # fmt: skip
                     )
             elif isinstance(ev, AudioFrame):
                 outputs += p.audio_frame(ev.dts_ms, ev.data)
@@ -200,11 +210,12 @@ class LiveHlsPresentation:
         items, self._ladder_input = self._ladder_input, []
         return items
 
-    def add_rung_outputs(self, outputs: list[RungOutput]) -> list[StoredFile]:
-        """Segments from the ladder transcoder, named by the period they were encoded in."""
+    def add_rung_outputs(self, outputs: list[RungOutput], view: bool = False) -> list[StoredFile]:
+        """Segments from the ladder transcoder (or a processor's output, `view`), named by the
+        period they were encoded in."""
         files: list[StoredFile] = []
         for o in outputs:
-            files += self._store([o.output], o.epoch)
+            files += self._store([o.output], o.epoch, view)
         return files
 
     def end_rendition(self, name: str) -> list[StoredFile]:
@@ -249,7 +260,7 @@ class LiveHlsPresentation:
                 "name": r.name,
                 "init": {"codec": r.init.codec, "width": r.init.width, "height": r.init.height,
                          "sample_rate": r.init.sample_rate, "channels": r.init.channels},
-                "init_uri": r.init_uri, "epoch": r.epoch, "dropped": r.dropped, "peak_bps": r.peak_bps,
+                "init_uri": r.init_uri, "epoch": r.epoch, "dropped": r.dropped, "view": r.view, "peak_bps": r.peak_bps,
                 "total_bits": r.total_bits, "total_s": r.total_s, "frames": r.frames, "segments_out": r.segments_out,
                 "paths": r.paths, "media_sequence": pl.media_sequence, "discontinuity_sequence": pl.discontinuity_sequence,
                 "target_duration": pl.target_duration,
@@ -290,7 +301,7 @@ class LiveHlsPresentation:
                 pl.segments.append(PlaylistSegment(uri, duration_s, pdt, init_uri, discontinuity, start=start, duration=duration))
             init = InitSegment(key, b"", **d["init"])
             r = _Rendition(d["name"], init, d["init_uri"], pl, d["epoch"], d["dropped"], d["peak_bps"], d["total_bits"], d["total_s"])
-            r.frames, r.segments_out, r.paths = d["frames"], d["segments_out"], dict(d["paths"])
+            r.frames, r.segments_out, r.paths, r.view = d["frames"], d["segments_out"], dict(d["paths"]), d.get("view", False)
             pres.renditions[key] = r
         pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
         pres.availability_start = snap.get("availability_start", 0.0)
@@ -341,7 +352,7 @@ class LiveHlsPresentation:
         return files
 
     # -- output --------------------------------------------------------------------------
-    def _store(self, outputs: list[PackagerOutput], epoch: str | None = None) -> list[StoredFile]:
+    def _store(self, outputs: list[PackagerOutput], epoch: str | None = None, view: bool = False) -> list[StoredFile]:
         epoch = epoch or self.epoch
         files: list[StoredFile] = []
         for out in outputs:
@@ -353,9 +364,11 @@ class LiveHlsPresentation:
                 known = self.renditions.get(out.rendition)
                 if known is None:
                     pl = MediaPlaylist(window=self.window, target_duration=self._target_s, part_target=self.part_target)
-                    self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl)
+                    self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl, view=view)
                 else:  # a reconnected publisher: same playlist, new init segment
                     known.init, known.init_uri = out, init_uri
+                    if known.view:  # a processor attached again after it ended
+                        known.dropped = known.playlist.ended = False
                 files.append(StoredFile(f"{name}/{init_uri}", out.data, mp4_type(out.rendition), True))
             elif isinstance(out, MediaSegment):
                 r = self.renditions[out.rendition]
@@ -434,23 +447,38 @@ class LiveHlsPresentation:
     def _master_files(self, force: bool = False) -> list[StoredFile]:
         # Only advertise renditions once each has a segment, so no player meets an empty playlist;
         # a ladder rung that is slow to start is not waited for beyond a few source segments.
+        files = []
+        for r in self.renditions.values():  # each processor's output, with the stream's audio
+            if (
+                r.view
+                and not r.dropped
+                and (r.segments_out or r.parts_out)
+                and self._view_masters.get(r.name) != (v := self.multivariant(r))
+            ):
+                self._view_masters[r.name] = v
+                files.append(StoredFile(f"{r.name}.m3u8", v.encode(), PLAYLIST_TYPE, False))
         if not force:
             source = self.renditions.get("video") or self.renditions.get("audio")
-            if any(r.segments_out == 0 and r.parts_out == 0 for r in self.renditions.values() if not r.dropped):
-                return []
+            if any(r.segments_out == 0 and r.parts_out == 0 for r in self.renditions.values() if not r.dropped and not r.view):
+                return files
             waiting = self.expected - {n for n, r in self.renditions.items() if r.segments_out or r.parts_out}
             if waiting and (source is None or source.segments_out < MASTER_WAIT_SEGMENTS):
-                return []
+                return files
         text = self.multivariant()
         if text == self._master:
-            return []
+            return files
         self._master = text
-        return [StoredFile("index.m3u8", text.encode(), PLAYLIST_TYPE, False)]
+        return [*files, StoredFile("index.m3u8", text.encode(), PLAYLIST_TYPE, False)]
 
-    def multivariant(self) -> str:
+    def multivariant(self, view: _Rendition | None = None) -> str:
+        """The stream's multivariant playlist (source and ladder), or one processor's output's."""
         videos = []
-        rungs = [r for n, r in self.renditions.items() if n not in ("video", "audio") and not r.dropped and (r.segments_out or r.parts_out)]
-        for v in [self.renditions.get("video") if self.advertise_source or not rungs else None, *rungs]:
+        rungs = [
+            r for n, r in self.renditions.items()
+            if n not in ("video", "audio") and not r.dropped and not r.view and (r.segments_out or r.parts_out)
+        ]  # fmt: skip
+        listed = [view] if view is not None else [self.renditions.get("video") if self.advertise_source or not rungs else None, *rungs]
+        for v in listed:
             if v is None:
                 continue
             videos.append(
@@ -476,7 +504,7 @@ class LiveHlsPresentation:
         TTL: the multivariant playlist (rewritten only when it changes) and every init segment a
         media playlist still names. Their TTL is refreshed with each playlist write, so a viewer who
         joins a stream live for hours still finds them (they used to expire after `segment_ttl_s`)."""
-        paths = ["index.m3u8"]
+        paths = ["index.m3u8", *(f"{r.name}.m3u8" for r in self.renditions.values() if r.view)]
         for r in self.renditions.values():
             inits = {r.init_uri, *(seg.init_uri for seg in r.playlist.segments)}
             paths += [f"{r.name}/{i}" for i in sorted(inits)]
@@ -519,8 +547,9 @@ class LiveHlsPresentation:
 
     def _dash_representation(self, r: _Rendition, epoch: str, period: _Period) -> DashRepresentation | None:
         """`r`'s segments of period `epoch` (None when it has none: a rung given up, or one whose
-        transcoder restarted in a period of its own, which DASH cannot name)."""
-        if r.dropped:
+        transcoder restarted in a period of its own, which DASH cannot name, or a processor's output,
+        which is no ABR alternative of the stream)."""
+        if r.dropped or r.view:
             return None
         ts = r.timescale
         listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]

@@ -1,0 +1,57 @@
+"""The stream actor's consumers of its media: the ABR ladder's transcoder and the processors,
+fed from the tap (`taps.py`), and what they send back (rung segments, a processor's frames).
+A base of `StreamIngest` (stream.py): these are methods of the stream's one actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from ..runtime.ladder import RungOutput
+from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
+from .ladder import LadderSupervisor
+from .stream_output import StreamOutput
+from .taps import MediaTap
+
+
+class StreamConsumers:
+    presentation: LiveHlsPresentation | None
+    ladder: LadderSupervisor
+    tap: MediaTap
+    out: StreamOutput
+
+    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
+    def collect_ladder(self) -> None:
+        if self.presentation is not None:
+            files = self.ladder.collect(self.presentation)
+            if files:
+                self.out.write(files, self.presentation)
+
+    def _feed_tap(self) -> None:
+        assert self.presentation is not None
+        items = self.presentation.take_ladder_input()
+        self.tap.feed(items, self.presentation.epoch)
+        self.ladder.feed(items, self.presentation, self.tap.config)
+
+    def _drain_ladder(self) -> list[StoredFile]:
+        """The publisher stopped: the ladder's last segments (bounded wait)."""
+        assert self.presentation is not None
+        items = self.presentation.take_ladder_input()
+        self.tap.feed(items, self.presentation.epoch)
+        return self.ladder.drain(items, self.presentation, self.tap.config)
+
+    def subscribe(self, name: str, handle: Any) -> None:
+        self.tap.attach(name, handle)
+
+    def unsubscribe(self, name: str) -> None:
+        """A processor detached: its output rendition (if it made one) ends; the stream goes on."""
+        self.tap.detach(name)
+        if self.presentation is not None and (files := self.presentation.end_rendition(name)):
+            self.out.write(files, self.presentation)
+
+    @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
+    def processor_output(self, name: str, outputs: list[RungOutput]) -> None:
+        """A processor's output frames, encoded and cut where the source was (runtime/frame_out.py)."""
+        if self.presentation is not None and name in self.tap.consumers:
+            self.out.write(self.presentation.add_rung_outputs(outputs, view=True), self.presentation)

@@ -1,0 +1,141 @@
+"""Processors that make video, against a real `raylive up`: their frames become a rendition of the
+stream (its own multivariant playlist with the stream's audio), cut where the source is cut, in
+time with it, played by ffprobe and hls.js; a slow one keeps real-time pace; a detached one ends."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import av
+import m3u8
+import numpy as np
+import pytest
+from ray import cloudpickle
+
+import raylive as raylive_api
+from raylive.api import Client
+
+from ..conftest import RayliveProcess
+from ..helpers import get, playlist_ready, publish, wait_for
+from .browser import browser_page, page_url, video_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
+BOX = (slice(150, 210), slice(260, 380))  # the middle of a 640x360 frame
+INNER = (slice(156, 204), slice(266, 374))  # away from its edges (4:2:0 chroma blurs them)
+
+
+class Boxes(raylive_api.Processor):
+    def process(self, frame: np.ndarray, ts: float) -> np.ndarray:
+        out = frame.copy()
+        out[BOX] = (0, 0, 255)
+        return out
+
+
+class SlowBoxes(Boxes):
+    def process(self, frame: np.ndarray, ts: float) -> np.ndarray:
+        time.sleep(0.25)  # 7.5 frame intervals at 30 fps
+        return super().process(frame, ts)
+
+
+@pytest.fixture(scope="module")
+def rl(raylive: RayliveProcess) -> Iterator[Client]:
+    import ray
+
+    client = raylive_api.connect(data_dir=raylive.data_dir)
+    yield client
+    ray.shutdown()
+
+
+def _playlist(raylive: RayliveProcess, stream: str, rendition: str) -> m3u8.M3U8:
+    return m3u8.loads(get(f"{raylive.base_url}/live/{stream}/{rendition}/index.m3u8").text)
+
+
+def _first_frame(raylive: RayliveProcess, stream: str, rendition: str, segment: str) -> tuple[float, np.ndarray]:
+    base = f"{raylive.base_url}/live/{stream}/{rendition}"
+    init = get(f"{base}/init-{segment.split('-')[0]}.mp4").content
+    with av.open(io.BytesIO(init + get(f"{base}/{segment}").content), format="mp4") as c:
+        frame = next(c.decode(video=0))
+        return float(frame.time), frame.to_ndarray(format="rgb24")
+
+
+def _boxed(img: np.ndarray) -> bool:
+    return float(np.abs(img[INNER].astype(int) - (0, 0, 255)).mean()) < 25
+
+
+def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive: RayliveProcess, rl: Client, player_origin: str) -> None:
+    key = raylive.create_key("vo1")
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/vo1/index.m3u8"), 30, "vo1 to go live")
+        handle = rl.stream("vo1").attach(Boxes, output=True, name="boxes", num_cpus=0.1)
+        view = f"{raylive.base_url}/live/vo1/boxes.m3u8"
+        ready = lambda: get(view).status_code == 200 and len(_playlist(raylive, "vo1", "boxes").segments) >= 3  # noqa: E731
+        wait_for(ready, 60, "3 boxes segments")
+        master = m3u8.loads(get(view).text)
+        source, boxes = _playlist(raylive, "vo1", "source"), _playlist(raylive, "vo1", "boxes")
+        durations = {s.uri: s.duration for s in source.segments if s.uri}  # not the open one (its parts only)
+        common = [s for s in boxes.segments if s.uri in durations]
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height", "-of", "json", view],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        with browser_page(page_url(player_origin, "hls", view, {"lowLatencyMode": True})) as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+            state = video_state(page)
+            tracks = page.evaluate("[window.player.audioTracks.length, window.player.levels.length]")
+        stats = handle.stats()[0]
+        handle.detach()
+        wait_for(lambda: "#EXT-X-ENDLIST" in get(f"{raylive.base_url}/live/vo1/boxes/index.m3u8").text, 20, "the boxes playlist to end")
+        before = _playlist(raylive, "vo1", "source").media_sequence
+        wait_for(lambda: _playlist(raylive, "vo1", "source").media_sequence > before, 20, "the source to go on")
+        assert not _playlist(raylive, "vo1", "source").is_endlist
+    finally:
+        ff.kill()
+    # Its own multivariant playlist: the processed video with the stream's audio; the stream's own lists it not.
+    assert [p.uri.split("?")[0] for p in master.playlists] == ["boxes/index.m3u8"]
+    assert [m.uri.split("?")[0] for m in master.media] == ["audio/index.m3u8"]
+    assert "boxes" not in get(f"{raylive.base_url}/live/vo1/index.m3u8").text
+    # Segments named (numbered) as the source's, as long, starting at the same instant.
+    # (its first, begun at the keyframe after the attach, may be shorter)
+    assert len(common) >= 2 and all(abs(s.duration - durations[s.uri]) <= 0.034 for s in common[1:]), (boxes.dumps(), durations)
+    t_box, img_box = _first_frame(raylive, "vo1", "boxes", common[-1].uri)
+    t_src, img_src = _first_frame(raylive, "vo1", "source", common[-1].uri)
+    assert abs(t_box - t_src) <= 0.034 and _boxed(img_box) and not _boxed(img_src)
+    assert np.abs(img_box[240:].astype(int) - img_src[240:].astype(int)).mean() < 10  # elsewhere the same picture
+    streams = sorted((s["codec_type"], s["codec_name"]) for s in json.loads(probe.stdout)["streams"])
+    assert probe.returncode == 0 and streams == [("audio", "aac"), ("video", "h264")], probe.stderr
+    assert state["errors"] == [] and state["t"] > 3 and (state["w"], state["h"]) == (640, 360) and tracks == [1, 1]
+    assert stats["processed"] > 60 and stats["delay_ms_p50"] < 500, stats
+
+
+def _edge_s(playlist: m3u8.M3U8) -> float:
+    """Wall time of the end of the playlist's newest segment (its program date-time + duration)."""
+    last = [s for s in playlist.segments if s.uri][-1]  # not the open one (its parts only)
+    return float(last.current_program_date_time.timestamp() + last.duration)
+
+
+def test_a_slow_processors_rendition_keeps_real_time_pace(raylive: RayliveProcess, rl: Client) -> None:
+    key = raylive.create_key("vo2")
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/vo2/index.m3u8"), 30, "vo2 to go live")
+        handle = rl.stream("vo2").attach(SlowBoxes, output=True, name="slow", num_cpus=0.1, max_delay_s=0.3)
+        slow_url = f"{raylive.base_url}/live/vo2/slow/index.m3u8"
+        wait_for(lambda: get(slow_url).status_code == 200 and "#EXTINF" in get(slow_url).text, 60, "a segment of the slow rendition")
+        start = _edge_s(_playlist(raylive, "vo2", "slow"))
+        time.sleep(8)
+        slow, source = _playlist(raylive, "vo2", "slow"), _playlist(raylive, "vo2", "source")
+        stats = handle.stats()[0]
+    finally:
+        ff.kill()
+    # 8 s of wall time later, 8 s more media (give or take a segment), about as far along as the source.
+    assert 6.0 <= _edge_s(slow) - start <= 10.0
+    assert abs(_edge_s(slow) - _edge_s(source)) <= 2.5
+    # About 4 frames a second processed; every other frame repeats the latest output.
+    assert stats["repeated"] > 100 and 10 <= stats["processed"] and stats["output_frames"] > 200, stats
