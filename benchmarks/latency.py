@@ -9,12 +9,15 @@ muxer in real time so that the wall time each frame is sent is known.
   segment (nginx-rtmp, polled every 50 ms), from sending its last frame to its being listed.
 - part written → held request answered: the stream actor publishes each playlist it writes
   (`rl:playlists:NAME`); this client hears the same message and times the held request's answer.
+- processor (`--processor`, raylive only): a processor that makes video (returns each frame as it
+  is, `output=True`) on one more publish; for each part listed in both its rendition and the
+  source (the same names), how much later it was listed in the processor's: the extra latency.
 - players: hls.js (low-latency mode with catch-up; nginx-rtmp: its plain HLS) and dash.js (low
   latency; nginx-rtmp: its DASH) in Debian Chromium for `--player-s` each: wall clock minus the
   on-screen frame's time (hls.js `playingDate`, i.e. PROGRAM-DATE-TIME; dash.js's own live latency).
 
     python benchmarks/latency.py                 # writes benchmarks/results/latest/latency.{json,md}
-    python benchmarks/latency.py --repeats 2 --seconds 12 --player-s 20
+    python benchmarks/latency.py --repeats 2 --seconds 12 --player-s 20 --processor
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.ingest import SKIPPED, Server, each_server, http_get, loop_publisher, save_results, source_file  # noqa: E402
+from raylive.api import Processor  # noqa: E402
 from raylive.runtime.packaging.hls import playlist_edge  # noqa: E402
 from tests.e2e.browser import browser_page, page_url, players_server  # noqa: E402
 
@@ -121,6 +125,73 @@ def raylive_publish(server: Server, index: int, src: Path, seconds: float) -> di
     stop.set()
     pub.join(10)
     return {"first_playable_s": first, "frame_to_listed_s": frame_to_part, "part_written_to_answered_s": answer_delay}
+
+
+class Identity(Processor):
+    """A processor that makes video: each frame as it came (what the processed rendition costs in
+    delay beyond the processor's own work). Pickled by value (this module runs as __main__)."""
+
+    def process(self, frame: object, ts: float) -> object:
+        return frame
+
+
+def _listed_parts(url: str, done: threading.Event, listed: dict[str, float]) -> None:
+    """Read a media playlist as an LL-HLS client does (blocking reloads for each next part): when
+    each part URI was first listed."""
+    with httpx.Client(timeout=10) as http:
+        while not done.is_set():
+            r = http.get(url)
+            if r.status_code == 200 and "#EXT-X-PART:" in r.text:
+                break
+            time.sleep(POLL_S)
+        edge = playlist_edge(r.text)
+        while not done.is_set() and not edge.ended:
+            r = http.get(f"{url}?_HLS_msn={edge.next_msn}&_HLS_part={edge.open_parts}")
+            answered = time.monotonic()
+            if r.status_code != 200:
+                continue
+            for _, uri in PART_RE.findall(r.text):
+                listed.setdefault(uri, answered)
+            edge = playlist_edge(r.text)
+
+
+def processor_delay(server: Server, index: int, src: Path, seconds: float) -> dict[str, object]:
+    """One publish with an `Identity` processor making video: its parts' listing after the source's."""
+    import ray
+
+    import raylive
+
+    sent: dict[int, float] = {}
+    pub = threading.Thread(target=paced_publish, args=(server.publish_url(index), src, seconds, sent, []), daemon=True)
+    pub.start()
+    source_url = server.playlist_url(index)
+    view_url = source_url.replace("/source/", "/identity/")
+    rl = raylive.connect(data_dir=server.data_dir)
+    done = threading.Event()
+    listed: dict[str, dict[str, float]] = {"source": {}, "identity": {}}
+    urls = {"source": source_url, "identity": view_url}
+    readers = [threading.Thread(target=_listed_parts, args=(u, done, listed[k]), daemon=True) for k, u in urls.items()]
+    readers[0].start()
+    deadline = time.monotonic() + 30
+    while not listed["source"] and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    handle = rl.stream(f"bench{index}").attach(Identity, output=True, name="identity", num_cpus=0.5)
+    readers[1].start()
+    pub.join(seconds + 30)
+    time.sleep(2)
+    stats = handle.stats()
+    handle.detach()
+    done.set()
+    ray.shutdown()
+    view = listed["identity"]
+    first_segment = min((u.split(".")[0] for u in view), default="")  # begun at the attach: partial, skipped
+    extra = [view[u] - t for u, t in listed["source"].items() if u in view and u.split(".")[0] != first_segment]
+    return {
+        "processor_extra_s_p50": _pct(extra, 0.5),
+        "processor_extra_s_p99": _pct(extra, 0.99),
+        "parts_compared": len(extra),
+        "processor_stats": stats[0] if stats else {},
+    }
 
 
 def _listen(server: Server, index: int, heard: dict[tuple[int, int], float], stop: threading.Event) -> None:
@@ -223,6 +294,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=18.0, help="media published per repeat (the source is 20 s)")
     ap.add_argument("--player-s", type=float, default=60.0, help="latency sampled per player")
+    ap.add_argument("--processor", action="store_true", help="also a processor's rendition's extra latency (raylive)")
     args = ap.parse_args()
     src = source_file()
     results: dict[str, object] = {"machine_cores": os.cpu_count(), "repeats": args.repeats, "player_s": args.player_s, "servers": {}}
@@ -246,6 +318,9 @@ def main() -> None:
                 "part_written_to_answered_s_p99": _pct(answers, 0.99),
                 "players": players(server, name, src, args.player_s, origin),
             }
+            if args.processor and name == "raylive":
+                row["processor"] = processor_delay(server, args.repeats, src, args.seconds)
+                print("processor", json.dumps(row["processor"]), flush=True)
             if len(firsts) != args.repeats:
                 row["failed"] = f"{args.repeats - len(firsts)} publish(es) never became playable"
             results["servers"][name] = row  # type: ignore[index]
@@ -283,6 +358,14 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"{player(r, 'hls.js')} | {player(r, 'dash.js')} |"
         )
     lines += ["", "raylive lists parts (frame → part listed), nginx-rtmp segments (frame → segment listed)."]
+    proc = results["servers"].get("raylive", {}).get("processor")
+    if proc:
+        lines += [
+            "",
+            f"A processor that makes video (each frame returned as it came): its parts were listed "
+            f"{proc['processor_extra_s_p50']} s (p50) / {proc['processor_extra_s_p99']} s (p99) after the source's same parts "
+            f"({proc['parts_compared']} parts).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 _API = ("connect", "Processor", "Client", "StreamRef", "StreamState", "ProcessorHandle")
+_MODELS = ("Model", "model", "ModelHandle")  # models shared by many streams' processors (Ray Serve)
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _MODELS:
+        from . import models
+
+        return getattr(models, name)
     raise AttributeError(f"module 'raylive' has no attribute {name!r}")

@@ -20,13 +20,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import store
 from .actors.processor import ProcessorSpec, VideoOutput
 from .names import NAMESPACE, REGISTRY_NAME, WRITER_NAME
+
+if TYPE_CHECKING:
+    from .models import Model, ModelHandle
 from .running import read_runtime
 
 
@@ -166,6 +169,22 @@ class Client:
         """Run `processor` on every live stream and on every stream that starts later (see `StreamRef.attach`)."""
         video = VideoOutput(video_kbps, max_delay_s) if output else None
         return self._attach(None, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs, video)
+
+    def deploy_model(
+        self,
+        model: type[Model],
+        name: str,
+        max_batch_size: int = 16,
+        batch_wait_s: float = 0.005,
+        num_cpus: float = 1.0,
+        num_gpus: float | None = None,
+        **kwargs: Any,
+    ) -> ModelHandle:
+        """Deploy `model` once for the cluster (a Ray Serve deployment batching every processor's
+        calls; on a GPU when the cluster has one): processors call it with `raylive.model(name)(x)`."""
+        from . import models
+
+        return models.deploy(model, name, max_batch_size, batch_wait_s, num_cpus, num_gpus, **kwargs)
 
     def sql(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
         """Read-only SQL over the analytics tables (ClickHouse), rows as dicts."""

@@ -34,6 +34,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Frames a stream's tap skipped for a consumer that fell behind (it restarts at the next keyframe)",
         ("stream", "consumer"),
     ),
+    "raylive_processor_delay_seconds": (
+        "histogram",
+        "From a source frame reaching a processor's actor to its output frame being encoded (processors that make video)",
+        ("processor",),
+    ),
     "raylive_analytics_pending_events": ("gauge", "Analytics events buffered in Redis, not yet in ClickHouse", ()),
 }
 LATENCY_BOUNDARIES = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]

@@ -25,7 +25,7 @@ import numpy as np
 import ray
 import redis
 
-from .. import analytics, store
+from .. import analytics, metrics, store
 from ..names import REGISTRY_NAME, actor_name
 from ..runtime.frame_out import ProcessedVideo, output_image
 from ..runtime.frames import FrameSampler
@@ -73,8 +73,9 @@ class ProcessorHost:
         self.stream, self.name, self.max_errors = stream, name, max_errors
         self.redis = redis.Redis.from_url(redis_url)
         self.processor = cls(**kwargs)
-        self.sampler = FrameSampler(fps, height)
-        self.video = ProcessedVideo(name, output.video_kbps, output.max_delay_s, fps, height) if output else None
+        gpu = bool(ray.get_gpu_ids())  # asked for num_gpus: decode there too (NVDEC, else the CPU)
+        self.sampler = FrameSampler(fps, height, gpu)
+        self.video = ProcessedVideo(name, output.video_kbps, output.max_delay_s, fps, height, gpu) if output else None
         self._stream_actor: Any = None
         self.queue: deque[tuple[float, np.ndarray]] = deque()
         self.cond = threading.Condition()
@@ -118,6 +119,10 @@ class ProcessorHost:
 
     def _send(self, outputs: list[Any]) -> None:
         """The output rendition's new files to the stream's actor (in order: sent under the lock)."""
+        assert self.video is not None
+        for delay in self.video.new_delays:
+            metrics.observe("raylive_processor_delay_seconds", delay, processor=self.name)
+        self.video.new_delays.clear()
         if not outputs:
             return
         if self._stream_actor is None:

@@ -51,9 +51,17 @@ class _Slot:
 
 
 class ProcessedVideo:
-    def __init__(self, name: str, video_kbps: int = 0, max_delay_s: float = 0.5, fps: float = 0.0, height: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        video_kbps: int = 0,
+        max_delay_s: float = 0.5,
+        fps: float = 0.0,
+        height: int | None = None,
+        gpu: bool = False,
+    ) -> None:
         self.name = name
-        self.sampler = FrameSampler(0, height)  # every frame decoded: each gets an output frame
+        self.sampler = FrameSampler(0, height, gpu)  # every frame decoded: each gets an output frame
         self.interval_ms = 1000 / fps if fps else 0.0  # what the processor is given (0: every frame)
         self._next_ms = -math.inf
         self._cuts: dict[int, LadderFrame] = {}  # pts -> its source frame (where segments and parts start)
@@ -71,6 +79,7 @@ class ProcessedVideo:
         self.latest: VideoFrame | np.ndarray | None = None
         self.processed = self.repeated = self.passed_through = 0
         self.delays: deque[float] = deque(maxlen=DELAYS_KEPT)
+        self.new_delays: list[float] = []  # since the owner last took them (for its metrics)
 
     def push(self, items: list[LadderInput], now: float) -> tuple[list[RungOutput], list[tuple[float, np.ndarray]]]:
         """The tap's items: every frame decoded is expected. Returns what a period's end made and
@@ -149,6 +158,7 @@ class ProcessedVideo:
             del self.by_pts[slot.pts_ms]
             out += self._emit(slot, image)
             self.delays.append(now - slot.arrived)
+            self.new_delays.append(now - slot.arrived)
         return out
 
     def finish(self) -> list[RungOutput]:

@@ -22,9 +22,10 @@ from .transcode import open_decoder, scale_graph
 
 
 class FrameSampler:
-    def __init__(self, fps: float, height: int | None = None) -> None:
+    def __init__(self, fps: float, height: int | None = None, gpu: bool = False) -> None:
         self.interval_ms = 1000.0 / fps if fps > 0 else 0.0
         self.height = height
+        self.gpu = gpu  # decode with NVDEC where it can (`open_decoder`)
         self.decoder: VideoCodecContext | None = None
         self._graph: av.filter.Graph | None = None
         self._graph_key: tuple[int, int] | None = None
@@ -37,7 +38,7 @@ class FrameSampler:
         out: list[tuple[float, np.ndarray]] = []
         for item in items:
             if isinstance(item, LadderConfig):
-                self.decoder = open_decoder(item.video)
+                self.decoder = open_decoder(item.video, self.gpu)
             elif isinstance(item, LadderPeriod):
                 self.decoder, self._next_ms = None, None  # timestamps restart; a config follows
             elif self.decoder is not None:

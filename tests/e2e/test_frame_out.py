@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import av
 import m3u8
@@ -41,15 +40,6 @@ class SlowBoxes(Boxes):
     def process(self, frame: np.ndarray, ts: float) -> np.ndarray:
         time.sleep(0.25)  # 7.5 frame intervals at 30 fps
         return super().process(frame, ts)
-
-
-@pytest.fixture(scope="module")
-def rl(raylive: RayliveProcess) -> Iterator[Client]:
-    import ray
-
-    client = raylive_api.connect(data_dir=raylive.data_dir)
-    yield client
-    ray.shutdown()
 
 
 def _playlist(raylive: RayliveProcess, stream: str, rendition: str) -> m3u8.M3U8:

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +46,6 @@ class Sleepy(raylive_api.Processor):
 class Broken(raylive_api.Processor):
     def process(self, frame: np.ndarray, ts: float) -> None:
         raise RuntimeError("boom")
-
-
-@pytest.fixture(scope="module")
-def rl(raylive: RayliveProcess) -> Iterator[Client]:
-    import ray
-
-    client = raylive_api.connect(data_dir=raylive.data_dir)
-    yield client
-    ray.shutdown()
 
 
 def live_stream(rl_proc: RayliveProcess, name: str, seconds: float | None = None) -> Any:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from raylive.runtime.frame_out import ProcessedVideo, output_image
+from raylive.runtime.frames import FrameSampler
 from raylive.runtime.ingest import IngestTimeline
 from raylive.runtime.packaging.cmaf import InitSegment, MediaPart, MediaSegment
 from raylive.runtime.packaging.live import LiveHlsPresentation
@@ -162,3 +163,22 @@ def test_a_processor_attached_mid_segment_loses_no_frame_before_the_next_cut() -
         outputs += video.flush(now=0.0)
     segments = [o.output for o in outputs + video.finish() if isinstance(o.output, MediaSegment)]
     assert [(s.index, round(s.start_s * 1000), s.frames) for s in segments] == [(0, 400, 15), (1, 1000, 25)]
+
+
+def test_gpu_decoding_falls_back_to_the_cpu_with_one_log_line(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import raylive.runtime.transcode as transcode
+
+    monkeypatch.setattr(transcode, "_nvdec_refused", False)
+    pres = LiveHlsPresentation("ab12", target_duration_ms=1000, ladder=True)
+    timeline, items = IngestTimeline(), []
+    for m in ffmpeg_publish_messages():
+        pres.push(timeline.push([(m.type_id, m.timestamp, m.payload)]))
+        items += pres.take_ladder_input()
+    gpu, cpu = FrameSampler(5, gpu=True), FrameSampler(5)
+    frames = gpu.push(items)
+    if transcode._nvdec_refused:  # no GPU here: the CPU decoded, and the log says why, once
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+        assert "NVDEC decoding unavailable" in caplog.records[0].message
+    expected = cpu.push(items)
+    assert len(frames) == len(expected) >= 5
+    assert all(np.abs(a.astype(int) - b.astype(int)).mean() < 3 for (_, a), (_, b) in zip(frames, expected, strict=True))

@@ -1,0 +1,78 @@
+"""One model deployed for the cluster (Ray Serve, batched), called by the processors of several
+live streams, against a real `raylive up`: their calls meet in batches; one stream's processor
+detached, the others go on."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from ray import cloudpickle
+
+import raylive as raylive_api
+from raylive.api import Client
+
+from ..conftest import RayliveProcess
+from ..helpers import playlist_ready, publish, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
+STREAMS = ["sm1", "sm2", "sm3", "sm4"]
+
+
+class RandomLinear(raylive_api.Model):
+    """A random-weights linear classifier over 40x23 RGB thumbnails; 50 ms a batch, whatever its size
+    (a GPU's cost shape: batching is what makes many streams cheap)."""
+
+    def setup(self) -> None:
+        self.weights = np.random.default_rng(0).standard_normal((23 * 40 * 3, 10)).astype(np.float32)
+
+    def predict(self, batch: list[np.ndarray]) -> list[int]:
+        time.sleep(0.05)
+        x = np.stack([b.reshape(-1) for b in batch]).astype(np.float32) / 255
+        return [int(i) for i in (x @ self.weights).argmax(axis=1)]
+
+
+class Classify(raylive_api.Processor):
+    def setup(self) -> None:
+        self.model = raylive_api.model("linear")
+
+    def process(self, frame: np.ndarray, ts: float) -> dict[str, Any]:
+        return {"label": self.model(frame[::8, ::8][:23, :40])}
+
+
+def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveProcess, rl: Client) -> None:
+    publishers = [publish(raylive.rtmp_url(raylive.create_key(s)), seconds=None, size="320x180") for s in STREAMS]
+    model = rl.deploy_model(RandomLinear, name="linear", max_batch_size=8, batch_wait_s=0.01, num_cpus=0.1)
+    handles = []
+    try:
+        for s in STREAMS:
+            wait_for(playlist_ready(f"{raylive.base_url}/live/{s}/index.m3u8"), 30, f"{s} to go live")
+            handles.append(rl.stream(s).attach(Classify, fps=10, name=f"classify_{s}", num_cpus=0.1))
+        wait_for(lambda: model.stats()["calls"] >= 120, 90, "120 model calls")
+        batched = model.stats()
+        handles[0].detach()
+        before = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
+        calls = model.stats()["calls"]
+        time.sleep(4)
+        after = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
+        later = model.stats()
+        alive = [p.poll() is None for p in publishers]
+        query = "SELECT min(JSONExtractInt(payload, 'label')) AS lo, max(JSONExtractInt(payload, 'label')) AS hi, count() AS n "
+        labels = rl.sql(query + "FROM processor_events WHERE processor = 'classify_sm2'")[0]
+        assert raylive.api("GET", "/api/v1/streams/sm1").json()["state"] == "live"
+    finally:
+        for h in handles[1:]:
+            h.detach()
+        model.delete()
+        for p in publishers:
+            p.kill()
+    # 4 streams x 10 calls/s against a model that takes 50 ms a batch: the calls meet in batches.
+    assert batched["max_batch"] > 1 and batched["mean_batch"] > 1.3, batched
+    # The other three kept calling after the first one was detached, and the stream it left goes on.
+    assert all(after[n] >= before[n] + 10 for n in before), (before, after)
+    assert later["calls"] >= calls + 30 and all(alive), later
+    assert labels["n"] > 0 and 0 <= labels["lo"] <= labels["hi"] <= 9, labels  # the model's answers reached ClickHouse
