@@ -5,7 +5,7 @@ model and running it on one frame at a time (what processors without a shared mo
     python benchmarks/shared_model.py                       # N = 1, 4, 16; writes benchmarks/results/latest/shared_model.json
     python benchmarks/shared_model.py --callers 1 4 --seconds 10 --repeats 3
 
-The model is a random-weights MLP over 64x64 RGB frames (12,288 -> 1,024 -> 10, 50 MB of float32
+The model is a random-weights MLP over 64x64 RGB frames (12,288 -> 2,048 -> 10, 100 MB of float32
 weights: numpy, no download). Each caller is a Ray actor, as a processor host is, calling as fast as
 answers come for `--seconds`. Reported per N: frames/s in all, frames per CPU-second of every process
 involved (callers and the replica, or the callers with their copies), the mean batch and the
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from raylive.models import Model, deploy, model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest"
-SIDE, HIDDEN, CLASSES = 64, 1024, 10
+SIDE, HIDDEN, CLASSES = 64, 2048, 10
 
 
 class RandomMlp(Model):
@@ -88,9 +88,9 @@ def _cpu_s(pids: list[int]) -> float:
 
 
 def _replica_pid() -> int:
-    import ray
+    from ray.util.state import list_actors
 
-    for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")]):
+    for a in list_actors(filters=[("state", "=", "ALIVE")]):
         if "ServeReplica" in a.class_name and "model-bench" in (a.name or ""):
             return int(a.pid)
     raise RuntimeError("no model replica found")

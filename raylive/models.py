@@ -85,10 +85,8 @@ class ModelHandle:
 
     def stats(self) -> dict[str, Any]:
         """Calls, batches, batch sizes (size -> batches) and time spent predicting, of one replica."""
-        from ray import serve
 
-        handle = serve.get_deployment_handle(DEPLOYMENT, app_name=APP_PREFIX + self.name)
-        result: dict[str, Any] = handle.stats.remote().result(timeout_s=CALL_TIMEOUT_S)
+        result: dict[str, Any] = _handle(self.name).stats.remote().result(timeout_s=CALL_TIMEOUT_S)
         return result
 
     def delete(self) -> None:
@@ -119,12 +117,21 @@ def deploy(
     return ModelHandle(name)
 
 
+def _handle(name: str) -> Any:
+    """A handle usable from plain threads: raylive's cluster runs Serve throughput-optimized
+    (`RAY_SERVE_THROUGHPUT_OPTIMIZED`), whose handles otherwise need the caller's asyncio loop."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle(DEPLOYMENT, app_name=APP_PREFIX + name)
+    if not handle.is_initialized:  # Serve hands out one handle per deployment and process
+        handle._init(_run_router_in_separate_loop=True)
+    return handle
+
+
 class _ModelCaller:
     def __init__(self, name: str) -> None:
-        from ray import serve
-
         self.name = name
-        self.handle = serve.get_deployment_handle(DEPLOYMENT, app_name=APP_PREFIX + name)
+        self.handle = _handle(name)
 
     def __call__(self, x: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         return self.handle.remote(x).result(timeout_s=timeout_s)

@@ -24,14 +24,15 @@ STREAMS = ["sm1", "sm2", "sm3", "sm4"]
 
 
 class RandomLinear(raylive_api.Model):
-    """A random-weights linear classifier over 40x23 RGB thumbnails; 50 ms a batch, whatever its size
-    (a GPU's cost shape: batching is what makes many streams cheap)."""
+    """A random-weights linear classifier over 40x23 RGB thumbnails; 0.2 s a batch, whatever its size
+    (a GPU's cost shape: batching is what makes many streams cheap). The calls of the other streams
+    wait while a batch runs, so the next one holds them."""
 
     def setup(self) -> None:
         self.weights = np.random.default_rng(0).standard_normal((23 * 40 * 3, 10)).astype(np.float32)
 
     def predict(self, batch: list[np.ndarray]) -> list[int]:
-        time.sleep(0.05)
+        time.sleep(0.2)
         x = np.stack([b.reshape(-1) for b in batch]).astype(np.float32) / 255
         return [int(i) for i in (x @ self.weights).argmax(axis=1)]
 
@@ -52,7 +53,7 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
         for s in STREAMS:
             wait_for(playlist_ready(f"{raylive.base_url}/live/{s}/index.m3u8"), 30, f"{s} to go live")
             handles.append(rl.stream(s).attach(Classify, fps=10, name=f"classify_{s}", num_cpus=0.1))
-        wait_for(lambda: model.stats()["calls"] >= 120, 90, "120 model calls")
+        wait_for(lambda: model.stats()["calls"] >= 80, 90, "80 model calls")
         batched = model.stats()
         handles[0].detach()
         before = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
@@ -70,9 +71,9 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
         model.delete()
         for p in publishers:
             p.kill()
-    # 4 streams x 10 calls/s against a model that takes 50 ms a batch: the calls meet in batches.
+    # 4 streams calling a model that takes 0.2 s a batch: the calls meet in batches.
     assert batched["max_batch"] > 1 and batched["mean_batch"] > 1.3, batched
     # The other three kept calling after the first one was detached, and the stream it left goes on.
-    assert all(after[n] >= before[n] + 10 for n in before), (before, after)
-    assert later["calls"] >= calls + 30 and all(alive), later
+    assert all(after[n] >= before[n] + 5 for n in before), (before, after)
+    assert later["calls"] >= calls + 15 and all(alive), later
     assert labels["n"] > 0 and 0 <= labels["lo"] <= labels["hi"] <= 9, labels  # the model's answers reached ClickHouse
