@@ -43,7 +43,8 @@ def decode(clip: Path) -> dict[str, Any]:
                 ctx.extradata = stream.codec_context.extradata
                 start, frames = time.perf_counter(), 0
                 for packet in c.demux(stream):
-                    frames += len(ctx.decode(packet))
+                    if packet.size:  # (the demuxer's last packet is an empty one: the flush below)
+                        frames += len(ctx.decode(packet))
                 frames += len(ctx.decode(None))
                 out[name] = {"frames": frames, "fps": round(frames / (time.perf_counter() - start), 1)}
         except Exception as exc:  # noqa: BLE001 - reported, not raised

@@ -177,9 +177,11 @@ def processor_delay(server: Server, index: int, src: Path, seconds: float) -> di
         time.sleep(POLL_S)
     handle = rl.stream(f"bench{index}").attach(Identity, output=True, name="identity", num_cpus=0.5)
     readers[1].start()
-    pub.join(seconds + 30)
+    stats: list[dict[str, object]] = []
+    while pub.is_alive():  # its actor goes with the stream: read its figures while it lives
+        stats = handle.stats() or stats
+        time.sleep(1)
     time.sleep(2)
-    stats = handle.stats()
     handle.detach()
     done.set()
     ray.shutdown()

@@ -47,8 +47,9 @@ class StreamConsumers:
     def unsubscribe(self, name: str) -> None:
         """A processor detached: its output rendition (if it made one) ends; the stream goes on."""
         self.tap.detach(name)
-        if self.presentation is not None and (files := self.presentation.end_rendition(name)):
-            self.out.write(files, self.presentation)
+        view = self.presentation.renditions.get(name) if self.presentation is not None else None
+        if self.presentation is not None and view is not None and view.view:  # (not a ladder rung of the same name)
+            self.out.write(self.presentation.end_rendition(name), self.presentation)
 
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def processor_output(self, name: str, outputs: list[RungOutput]) -> None:
