@@ -170,21 +170,14 @@ class Client:
         video = VideoOutput(video_kbps, max_delay_s) if output else None
         return self._attach(None, processor, fps, rendition, num_cpus, num_gpus, max_errors, name, kwargs, video)
 
-    def deploy_model(
-        self,
-        model: type[Model],
-        name: str,
-        max_batch_size: int = 16,
-        batch_wait_s: float = 0.005,
-        num_cpus: float = 1.0,
-        num_gpus: float | None = None,
-        **kwargs: Any,
-    ) -> ModelHandle:
+    def deploy_model(self, model: type[Model], name: str, **options: Any) -> ModelHandle:
         """Deploy `model` once for the cluster (a Ray Serve deployment batching every processor's
-        calls; on a GPU when the cluster has one): processors call it with `raylive.model(name)(x)`."""
+        calls; on a GPU when the cluster has one): processors call it with `raylive.model(name)(x)`.
+        `options`: `max_batch_size`, `batch_wait_s`, `num_cpus`, `num_gpus` and the model's own
+        keyword arguments (`raylive.models.deploy`)."""
         from . import models
 
-        return models.deploy(model, name, max_batch_size, batch_wait_s, num_cpus, num_gpus, **kwargs)
+        return models.deploy(model, name, **options)
 
     def sql(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
         """Read-only SQL over the analytics tables (ClickHouse), rows as dicts."""

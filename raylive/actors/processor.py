@@ -34,6 +34,9 @@ from ..runtime.ladder import LadderInput
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 2
+# A processor that makes video gets a part's frames at once (≈ 6 at 30 fps): two would drop four of
+# them even for a fast processor. It gets those within `max_delay_s`; older ones are skipped.
+OUTPUT_QUEUE_FRAMES = 16
 
 
 def _jsonable(value: Any) -> Any:
@@ -74,8 +77,8 @@ class ProcessorHost:
         self.redis = redis.Redis.from_url(redis_url)
         self.processor = cls(**kwargs)
         gpu = bool(ray.get_gpu_ids())  # asked for num_gpus: decode there too (NVDEC, else the CPU)
-        self.sampler = FrameSampler(fps, height, gpu)
         self.video = ProcessedVideo(name, output.video_kbps, output.max_delay_s, fps, height, gpu) if output else None
+        self.sampler = self.video.sampler if self.video is not None else FrameSampler(fps, height, gpu)
         self._stream_actor: Any = None
         self.queue: deque[tuple[float, np.ndarray]] = deque()
         self.cond = threading.Condition()
@@ -100,7 +103,7 @@ class ProcessorHost:
         return len(frames)
 
     def _enqueue(self, frame: tuple[float, np.ndarray]) -> None:
-        if len(self.queue) >= QUEUE_FRAMES:
+        if len(self.queue) >= (QUEUE_FRAMES if self.video is None else OUTPUT_QUEUE_FRAMES):
             ts, _ = self.queue.popleft()  # the processor is behind: keep the newest frames
             self.dropped += 1
             if self.video is not None:
@@ -136,8 +139,8 @@ class ProcessorHost:
             "processed": self.processed,
             "dropped": self.dropped + self.dropped_upstream,
             "errors": self.errors,
-            "decoded": (self.video.sampler if self.video else self.sampler).decoded,
-            "undecodable": (self.video.sampler if self.video else self.sampler).undecodable,
+            "decoded": self.sampler.decoded,
+            "undecodable": self.sampler.undecodable,
             "detached": self.detached,
             **(self.video.stats() if self.video is not None else {}),
         }
@@ -148,6 +151,10 @@ class ProcessorHost:
                 while not self.queue:
                     self.cond.wait()
                 ts, frame = self.queue.popleft()
+                if self.video is not None and self.video.overdue(round(ts * 1000), time.monotonic()):
+                    self.video.skipped(round(ts * 1000))  # already repeated in its place: not worth the work
+                    self.dropped += 1
+                    continue
             try:
                 result = self.processor.process(frame, ts)
                 image = output_image(result) if self.video is not None else None

@@ -124,6 +124,12 @@ class ProcessedVideo:
         else:
             self._marks.append((pts_ms, starts_segment, starts_part))
 
+    def overdue(self, pts_ms: int, now: float) -> bool:
+        """Whether the frame at `pts_ms` has been (or is about to be) emitted without the
+        processor's answer: not worth processing any more."""
+        slot = self.by_pts.get(pts_ms)
+        return slot is None or now - slot.arrived >= self.max_delay_s
+
     def skipped(self, pts_ms: int) -> None:
         """The processor will not answer for this frame (dropped from its queue, or it failed)."""
         slot = self.by_pts.get(pts_ms)

@@ -43,7 +43,7 @@ CORS = {
 }
 PATH_RE = re.compile(
     rf"^/live/(?P<name>{STREAM_NAME})/"
-    r"(?:(?P<master>index\.m3u8|dvr\.m3u8|[a-z0-9_]{1,32}\.m3u8)|(?P<mpd>index\.mpd|dvr\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
+    r"(?:(?P<master>index\.m3u8|dvr\.m3u8|[a-z0-9_]{1,32}\.m3u8)|(?P<mpd>index\.mpd|dvr\.mpd|[a-z0-9_]{1,32}\.mpd)|(?P<thumbnail>thumbnail\.jpg)|(?P<rendition>[a-z0-9_]{1,32})/"
     r"(?P<file>index\.m3u8|dvr\.m3u8|init-[0-9a-f]{1,16}\.mp4|[0-9a-f]{1,16}-\d{1,12}(?:\.\d{1,4})?\.m4s))$"
 )
 MSN_RE = re.compile(r"^\d{1,12}$")
@@ -153,7 +153,8 @@ class PlaybackApp:
             rel = "index.m3u8" if dvr else m["master"]  # NAME.m3u8: a processor's output (runtime/frame_out.py)
             return await self._playlist(name, rel, viewer or new_sid(self.sid_secret, name), token, dvr)
         if m["mpd"]:
-            response = await self._mpd(request, name, sid or new_sid(self.sid_secret, name), token, dvr)
+            rel = "index.mpd" if dvr else m["mpd"]
+            response = await self._mpd(request, name, rel, sid or new_sid(self.sid_secret, name), token, dvr)
             if viewer and response.status_code == 200:  # a DASH player reloading its MPD (rendition unknown)
                 self.viewers.record(name, "", viewer, 0, request.headers.get("user-agent", ""))
             return response
@@ -201,8 +202,8 @@ class PlaybackApp:
             text = text.replace("/index.m3u8?", "/dvr.m3u8?")
         return Response(text, media_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": f"private, max-age={max_age}"})
 
-    async def _mpd(self, request: Request, name: str, sid: str, token: str, dvr: bool = False) -> Response:
-        data = await self.media.get(store.file_key(name, "index.mpd"))
+    async def _mpd(self, request: Request, name: str, rel: str, sid: str, token: str, dvr: bool = False) -> Response:
+        data = await self.media.get(store.file_key(name, rel))
         if data is None:
             return await self._not_live(name)
         text = store.text(data)

@@ -1,6 +1,7 @@
 """Processors that make video, against a real `raylive up`: their frames become a rendition of the
-stream (its own multivariant playlist with the stream's audio), cut where the source is cut, in
-time with it, played by ffprobe and hls.js; a slow one keeps real-time pace; a detached one ends."""
+stream (its own multivariant playlist and MPD with the stream's audio), cut where the source is cut,
+in time with it, played by ffprobe, hls.js and dash.js; a slow one keeps real-time pace; a detached
+one ends."""
 
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive:
             page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
             state = video_state(page)
             tracks = page.evaluate("[window.player.audioTracks.length, window.player.levels.length]")
+        with browser_page(page_url(player_origin, "dash", view.replace(".m3u8", ".mpd"))) as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+            dash_state = video_state(page)
         stats = handle.stats()[0]
         handle.detach()
         wait_for(lambda: "#EXT-X-ENDLIST" in get(f"{raylive.base_url}/live/vo1/boxes/index.m3u8").text, 20, "the boxes playlist to end")
@@ -101,7 +105,9 @@ def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive:
     streams = sorted((s["codec_type"], s["codec_name"]) for s in json.loads(probe.stdout)["streams"])
     assert probe.returncode == 0 and streams == [("audio", "aac"), ("video", "h264")], probe.stderr
     assert state["errors"] == [] and state["t"] > 3 and (state["w"], state["h"]) == (640, 360) and tracks == [1, 1]
-    assert stats["processed"] > 60 and stats["delay_ms_p50"] < 500, stats
+    assert dash_state["errors"] == [] and dash_state["t"] > 3 and (dash_state["w"], dash_state["h"]) == (640, 360)  # its own MPD
+    # A fast processor is given (nearly) every frame, though a part's frames come at once.
+    assert stats["processed"] > 60 and stats["repeated"] <= 0.2 * stats["output_frames"] and stats["delay_ms_p50"] < 500, stats
 
 
 def _edge_s(playlist: m3u8.M3U8) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from xml.etree import ElementTree
 
 import av
 import m3u8
@@ -78,6 +79,7 @@ def test_a_frame_waits_for_the_processor_until_max_delay_then_repeats_the_latest
     _expect(video, 1, pending=True, now=10.2)
     _expect(video, 2, pending=False, now=10.24)  # skipped by the processor: waits behind frame 1
     assert video.flush(now=10.6) == [] and len(video.slots) == 2
+    assert not video.overdue(40, now=10.6) and video.overdue(40, now=10.71)  # not worth processing any more
     video.flush(now=10.71)  # frame 1 overdue: both go out as repeats, in order
     assert not video.slots and video.repeated == 2 and video.processed == 1
     video.result(40, _boxed(1))  # the late answer becomes what is repeated next
@@ -124,6 +126,10 @@ def test_a_processors_rendition_follows_the_source_and_has_its_own_multivariant_
     view = m3u8.loads(files["boxes.m3u8"].data.decode())
     assert [p.uri for p in view.playlists] == ["boxes/index.m3u8"] and [m.uri for m in view.media] == ["audio/index.m3u8"]
     assert "boxes" not in files["index.m3u8"].data.decode() and "boxes" not in files["index.mpd"].data.decode()
+    # Its own MPD: its video and the stream's audio, static once the stream ended.
+    mpd = ElementTree.fromstring(files["boxes.mpd"].data)
+    ns = "{urn:mpeg:dash:schema:mpd:2011}"
+    assert mpd.get("type") == "static" and [r.get("id") for r in mpd.iter(f"{ns}Representation")] == ["boxes", "audio"]
     source, boxes = (m3u8.loads(files[f"{r}/index.m3u8"].data.decode()) for r in ("source", "boxes"))
     # Segments of the same names (the source's numbers) and the same durations, to within a frame.
     assert [s.uri for s in boxes.segments] == [s.uri for s in source.segments]

@@ -348,7 +348,7 @@ class LiveHlsPresentation:
             files.append(self._playlist_file(r))
         if self.renditions:
             files += self._master_files(force=True)
-            files.append(self.mpd_file())
+            files += self._mpd_files()
         return files
 
     # -- output --------------------------------------------------------------------------
@@ -399,7 +399,7 @@ class LiveHlsPresentation:
         if any(isinstance(o, (MediaSegment, MediaPart)) for o in outputs):
             files += self._master_files()
             if self._master and any(isinstance(o, MediaSegment) or (isinstance(o, MediaPart) and o.index == 0) for o in outputs):
-                files.append(self.mpd_file())  # a segment completed, or the next one began
+                files += self._mpd_files()  # a segment completed, or the next one began
         return files
 
     def _period(self, rendition: str, epoch: str, media_start_s: float) -> float:
@@ -522,15 +522,25 @@ class LiveHlsPresentation:
         return paths
 
     # -- DASH ----------------------------------------------------------------------------
-    def mpd_file(self, now: float | None = None) -> StoredFile:
-        """The MPD of what the playlists list: dynamic while live, static once ended."""
+    def _mpd_files(self) -> list[StoredFile]:
+        """The stream's MPD, and each processor's output's own (`NAME.mpd`: it with the audio)."""
+        views = [r for r in self.renditions.values() if r.view and not r.dropped and r.segments_out]
+        return [self.mpd_file(), *(self.mpd_file(view=r) for r in views)]
+
+    def mpd_file(self, now: float | None = None, view: _Rendition | None = None) -> StoredFile:
+        """The MPD of what the playlists list: dynamic while live, static once ended; with `view`,
+        that processor output's own MPD (its video and the stream's audio)."""
         now = time.time() if now is None else now
         periods: list[DashPeriod] = []
         for epoch, period in self.periods.items():
-            reps = [rep for r in self.renditions.values() if (rep := self._dash_representation(r, epoch, period)) is not None]
-            if not reps:
+            if view is not None:
+                listed = [r for r in self.renditions.values() if r is view or r.name == "audio"]
+            else:
+                listed = [r for r in self.renditions.values() if not r.view]
+            reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, period)) is not None]
+            if not reps or (view is not None and not any(not r.audio for r in reps)):
                 continue
-            if not period.frozen:
+            if not period.frozen and view is None:
                 period.frozen = True
                 self.availability_start = self.availability_start or period.start
             periods.append(DashPeriod(epoch, period.start - self.availability_start, reps))
@@ -543,13 +553,12 @@ class LiveHlsPresentation:
             self.availability_start, now, self.packager.target_duration_ms / 1000, self.window * self._target_s,
             self.part_target and self.packager.nominal_part_s, self.ended, end,
         )  # fmt: skip
-        return StoredFile("index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
+        return StoredFile(f"{view.name}.mpd" if view else "index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
 
     def _dash_representation(self, r: _Rendition, epoch: str, period: _Period) -> DashRepresentation | None:
         """`r`'s segments of period `epoch` (None when it has none: a rung given up, or one whose
-        transcoder restarted in a period of its own, which DASH cannot name, or a processor's output,
-        which is no ABR alternative of the stream)."""
-        if r.dropped or r.view:
+        transcoder restarted in a period of its own, which DASH cannot name)."""
+        if r.dropped:
             return None
         ts = r.timescale
         listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]
