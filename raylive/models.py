@@ -112,7 +112,9 @@ def deploy(
     if num_gpus is None:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     options = {"num_cpus": num_cpus, "num_gpus": num_gpus}
-    deployment = serve.deployment(name=DEPLOYMENT, num_replicas=1, ray_actor_options=options)(_ModelServer)
+    # Requests it may hold at once: a batch can only be as large as what it holds (Serve's default, 5).
+    ongoing = max(2 * max_batch_size, 16)
+    deployment = serve.deployment(name=DEPLOYMENT, num_replicas=1, max_ongoing_requests=ongoing, ray_actor_options=options)(_ModelServer)
     serve.run(deployment.bind(cls, kwargs, max_batch_size, batch_wait_s), name=APP_PREFIX + name, route_prefix=None)
     return ModelHandle(name)
 
