@@ -17,8 +17,9 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 
+from .decoding import open_decoder
 from .ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
-from .transcode import open_decoder, scale_graph
+from .transcode import scale_graph
 
 
 class FrameSampler:

@@ -20,15 +20,14 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType, VideoFrame
 
 from .avc import annexb_to_avcc_sample, avcc_from_annexb
+from .decoding import open_decoder
 from .ladder import ENCODERS, LadderConfig, LadderFrame, LadderInput, PlannedRung, RungOutput, plan_ladder
 from .media import VideoConfig
 from .packaging.cmaf import CmafPackager, Cut, PackagerOutput
-from .video import DECODERS, describe
+from .video import describe
 
 log = logging.getLogger(__name__)
 
-GPU_DECODERS = {"avc1": "h264_cuvid", "hvc1": "hevc_cuvid", "av01": "av1_cuvid"}
-_nvdec_refused = False  # NVDEC failed to open once in this process: the CPU decodes from then on
 # No keyframes but the forced ones: a rung's GOP is the source's segment.
 NO_OWN_KEYFRAMES = str(1 << 20)
 
@@ -146,32 +145,6 @@ class RungEncoder:
         # is one too (the packager dropped every frame up to the next segment).
         outputs += self.packager.video_frame(dts, pts - dts, p.is_keyframe, annexb_to_avcc_sample(bytes(p)), cut=cut)
         return outputs
-
-
-def open_decoder(config: VideoConfig, gpu: bool = False) -> VideoCodecContext:
-    """A decoder for `config`; with `gpu`, NVDEC (`h264_cuvid` and the like) where this FFmpeg has it
-    and it opens, else the CPU's, said once in the log (frames come to system memory either way)."""
-    global _nvdec_refused
-    name = GPU_DECODERS.get(config.codec, "")
-    if gpu and not _nvdec_refused:
-        try:
-            if name not in av.codecs_available:
-                raise ValueError(f"this FFmpeg has no {name or 'NVDEC decoder for ' + config.codec}")
-            nvdec = CodecContext.create(name, "r")
-            assert isinstance(nvdec, VideoCodecContext)
-            nvdec.extradata = config.record
-            nvdec.open()
-            return nvdec
-        except (av.error.FFmpegError, ValueError) as exc:
-            _nvdec_refused = True
-            log.warning("NVDEC decoding unavailable (%s): decoding on the CPU", exc)
-    decoder = CodecContext.create(DECODERS[config.codec], "r")
-    assert isinstance(decoder, VideoCodecContext)
-    decoder.extradata = config.record
-    # Not frame threads: they release packets (which wrap Python bytes) from their own
-    # threads, and freeing the decoder then deadlocks on the GIL (seen in PyAV 18).
-    decoder.thread_type = "SLICE"
-    return decoder
 
 
 class LadderTranscoder:

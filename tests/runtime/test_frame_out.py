@@ -172,9 +172,9 @@ def test_a_processor_attached_mid_segment_loses_no_frame_before_the_next_cut() -
 
 
 def test_gpu_decoding_falls_back_to_the_cpu_with_one_log_line(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import raylive.runtime.transcode as transcode
+    import raylive.runtime.decoding as decoding
 
-    monkeypatch.setattr(transcode, "_nvdec_refused", False)
+    monkeypatch.setattr(decoding, "_nvdec_refused", False)
     pres = LiveHlsPresentation("ab12", target_duration_ms=1000, ladder=True)
     timeline, items = IngestTimeline(), []
     for m in ffmpeg_publish_messages():
@@ -182,7 +182,7 @@ def test_gpu_decoding_falls_back_to_the_cpu_with_one_log_line(monkeypatch: pytes
         items += pres.take_ladder_input()
     gpu, cpu = FrameSampler(5, gpu=True), FrameSampler(5)
     frames = gpu.push(items)
-    if transcode._nvdec_refused:  # no GPU here: the CPU decoded, and the log says why, once
+    if decoding._nvdec_refused:  # no GPU here: the CPU decoded, and the log says why, once
         assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
         assert "NVDEC decoding unavailable" in caplog.records[0].message
     expected = cpu.push(items)
