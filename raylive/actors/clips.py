@@ -32,9 +32,17 @@ def clip_span(rec: Recording, rendition: str, start_s: float, end_s: float) -> t
         at += s["duration_s"]
     if i is None or i >= j:
         raise ValueError(f"the recording is {at:.1f} s long: nothing in {start_s:.1f}-{end_s:.1f} s")
-    if any(s["disc"] for s in segs[i + 1 : j]) or len({s["init"] for s in segs[i:j]}) > 1:
-        raise ValueError("a clip cannot span a reconnect of the publisher yet: make one on each side of it")
     return i, j, first_at
+
+
+def periods(segs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive segments split where a period ends (a reconnect: a discontinuity or a new init)."""
+    out: list[list[dict[str, Any]]] = []
+    for s in segs:
+        if not out or s["disc"] or s["init"] != out[-1][-1]["init"]:
+            out.append([])
+        out[-1].append(s)
+    return out
 
 
 def offset_of(rec: Recording, wall: float) -> float:
@@ -68,25 +76,29 @@ def _build_clip(url: str, stream: str, rec_id: str, start_s: float, end_s: float
     if video is None:
         raise ValueError("the recording has no video")
 
-    def track(rendition: str) -> Any:
-        i, j, first_at = clip_span(rec, rendition, start_s, end_s)
-        segs = rec.segments[rendition][i:j]
+    def read(rendition: str, segs: list[dict[str, Any]]) -> Track:
         init = store.get(stream, rec_id, f"{rendition}/{segs[0]['init']}")
         data = [store.get(stream, rec_id, f"{rendition}/{s['uri']}") for s in segs]
         if init is None or any(d is None for d in data):
             raise ValueError(f"recording {rec_id} misses files of {rendition} (removed meanwhile?)")
-        return Track(init, [d for d in data if d is not None]), first_at
+        return Track(init, [d for d in data if d is not None])
 
-    (vtrack, first_at) = track(video)
-    atrack = track("audio")[0] if "audio" in rec.segments else None
-    mp4, duration = make_clip(vtrack, atrack, start_s - first_at, end_s - first_at)
+    i, j, first_at = clip_span(rec, video, start_s, end_s)
+    vperiods = periods(rec.segments[video][i:j])
+    vtracks = [read(video, p) for p in vperiods]
+    atracks = None
+    if "audio" in rec.segments:  # the audio of the same periods (a segment's name begins with its period's epoch)
+        a, b, _ = clip_span(rec, "audio", start_s, end_s)
+        spans = {p[0]["uri"].split("-", 1)[0]: p for p in periods(rec.segments["audio"][a:b])}
+        atracks = [read("audio", spans[e]) if (e := p[0]["uri"].split("-", 1)[0]) in spans else None for p in vperiods]
+    mp4, duration = make_clip(vtracks, atracks, start_s - first_at, end_s - first_at)
     clip = {
         "id": secrets.token_hex(4),
         "stream": stream,
         "recording": rec_id,
         "from_s": start_s,
         "to_s": end_s,
-        "starts_at": rec.segments[video][clip_span(rec, video, start_s, end_s)[0]]["pdt"] + (start_s - first_at),
+        "starts_at": rec.segments[video][i]["pdt"] + (start_s - first_at),
         "duration_s": round(duration, 3),
         "bytes": len(mp4),
         "created_at": time.time(),
