@@ -105,17 +105,19 @@ class Recording:
                 rendition, entry = json.loads(line)
                 self.take(rendition, entry)
 
-    def mpd(self) -> str | None:
-        """A static MPD of the recording: a Period per publish period (as the discontinuities in HLS)."""
-        order: list[str] = []  # periods (epochs) in recording order
+    def epochs(self) -> list[str]:
+        """The publish periods (segment names' epochs) in recording order."""
+        order: dict[str, None] = {}
         for segs in self.segments.values():
             for s in segs:
-                epoch = s["uri"].split("-", 1)[0]
-                if epoch not in order:
-                    order.append(epoch)
+                order.setdefault(s["uri"].split("-", 1)[0])
+        return list(order)
+
+    def mpd(self) -> str | None:
+        """A static MPD of the recording: a Period per publish period (as the discontinuities in HLS)."""
         periods, at = [], 0.0
-        for epoch in order:
-            reps = [rep for r in self.segments if (rep := self._representation(epoch, r)) is not None]
+        for epoch in self.epochs():
+            reps = [rep for r in self.segments if (rep := self.dash_representation(epoch, r)) is not None]
             if reps:
                 periods.append(DashPeriod(epoch, at, reps))
                 at += max(sum(s.duration for s in rep.segments) / rep.timescale for rep in reps)
@@ -123,9 +125,10 @@ class Recording:
             return None
         return render_mpd(periods, DashTiming(self.started_at, self.ended_at or time.time(), 2.0, 0.0, ended=True, duration_s=at))
 
-    def _representation(self, epoch: str, rendition: str) -> DashRepresentation | None:
+    def dash_representation(self, epoch: str, rendition: str, since: float = 0.0) -> DashRepresentation | None:
+        """The rendition's segments of period `epoch` (those starting at wall time `since` or later)."""
         attrs = self.representations.get(f"{epoch}/{rendition}")
-        segs = [s for s in self.segments[rendition] if s["uri"].startswith(epoch + "-") and "t" in s]
+        segs = [s for s in self.segments[rendition] if s["uri"].startswith(epoch + "-") and "t" in s and s["pdt"] >= since]
         if attrs is None or not segs:
             return None
         timeline = [DashSegment(int(s["uri"].rsplit("-", 1)[1].removesuffix(".m4s")), s["t"], s["d"]) for s in segs]

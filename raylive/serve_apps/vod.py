@@ -9,9 +9,9 @@
 
 and the DVR of a recorded live stream: `/live/NAME/dvr.m3u8` is its multivariant playlist with
 `RENDITION/dvr.m3u8` media playlists, each the live one (parts, preload hint, blocking reload)
-with the recording's earlier segments of the current period before it, up to
-`recording.dvr_window_s`, and `/live/NAME/dvr.mpd` the live MPD whose timelines reach as far
-back; a live segment URL whose file has left the media Redis is served from the recording. The
+with the recording's earlier segments before it (through the publisher's reconnects), up to
+`recording.dvr_window_s`, and `/live/NAME/dvr.mpd` the live MPD reaching as far back
+(`runtime/dvr.py`); a live segment URL whose file has left the media Redis is served from the recording. The
 live edge stays where it is; a player may seek back.
 Playlists are made from the recording's index, which lists only stored segments."""
 
@@ -21,15 +21,14 @@ import asyncio
 import re
 import time
 from typing import Any
-from xml.etree import ElementTree
 
 from starlette.responses import JSONResponse, Response
 
 from ..actors.clips import CLIPS
 from ..actors.recorder import RecordingStore
+from ..runtime.dvr import dvr_mpd, dvr_playlist
 from ..runtime.media import PLAYLIST_TYPE, STREAM_NAME, mp4_type
 from ..runtime.packaging.dash import MPD_TYPE, UTC_TIMING_URL
-from ..runtime.packaging.hls import SEGMENT_TAGS, iso_utc
 from ..runtime.recording import RECORDING, RECORDING_ID, Recording
 from ..store import live_key
 from .viewers import tag_playlist
@@ -47,8 +46,6 @@ def match(path: str) -> re.Match[str] | None:
     return VOD_RE.match(path) or CLIP_RE.match(path)
 
 
-_NS = "{urn:mpeg:dash:schema:mpd:2011}"
-ElementTree.register_namespace("", _NS[1:-1])
 _MPD_URIS = re.compile(r'\b(media|initialization)="([^"?]+)"')
 INDEX_FRESH_S = 1.0  # a recording being written: its index is read again after this long
 
@@ -73,57 +70,21 @@ class VodFiles:
         return await self.recording(name, asked[1]) if asked[1] else None
 
     async def dvr(self, name: str, rendition: str, live: str) -> str:
-        """The live media playlist with the recording's earlier segments of the same period before it
-        (made once per new live playlist and recording length, whatever the number of viewers)."""
+        """The live media playlist reaching back into the recording (`runtime/dvr.py`), made once per
+        new live playlist and recording length, whatever the number of viewers."""
         rec = await self.current(name)
         made = self._dvr.get((name, rendition))
         if made is not None and made[0] == live and rec is not None and made[1] == (rec.id, rec.entries):
             return made[2]
-        text = self._dvr_text(rec, rendition, live)
+        text = dvr_playlist(live, rec, rendition, self.dvr_window_s)
         if len(self._dvr) > 1000:
             self._dvr.clear()
         self._dvr[(name, rendition)] = (live, (rec.id, rec.entries) if rec else ("", 0), text)
         return text
 
-    def _dvr_text(self, rec: Recording | None, rendition: str, live: str) -> str:
-        lines = live.split("\n")
-        seq_at = next((i for i, line in enumerate(lines) if line.startswith("#EXT-X-MEDIA-SEQUENCE:")), None)
-        first = next((line for line in lines if line and not line.startswith("#")), None)  # the window's first segment
-        if rec is None or seq_at is None or first is None:
-            return live
-        msn = int(lines[seq_at].split(":", 1)[1])
-        epoch, _, index = first.split("?", 1)[0].removesuffix(".m4s").partition("-")
-        if not index.isdigit():
-            return live
-        by_uri = {s["uri"]: s for s in rec.segments.get(rendition, [])}
-        older: list[dict[str, Any]] = []
-        total = 0.0
-        # Back from the window's first segment while the recording has each one (same period, no gap).
-        while len(older) < msn and (seg := by_uri.get(f"{epoch}-{int(index) - len(older) - 1}.m4s")) is not None:
-            if total + seg["duration_s"] > self.dvr_window_s:
-                break
-            older.insert(0, seg)
-            total += seg["duration_s"]
-        if not older:
-            return live
-        head = [line for line in lines[:seq_at] if not line.startswith("#EXT-X-SERVER-CONTROL")]
-        control = next((line for line in lines[:seq_at] if line.startswith("#EXT-X-SERVER-CONTROL")), None)
-        if control is not None:  # no delta updates: a skip would cut the DVR part out
-            head.append(",".join(a for a in control.split(",") if not a.startswith("CAN-SKIP-UNTIL")).replace(":,", ":"))
-        rest = [
-            line.replace('/index.m3u8"', '/dvr.m3u8"') if line.startswith("#EXT-X-RENDITION-REPORT") else line
-            for line in lines[seq_at + 1 :]
-            if not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")
-        ]
-        body = [f'#EXT-X-MAP:URI="{older[0]["init"]}"']
-        for seg in older:
-            body += [f"#EXT-X-PROGRAM-DATE-TIME:{iso_utc(seg['pdt'])}", f"#EXTINF:{seg['duration_s']:.3f},", seg["uri"]]
-        disc = [line for line in lines[seq_at + 1 :] if line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE")]
-        return "\n".join([*head, f"#EXT-X-MEDIA-SEQUENCE:{msn - len(older)}", *disc, *_after_head(rest, body)])
-
     async def dvr_mpd(self, name: str, live: str) -> str:
-        """The live MPD with each Representation's timeline reaching back into the recording (same
-        period, as for HLS) and a time-shift buffer as deep as the DVR window."""
+        """The live MPD reaching back into the recording (`runtime/dvr.py`), made once per new live MPD
+        and recording length."""
         rec = await self.current(name)
         made = self._dvr.get((name, "index.mpd"))
         if made is not None and made[0] == live and rec is not None and made[1] == (rec.id, rec.entries):
@@ -241,50 +202,6 @@ class VodFiles:
             media_type="video/mp4",
             headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
         )
-
-
-def dvr_mpd(live: str, rec: Recording, window_s: float) -> str:
-    """`live` (a dynamic MPD) with the recorded segments before each timeline's first, back to the
-    period's start or `window_s`; their URLs are the live ones (served from the recording)."""
-    root = ElementTree.fromstring(live)
-    if root.get("type") != "dynamic":
-        return live
-    reached = 0.0
-    for period in root.iter(f"{_NS}Period"):
-        epoch = period.get("id", "")
-        for rep in period.iter(f"{_NS}Representation"):
-            template = rep.find(f"{_NS}SegmentTemplate")
-            timeline = template.find(f"{_NS}SegmentTimeline") if template is not None else None
-            if template is None or timeline is None or len(timeline) == 0:
-                continue
-            by_uri = {s["uri"]: s for s in rec.segments.get(rep.get("id", ""), []) if "t" in s}
-            number, total = int(template.get("startNumber", "0")), 0.0
-            older: list[dict[str, Any]] = []
-            while number - len(older) > 0 and (seg := by_uri.get(f"{epoch}-{number - len(older) - 1}.m4s")) is not None:
-                if total + seg["duration_s"] > window_s:
-                    break
-                older.insert(0, seg)
-                total += seg["duration_s"]
-            if not older:
-                continue
-            for i, seg in enumerate(older):
-                timeline.insert(i, ElementTree.Element(f"{_NS}S", {"t": str(seg["t"]), "d": str(seg["d"])}))
-            first_live = timeline[len(older)]
-            if first_live.get("t") is None:  # it followed on from nothing before: say where it starts
-                first_live.set("t", str(older[-1]["t"] + older[-1]["d"]))
-            template.set("startNumber", str(number - len(older)))
-            reached = max(reached, total)
-    if not reached:
-        return live
-    depth = float(root.get("timeShiftBufferDepth", "PT0S")[2:-1] or 0)
-    root.set("timeShiftBufferDepth", f"PT{depth + reached:.3f}S")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
-
-
-def _after_head(rest: list[str], body: list[str]) -> list[str]:
-    """`body` placed before the first segment's own tags (after EXT-X-INDEPENDENT-SEGMENTS and the like)."""
-    at = next((i for i, line in enumerate(rest) if line.startswith(SEGMENT_TAGS)), len(rest))
-    return [*rest[:at], *body, *rest[at:]]
 
 
 def _missing(message: str, headers: dict[str, str]) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -106,15 +107,20 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
     assert abs(float(json.loads(probe.stdout)["format"]["duration"]) - 4.0) <= 1.0, probe.stdout
     by_time = raylive.api("POST", f"/api/v1/streams/{name}/clips", json={"from": clip["starts_at"], "to": clip["starts_at"] + 3})
     assert by_time.status_code == 201 and abs(by_time.json()["duration_s"] - 3.0) <= 1.0, by_time.text
+    # Across the reconnect: both sides joined end to end (the gap left out, as in the recording's playlist).
     across = raylive.api("POST", f"/api/v1/streams/{name}/clips", json={"recording": rec["id"], "from": 2, "to": rec["duration_s"] - 1})
-    assert across.status_code == 422 and "reconnect" in across.json()["error"]
-    with chromium() as browser:  # Chromium's own <video> plays it to the end
+    assert across.status_code == 201 and abs(across.json()["duration_s"] - (rec["duration_s"] - 3)) <= 1.0, (across.text, rec)
+    with chromium() as browser:  # Chromium's own <video> plays it to the end, through the join
         page = browser.new_page()
-        page.set_content(f'<video id="v" src="{clip["url"]}" muted autoplay></video>')
+        page.set_content(f'<video id="v" src="{across.json()["url"]}" muted autoplay></video>')
         until(page, "document.getElementById('v').currentTime > 0.2", 30, "the clip to play")
         page.evaluate("document.getElementById('v').playbackRate = 4")
         until(page, "document.getElementById('v').ended", 30, "the clip to play to its end")
-    assert [c["id"] for c in raylive.api("GET", f"/api/v1/streams/{name}/clips").json()][1:] == [clip["id"], by_time.json()["id"]]
+    assert [c["id"] for c in raylive.api("GET", f"/api/v1/streams/{name}/clips").json()][1:] == [
+        clip["id"],
+        by_time.json()["id"],
+        across.json()["id"],
+    ]
     assert raylive.api("DELETE", f"/api/v1/streams/{name}/clips/{clip['id']}").status_code == 204
 
     assert raylive.api("DELETE", f"/api/v1/streams/{name}/recordings/{rec['id']}").status_code == 204
@@ -169,41 +175,61 @@ def test_a_stream_actor_killed_mid_recording_loses_at_most_what_was_in_flight(ra
 
 def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_latency(raylive: RayliveProcess, player_origin: str) -> None:
     name = "dvr1"
-    ff = publish_recorded(raylive, name)
+    key = raylive.api("POST", "/api/v1/streams", json={"name": name, "ladder": ["source"]}).json()["key"]
+    raylive.api("PUT", f"/api/v1/streams/{name}/recording", json={"recording": {"enabled": True}})
+    ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
+        time.sleep(6)
+        ff.kill()  # the publisher drops and is back within the grace: the DVR reaches back through the reconnect
+        ff.wait(10)
+        wait_for(lambda: raylive.api("GET", f"/api/v1/streams/{name}").json()["state"] == "reconnecting", 10, "the stream to wait for it")
+        ff = publish(raylive.rtmp_url(key), seconds=None)
         live_url, dvr_url = (f"{raylive.base_url}/live/{name}/source/{f}.m3u8" for f in ("index", "dvr"))
-        # The live window is 6 segments; once more were published, the DVR playlist has them all.
-        wait_for(lambda: "#EXT-X-MEDIA-SEQUENCE:4" in httpx.get(live_url).text, 40, "the live window to slide")
+        # The live window is 6 segments; once the reconnect slid out of it, the DVR playlist has them all.
+        wait_for(
+            lambda: "#EXT-X-DISCONTINUITY-SEQUENCE:1" in httpx.get(live_url).text,
+            60,
+            "the live window to slide past the reconnect",
+            detail=lambda: httpx.get(live_url).text,
+        )
         live, dvr = httpx.get(live_url).text, httpx.get(dvr_url).text
-        assert "#EXT-X-MEDIA-SEQUENCE:0" in dvr and dvr.count("#EXTINF") > live.count("#EXTINF"), dvr
+        assert "#EXT-X-MEDIA-SEQUENCE:0" in dvr and dvr.count("#EXTINF") > live.count("#EXTINF") + 2, dvr
+        assert dvr.count("#EXT-X-DISCONTINUITY\n") == 1 and "DISCONTINUITY-SEQUENCE" not in dvr, dvr
         # Its live end is the live playlist's: parts, the preload hint, reports of the other DVR playlists.
         assert "#EXT-X-PART:" in dvr and "PRELOAD-HINT" in dvr and "CAN-SKIP-UNTIL" not in dvr
         assert 'REPORT:URI="../audio/dvr.m3u8"' in dvr
         master = httpx.get(f"{raylive.base_url}/live/{name}/dvr.m3u8").text
         assert "source/dvr.m3u8?" in master and "audio/dvr.m3u8?" in master and "index.m3u8" not in master
-        # hls.js starts at the live edge, then seeks to the oldest second of the window and plays from there.
+        before_reconnect = sum(float(d) for d in re.findall(r"#EXTINF:([\d.]+),", dvr.split("#EXT-X-DISCONTINUITY\n")[0]))
+        # hls.js starts at the live edge, then seeks to the oldest second of the window and plays from
+        # there through the reconnect.
         with browser_page(page_url(player_origin, "hls", f"{raylive.base_url}/live/{name}/dvr.m3u8", {"lowLatencyMode": True})) as page:
             page.wait_for_function("document.getElementById('v').currentTime > 1 || window.errors.length > 0", timeout=30_000)
             edge = page.evaluate("document.getElementById('v').currentTime")
             oldest = page.evaluate("document.getElementById('v').seekable.start(0)")
             assert edge - oldest > 12, (edge, oldest)  # more than the live window behind
             page.evaluate(f"document.getElementById('v').currentTime = {oldest + 1}")
-            page.wait_for_function(f"document.getElementById('v').currentTime > {oldest + 3} || window.errors.length > 0", timeout=30_000)
+            page.wait_for_function(
+                f"document.getElementById('v').currentTime > {oldest + before_reconnect + 2} || window.errors.length > 0", timeout=30_000
+            )
             state = video_state(page)
             assert state["errors"] == [] and state["t"] < edge - 5, state
-        # The same for DASH: the live MPD whose timelines reach back into the recording; dash.js seeks there.
+        # The same for DASH: the live MPD with the recording's segments and the period before the reconnect.
         live_mpd = MPEGDASHParser.parse(httpx.get(f"{raylive.base_url}/live/{name}/index.mpd").text)
         dvr_mpd = MPEGDASHParser.parse(httpx.get(f"{raylive.base_url}/live/{name}/dvr.mpd").text)
-        template = lambda mpd: mpd.periods[0].adaptation_sets[0].representations[0].segment_templates[0]  # noqa: E731
-        assert template(dvr_mpd).start_number == 0 < template(live_mpd).start_number
+        template = lambda period: period.adaptation_sets[0].representations[0].segment_templates[0]  # noqa: E731
+        assert len(dvr_mpd.periods) == 2 and [p.id for p in live_mpd.periods] == [dvr_mpd.periods[1].id]
+        assert [template(p).start_number for p in dvr_mpd.periods] == [0, 0] and template(live_mpd.periods[0]).start_number > 0
         with browser_page(page_url(player_origin, "dash", f"{raylive.base_url}/live/{name}/dvr.mpd")) as page:
             page.wait_for_function("document.getElementById('v').currentTime > 1 || window.errors.length > 0", timeout=30_000)
             edge = page.evaluate("document.getElementById('v').currentTime")
             oldest = page.evaluate("window.player.getDvrWindow().start")
             assert edge - oldest > 12, (edge, oldest)
             page.evaluate(f"window.player.seek({oldest + 1})")
+            through = oldest + before_reconnect + 2
             page.wait_for_function(
-                f"(document.getElementById('v').currentTime > {oldest + 3} && document.getElementById('v').currentTime < {edge - 5})"
+                f"(document.getElementById('v').currentTime > {through} && document.getElementById('v').currentTime < {edge - 5})"
                 " || window.errors.length > 0",
                 timeout=30_000,
             )
