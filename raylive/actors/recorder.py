@@ -10,6 +10,7 @@ recording failed with the reason; the live stream never waits for storage."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -43,19 +44,27 @@ class RecordingStore:
     def path(self, stream: str, rec: str, rel: str = "") -> str:
         return "/".join(p for p in (self.root, stream, rec, rel) if p)
 
-    def put(self, stream: str, rec: str, rel: str, data: bytes) -> None:
-        """Durable when it returns."""
+    def put(self, stream: str, rec: str, rel: str, data: bytes, in_place: bool = False) -> None:
+        """Durable when it returns. Locally through a temporary name (never a torn file), or
+        `in_place` (truncated first: what a full disk still has room for)."""
         target = self.path(stream, rec, rel)
         if not self.local:
             self.fs.pipe_file(target, data)
             return
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        tmp = target if in_place else f"{target}.{secrets.token_hex(4)}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            if not in_place:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a half-written file would hold the space a full disk lacks
+            raise
+        if not in_place:
+            os.replace(tmp, target)
 
     def get(self, stream: str, rec: str, rel: str) -> bytes | None:
         try:
@@ -125,6 +134,7 @@ class Recorder:
         self._accepting = False
         self._busy = False
         self._saved = 0  # segments of the current recording saved in its log
+        self._saved_index = b""  # and its index as last saved
         self._next_retention = time.monotonic() + RETENTION_CHECK_S
         threading.Thread(target=self._run, name="stream-recorder", daemon=True).start()
 
@@ -192,7 +202,7 @@ class Recorder:
                 if kind in ("begin", "resume"):
                     rec = value
                     self.recording, plan = rec, RecordingPlan(rec)
-                    self._saved = self.store.save(rec, len(rec.log))
+                    self._save(rec, len(rec.log))
                     self._close_orphans()
                     self._apply_retention()
                 elif self.recording is None or plan is None or self.recording.state != RECORDING:
@@ -201,7 +211,7 @@ class Recorder:
                     self._store(plan, value)
                 elif kind == "end":
                     self.recording.state, self.recording.ended_at = COMPLETE, value
-                    self._saved = self.store.save(self.recording, self._saved)
+                    self._save(self.recording, self._saved)
                     self.on_done(self.recording)
                     self._apply_retention()
                 elif kind == "fail":
@@ -223,7 +233,11 @@ class Recorder:
                 rec.add(item.then[0], item.then[1], len(item.data), item.dash)
                 listed = True
         if listed:  # only now, with its files stored, does the recording name them
-            self._saved = self.store.save(rec, self._saved)
+            self._save(rec, self._saved)
+
+    def _save(self, rec: Recording, saved: int) -> None:
+        self._saved = self.store.save(rec, saved)
+        self._saved_index = rec.index_json()
 
     def _fail(self, reason: str) -> None:
         rec = self.recording
@@ -232,9 +246,13 @@ class Recorder:
         log.warning("stream %s: recording %s failed: %s", self.stream, rec.id, reason)
         rec.state, rec.error, rec.ended_at = FAILED, reason, time.time()
         try:
-            self._saved = self.store.save(rec, self._saved)
-        except Exception:  # noqa: BLE001 - the storage is what failed; the reason is in the event
-            pass
+            self._save(rec, self._saved)
+        except Exception:  # noqa: BLE001 - the storage is what failed (full, measured: ENOSPC on the index's new copy)
+            # The last index it took, marked failed, written over itself: the API then says why.
+            last = Recording.from_index(self._saved_index) if self._saved_index else rec
+            last.state, last.error, last.ended_at = rec.state, rec.error, rec.ended_at
+            with contextlib.suppress(Exception):
+                self.store.put(self.stream, rec.id, INDEX, last.index_json(), in_place=True)
         self.on_done(rec)
 
     def _close_orphans(self) -> None:

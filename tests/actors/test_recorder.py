@@ -5,6 +5,7 @@ refuses writes fails the recording with the reason and never blocks the stream."
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -155,3 +156,40 @@ def test_a_long_recording_is_saved_in_log_chunks_and_read_back_incrementally(tmp
     whole, incremental = store.recording("cam1", rec_id), store.recording("cam1", rec_id, base=early)
     assert whole is not None and incremental is not None
     assert len(whole.segments["source"]) == 600 and incremental.segments == whole.segments and incremental == whole
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of 64 KiB (a tmpfs: 16 pages) that fills up after a dozen segments."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    )
+    if not mounted:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_storage_that_fills_up_fails_the_recording_with_the_reason_and_keeps_what_it_stored(small_disk: Path) -> None:
+    url = str(small_disk / "rec")
+    done: list[Recording] = []
+    recorder = Recorder("cam1", url, on_done=done.append)
+    rec_id = recorder.begin(1000.0)
+    for batch in _batches(40):
+        recorder.feed(batch)
+    wait_for(lambda: done, 20, "the recording to be marked failed")
+    assert done[0].state == FAILED and "No space left" in done[0].error, done[0].error
+    # What the API reads (the storage's index) says so too, and every segment it lists plays.
+    stored = RecordingStore(url).recording("cam1", rec_id)
+    assert stored is not None and stored.state == FAILED and "No space left" in stored.error, stored
+    listed = stored.segments["source"]
+    assert len(listed) >= 5
+    for seg in listed:
+        assert (
+            RecordingStore(url).get("cam1", rec_id, f"source/{seg['uri']}")
+            == bytes([int(seg["uri"].split("-")[1].removesuffix(".m4s"))]) * 1000
+        )
+    assert not list(small_disk.rglob("*.tmp"))  # no half-written file left holding the space
