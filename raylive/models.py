@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from ray import serve
+
 APP_PREFIX = "model-"  # Serve application of the model NAME: model-NAME (no HTTP route)
 DEPLOYMENT = "model"
 CALL_TIMEOUT_S = 30.0
@@ -48,6 +50,7 @@ class _ModelServer:
         self.__call__.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.__call__.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore[attr-defined]
 
+    @serve.batch  # sizes are set per replica (set_max_batch_size) from deploy's arguments
     async def __call__(self, batch: list[Any]) -> list[Any]:
         self.batches[len(batch)] += 1
         started = time.perf_counter()
@@ -70,28 +73,16 @@ class _ModelServer:
         }
 
 
-def _batched(fn: Any) -> Any:
-    from ray import serve
-
-    return serve.batch(fn)  # sizes are set per replica (set_max_batch_size) from deploy_model's arguments
-
-
-_ModelServer.__call__ = _batched(_ModelServer.__call__)  # type: ignore[method-assign]
-
-
 class ModelHandle:
     def __init__(self, name: str) -> None:
         self.name = name
 
     def stats(self) -> dict[str, Any]:
         """Calls, batches, batch sizes (size -> batches) and time spent predicting, of one replica."""
-
         result: dict[str, Any] = _handle(self.name).stats.remote().result(timeout_s=CALL_TIMEOUT_S)
         return result
 
     def delete(self) -> None:
-        from ray import serve
-
         serve.delete(APP_PREFIX + self.name)
 
 
@@ -107,7 +98,6 @@ def deploy(
     """Deploy `cls` once for the cluster (one replica), on a GPU when the cluster has one unless
     `num_gpus` says otherwise. Replaces a model deployed before under the same name."""
     import ray
-    from ray import serve
 
     if num_gpus is None:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
@@ -122,8 +112,6 @@ def deploy(
 def _handle(name: str) -> Any:
     """A handle usable from plain threads: raylive's cluster runs Serve throughput-optimized
     (`RAY_SERVE_THROUGHPUT_OPTIMIZED`), whose handles otherwise need the caller's asyncio loop."""
-    from ray import serve
-
     handle = serve.get_deployment_handle(DEPLOYMENT, app_name=APP_PREFIX + name)
     if not handle.is_initialized:  # Serve hands out one handle per deployment and process
         handle._init(_run_router_in_separate_loop=True)
@@ -132,7 +120,6 @@ def _handle(name: str) -> Any:
 
 class _ModelCaller:
     def __init__(self, name: str) -> None:
-        self.name = name
         self.handle = _handle(name)
 
     def __call__(self, x: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
