@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -136,6 +137,7 @@ class ProcessorHost:
         return {
             "stream": self.stream,
             "processor": self.name,
+            "pid": os.getpid(),
             "processed": self.processed,
             "dropped": self.dropped + self.dropped_upstream,
             "errors": self.errors,

@@ -250,17 +250,22 @@ class StreamOutput:
         files: list[StoredFile] = []
         for key, r in presentation.renditions.items():
             text = self.media.get(store.file_key(self.name, f"{r.name}/index.m3u8"))
-            found = presentation.recovered_segment(key, store.text(text)) if text else None
-            if found is None:
-                continue
-            seg, part_paths = found
-            parts = [p for p in self.media.mget([store.file_key(self.name, path) for path in part_paths]) if isinstance(p, bytes)]
-            if len(parts) < len(part_paths):
-                continue  # expired meanwhile: those viewers saw them; the playlist moves on without
-            data = b"".join(parts)
-            files.append(StoredFile(f"{r.name}/{seg.uri}", data, mp4_type(key), True))
-            files += presentation.add_recovered(key, seg, len(data))
+            if text:
+                files += self.join_open_segment(presentation, key, store.text(text))
         return files
+
+    def join_open_segment(self, presentation: LiveHlsPresentation, key: str, playlist: str | None = None) -> list[StoredFile]:
+        """One rendition's segment left open (`LiveHlsPresentation.recovered_segment`), joined from its parts."""
+        found = presentation.recovered_segment(key, playlist)
+        if found is None:
+            return []
+        seg, part_paths = found
+        parts = [p for p in self.media.mget([store.file_key(self.name, path) for path in part_paths]) if isinstance(p, bytes)]
+        if len(parts) < len(part_paths):
+            return []  # expired meanwhile: those viewers saw them; the playlist moves on without
+        data = b"".join(parts)
+        name = presentation.renditions[key].name
+        return [StoredFile(f"{name}/{seg.uri}", data, mp4_type(key), True), *presentation.add_recovered(key, seg, len(data))]
 
     def snapshot(self) -> dict[str, Any] | None:
         """The presentation saved with the latest playlist write (`LiveHlsPresentation.snapshot`)."""

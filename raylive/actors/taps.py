@@ -6,6 +6,7 @@ app from a stored segment, so a stream actor never loads PyAV."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
 from ..names import REGISTRY_NAME
-from ..runtime.ladder import LadderConfig, LadderInput
+from ..runtime.ladder import LadderConfig, LadderInput, LadderPeriod
 from ..runtime.taps import TapQueue
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ class _Consumer:
     handle: Any  # a ProcessorHost: push(items, dropped_upstream)
     queue: TapQueue = field(default_factory=lambda: TapQueue(MAX_CONSUMER_BACKLOG))
     calls: deque[Any] = field(default_factory=deque)
+    # The period its next resync starts: the stream's at first; after that (it restarted or fell
+    # behind, mid-segment) one of its own, so a processor's output rendition never writes a name
+    # twice (new segment names after an EXT-X-DISCONTINUITY, as the ladder's rungs).
+    period: str = ""
 
 
 class MediaTap:
@@ -74,7 +79,9 @@ class MediaTap:
                     consumer.queue.answered(True)
                 except RayError:
                     consumer.queue.answered(False)  # it restarted or failed: again from a keyframe
-            batch = consumer.queue.offer(items, epoch, self.config)
+            batch = consumer.queue.offer(items, consumer.period or epoch, self.config)
+            if batch is not None and isinstance(batch[0], LadderPeriod):
+                consumer.period = secrets.token_hex(4)
             dropped = consumer.queue.take_dropped()
             if dropped:
                 metrics.inc("raylive_tap_dropped_frames_total", dropped, stream=self.stream, consumer=name)

@@ -24,6 +24,7 @@ class TapQueue:
     resync: bool = True  # must (re)start from a configuration and a keyframe
     dropped: int = 0  # frames skipped since the last batch sent
     dropped_total: int = 0
+    stale: int = 0  # batches sent before the latest resync, still unanswered: their failures are known
 
     def offer(self, items: list[LadderInput], epoch: str, config: LadderConfig | None) -> list[LadderInput] | None:
         """The batch to send this consumer now, or None (it is behind, or waits for a keyframe).
@@ -41,15 +42,19 @@ class TapQueue:
                 return None
             self._drop(sum(1 for i in items[:key] if isinstance(i, LadderFrame)))
             batch = [LadderPeriod(epoch), config, *items[key:]]
-            self.resync = False
+            self.resync, self.stale = False, self.in_flight
         self.in_flight += 1
         return batch
 
     def answered(self, ok: bool) -> None:
         """One batch was answered; a failed one (the consumer restarted or raised) means it lost
-        its decoder state: it starts again from a keyframe."""
+        its decoder state: it starts again from a keyframe. Answers come in the order the batches
+        were sent; a batch sent before the latest resync failing (they all do when the consumer
+        died) is what that resync was for, not a reason for another."""
         self.in_flight = max(0, self.in_flight - 1)
-        if not ok:
+        if self.stale:
+            self.stale -= 1
+        elif not ok:
             self.resync = True
 
     def take_dropped(self) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +142,52 @@ def test_a_slow_processors_rendition_keeps_real_time_pace(raylive: RayliveProces
     assert abs(_edge_s(slow) - _edge_s(source)) <= 2.5
     # About 4 frames a second processed; every other frame repeats the latest output.
     assert stats["repeated"] > 100 and 10 <= stats["processed"] and stats["output_frames"] > 200, stats
+
+
+def test_a_processor_host_killed_mid_segment_goes_on_in_a_period_of_its_own(raylive: RayliveProcess, rl: Client) -> None:
+    key = raylive.create_key("vo3")
+    ff = publish(raylive.rtmp_url(key), seconds=None)
+    try:
+        wait_for(playlist_ready(f"{raylive.base_url}/live/vo3/index.m3u8"), 30, "vo3 to go live")
+        handle = rl.stream("vo3").attach(Boxes, output=True, name="boxes", num_cpus=0.1)
+        wait_for(lambda: get(f"{raylive.base_url}/live/vo3/boxes.m3u8").status_code == 200, 60, "the boxes rendition")
+        wait_for(lambda: len(_playlist(raylive, "vo3", "boxes").segments) >= 2, 30, "2 boxes segments")
+        # Killed once the segment being written has parts out (viewers may hold them).
+        wait_for(lambda: _playlist(raylive, "vo3", "boxes").segments[-1].uri is None, 10, "a segment in the making")
+        pid = handle.stats()[0]["pid"]
+        base = f"{raylive.base_url}/live/vo3/boxes"
+        seen: dict[str, bytes] = {}  # each part's bytes when first listed
+        texts = []
+
+        def look() -> int:
+            texts.append(get(f"{base}/index.m3u8").text)
+            for part in [p.uri for s in m3u8.loads(texts[-1]).segments for p in s.parts]:
+                if part not in seen:
+                    seen[part] = get(f"{base}/{part}").content
+            return _produced(m3u8.loads(texts[-1]))
+
+        look()
+        os.kill(pid, signal.SIGKILL)
+        killed_at = look()
+        wait_for(lambda: look() >= killed_at + 3, 60, "3 more boxes segments after the kill", interval_s=0.1)
+        restarted = handle.stats()[0]
+    finally:
+        ff.kill()
+    assert restarted["pid"] != pid
+    # Every name stands for one set of bytes: none listed twice, a part the same when fetched again,
+    # each segment the concatenation of its parts.
+    for text in texts:
+        listed = [p.uri for s in m3u8.loads(text).segments for p in s.parts] + [s.uri for s in m3u8.loads(text).segments if s.uri]
+        assert len(set(listed)) == len(listed), text
+    changed = [uri for uri, data in seen.items() if get(f"{base}/{uri}").content != data]
+    assert changed == [], (changed, texts[-1])
+    playlist = m3u8.loads(texts[-1])
+    for seg in playlist.segments:
+        if seg.uri and seg.parts:
+            assert get(f"{base}/{seg.uri}").content == b"".join(seen[p.uri] for p in seg.parts), seg.uri
+    assert texts[-1].count("#EXT-X-DISCONTINUITY\n") == 1, texts[-1]  # the restarted host's period
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", f"{raylive.base_url}/live/vo3/boxes.m3u8"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.returncode == 0 and probe.stderr == "", probe.stderr

@@ -42,3 +42,17 @@ def test_a_failed_batch_means_the_consumer_starts_again_from_a_keyframe() -> Non
     assert q.offer(frames(2, 2), "e1", CONFIG) is None
     assert q.offer(frames(4, 1, keyframe_at=0), "e1", CONFIG) == [LadderPeriod("e1"), CONFIG, *frames(4, 1, keyframe_at=0)]
     assert q.in_flight == 1
+
+
+def test_a_dead_consumers_failed_batches_resync_it_once() -> None:
+    q = TapQueue(max_in_flight=8)
+    for k in range(3):  # three batches out when it dies: each will fail
+        assert q.offer(frames(2 * k, 2, keyframe_at=0 if k == 0 else None), "e1", CONFIG) is not None
+    q.answered(False)
+    resync = q.offer(frames(6, 2, keyframe_at=0), "e1", CONFIG)
+    assert resync is not None and resync[0] == LadderPeriod("e1")
+    q.answered(False)  # the two sent before the resync fail too: known, no second resync
+    q.answered(False)
+    assert q.offer(frames(8, 2), "e1", CONFIG) == frames(8, 2)
+    q.answered(False)  # the resync batch itself failing is news: again from a keyframe
+    assert q.offer(frames(10, 2), "e1", CONFIG) is None

@@ -312,14 +312,24 @@ class LiveHlsPresentation:
             replay.append(AudioConfig(bytes.fromhex(snap["audio_asc"])))
         return pres, replay
 
-    def recovered_segment(self, rendition: str, playlist: str) -> tuple[PlaylistSegment, list[str]] | None:
+    def recovered_segment(self, rendition: str, playlist: str | None = None) -> tuple[PlaylistSegment, list[str]] | None:
         """After a restart: the segment `rendition`'s playlist (as last written, `playlist`) listed
         only as parts when the old owner died, and the paths of those parts. The owner joins them
         into the segment file and calls `add_recovered`, so the parts viewers saw stay in the
-        playlist as a complete (shorter) segment before the discontinuity."""
+        playlist as a complete (shorter) segment before the discontinuity. Without `playlist`: the
+        one being written here (a processor's host died with it open)."""
         r = self.renditions.get(rendition)
-        seg = open_segment(playlist)
-        if r is None or seg is None or any(s.uri == seg.uri for s in r.playlist.segments):
+        if r is None:
+            return None
+        if playlist is not None:
+            seg = open_segment(playlist)
+        elif (o := r.playlist.open) is not None and o.parts:
+            seg = PlaylistSegment(
+                o.uri, sum(p.duration_s for p in o.parts), o.program_date_time, o.init_uri, o.discontinuity, list(o.parts)
+            )
+        else:
+            seg = None
+        if seg is None or any(s.uri == seg.uri for s in r.playlist.segments):
             return None
         return seg, [f"{r.name}/{p.uri}" for p in seg.parts]
 
