@@ -311,16 +311,18 @@ def start_nginx(work: Path) -> Server | None:
     )
 
 
-def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float = 0.0) -> dict[str, Any]:
-    started: list[float] = []
+def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float = 0.0, first: int = 0) -> dict[str, Any]:
+    """`n` streams published at once (stream indexes from `first`: a repeat takes new ones, since an
+    ended stream's playlist stays playable and would look ready at once)."""
+    started: dict[int, float] = {}
     pubs = []
-    for i in range(n):
-        started.append(time.monotonic())
+    for i in range(first, first + n):
+        started[i] = time.monotonic()
         pubs.append(loop_publisher(src, server.publish_url(i)))
     ready: dict[int, float] = {}
     deadline = time.monotonic() + 60 + n
     while len(ready) < n and time.monotonic() < deadline:
-        for i in range(n):
+        for i in started:
             if i not in ready:
                 status, text = http_get(server.playlist_url(i))
                 if status == 200 and "#EXTINF" in text:
@@ -360,6 +362,23 @@ def _recorded_bytes(server: Server) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root and root.exists() else 0
 
 
+MEDIANS = ("cpu_pct_total", "cpu_pct_per_stream", "first_playlist_s_median", "first_playlist_s_max", "recorded_mb_per_s_per_stream")
+
+
+def combined(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of repeated measurements: their medians and the spread of CPU/stream; any failure fails it."""
+    failed = [t for t in tries if "failed" in t]
+    if failed or len(tries) == 1:
+        return failed[0] if failed else tries[0]
+    row = dict(tries[0])
+    for key in MEDIANS:
+        if key in row:
+            row[key] = round(statistics.median(t[key] for t in tries), 3)
+    per_stream = [t["cpu_pct_per_stream"] for t in tries]
+    row |= {"repeats": len(tries), "cpu_pct_per_stream_runs": per_stream}
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 10, 50])
@@ -367,6 +386,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=10.0)
     ap.add_argument("--settle-s", type=float, default=10.0, help="wait after the last playlist, before measuring CPU")
     ap.add_argument("--warm-workers", type=int, default=None, help="raylive's rtmp.warm_workers (default: its own)")
+    ap.add_argument("--repeats", type=int, default=1, help="measure each N this many times (medians, and the spread of CPU/stream)")
     ap.add_argument("--record", action="store_true", help="also run raylive recording every stream (its cost and bytes written)")
     args = ap.parse_args()
     src = source_file()
@@ -377,7 +397,7 @@ def main() -> None:
         "servers": {},
     }
     with tempfile.TemporaryDirectory(prefix="raylive-bench-") as tmp:
-        for name, server in each_server(Path(tmp), max(args.streams), args.warm_workers, args.record):
+        for name, server in each_server(Path(tmp), max(args.streams) * args.repeats, args.warm_workers, args.record):
             if server is None:
                 results["servers"][name] = SKIPPED
                 continue
@@ -385,8 +405,11 @@ def main() -> None:
             idle, idle_busiest = machine_cpu(args.idle_s, set())
             rows = []
             for n in args.streams:
-                rows.append(run_n(server, src, n, args.measure_s, args.settle_s))
-                time.sleep(args.settle_s)  # the streams end and their actors exit
+                tries = []
+                for k in range(args.repeats):
+                    tries.append(run_n(server, src, n, args.measure_s, args.settle_s, first=k * n))
+                    time.sleep(args.settle_s)  # the streams end and their actors exit
+                rows.append(combined(tries))
             results["servers"][name] = {"idle_cpu_pct": round(idle, 1), "idle_busiest_cpu_pct": idle_busiest, "runs": rows}
             print(f"{name}: idle {idle:.1f}% {rows}", flush=True)
     save_results("ingest", results, render(results))
@@ -416,9 +439,11 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"| {r['streams']} | {name} | FAILED: {r['failed']} | | | | | |")
                 continue
             base = ref.get(r["streams"])
+            runs = r.get("cpu_pct_per_stream_runs")
+            per_stream = f"{r['cpu_pct_per_stream']} ({min(runs)}–{max(runs)}, {len(runs)} runs)" if runs else r["cpu_pct_per_stream"]
             ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
             lines.append(
-                f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {r['cpu_pct_per_stream']} | "
+                f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {per_stream} | "
                 f"{r['first_playlist_s_median']} | {r['first_playlist_s_max']} | {ratio if name != 'nginx-rtmp' else '1.0x'} |"
             )
             if "recorded_mb_per_s_per_stream" in r:

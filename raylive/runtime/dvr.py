@@ -25,21 +25,18 @@ def dvr_playlist(live: str, rec: Recording | None, rendition: str, window_s: flo
     longer live window would have been."""
     lines = live.split("\n")
     seq_at = next((i for i, line in enumerate(lines) if line.startswith("#EXT-X-MEDIA-SEQUENCE:")), None)
-    first = next((line for line in lines if line and not line.startswith("#")), None)  # the window's first segment
-    if rec is None or seq_at is None or first is None:
+    first = next((line.split("?", 1)[0] for line in lines if line and not line.startswith("#")), "")  # the window's first segment
+    first_name = _segment_name(first)
+    if rec is None or seq_at is None or first_name is None:
         return live
     msn = int(lines[seq_at].split(":", 1)[1])
-    first_name = _segment_name(first.split("?", 1)[0])
     segs = rec.segments.get(rendition, [])
     at = {s["uri"]: k for k, s in enumerate(segs)}
-    if first_name is None:
-        return live
-    # Where the window's first segment is (or would be: the recorder may not have stored it yet).
-    k = at.get(first.split("?", 1)[0], at.get(f"{first_name[0]}-{first_name[1] - 1}.m4s", -2) + 1)
+    # Where the window's first segment is (or would be: the recorder may not have stored it yet),
+    # then back from there while the recording has each segment (no gap within a period).
+    k = at.get(first, at.get(f"{first_name[0]}-{first_name[1] - 1}.m4s", -2) + 1)
     older: list[dict[str, Any]] = []
     total, after = 0.0, first_name
-    # Back from there while the recording has each segment: within a period without a gap, and
-    # across a reconnect into the period before (after a discontinuity, as the live playlist had it).
     while len(older) < msn and k > 0:
         seg = segs[k - 1]
         name = _segment_name(seg["uri"])

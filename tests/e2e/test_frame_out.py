@@ -123,23 +123,39 @@ def _edge_s(playlist: m3u8.M3U8) -> float:
     return float(last.current_program_date_time.timestamp() + last.duration)
 
 
+def _part_lag_s(raylive: RayliveProcess, stream: str, samples: int = 12) -> float:
+    """Median of wall clock minus where the source's newest listed part ends (its program date-time
+    plus the parts before): how far behind live the source's playlist is, sampled every 0.2 s."""
+    lags = []
+    for _ in range(samples):
+        newest = [s for s in _playlist(raylive, stream, "source").segments if s.parts][-1]
+        ends = newest.current_program_date_time.timestamp() + sum(p.duration for p in newest.parts)
+        lags.append(time.time() - ends)
+        time.sleep(0.2)
+    return float(np.median(lags))
+
+
 def test_a_slow_processors_rendition_keeps_real_time_pace(raylive: RayliveProcess, rl: Client) -> None:
     key = raylive.create_key("vo2")
     ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
         wait_for(playlist_ready(f"{raylive.base_url}/live/vo2/index.m3u8"), 30, "vo2 to go live")
+        lag_before = _part_lag_s(raylive, "vo2")
         handle = rl.stream("vo2").attach(SlowBoxes, output=True, name="slow", num_cpus=0.1, max_delay_s=0.3)
         slow_url = f"{raylive.base_url}/live/vo2/slow/index.m3u8"
         wait_for(lambda: get(slow_url).status_code == 200 and "#EXTINF" in get(slow_url).text, 60, "a segment of the slow rendition")
-        start = _edge_s(_playlist(raylive, "vo2", "slow"))
-        time.sleep(8)
+        start, began = _edge_s(_playlist(raylive, "vo2", "slow")), time.monotonic()
+        lag_during = _part_lag_s(raylive, "vo2", samples=40)  # ≈ 8 s
+        elapsed = time.monotonic() - began
         slow, source = _playlist(raylive, "vo2", "slow"), _playlist(raylive, "vo2", "source")
         stats = handle.stats()[0]
     finally:
         ff.kill()
-    # 8 s of wall time later, 8 s more media (give or take a segment), about as far along as the source.
-    assert 6.0 <= _edge_s(slow) - start <= 10.0
+    # ≈ 8 s of wall time later, as much more media (give or take a segment), about as far along as the source.
+    assert elapsed - 2.0 <= _edge_s(slow) - start <= elapsed + 2.0, (elapsed, _edge_s(slow) - start)
     assert abs(_edge_s(slow) - _edge_s(source)) <= 2.5
+    # The source's own playlist is as close to live as before: nothing of it waits for the processor.
+    assert lag_during <= lag_before + 0.25, (lag_before, lag_during)
     # About 4 frames a second processed; every other frame repeats the latest output.
     assert stats["repeated"] > 100 and 10 <= stats["processed"] and stats["output_frames"] > 200, stats
 
