@@ -118,19 +118,20 @@ def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive:
 
 
 def _edge_s(playlist: m3u8.M3U8) -> float:
-    """Wall time of the end of the playlist's newest segment (its program date-time + duration)."""
+    """Wall time of the end of the playlist's newest segment (its program date-time + duration).
+    (`m3u8`'s `current_program_date_time` adds the listed parts' durations: a segment late.)"""
     last = [s for s in playlist.segments if s.uri][-1]  # not the open one (its parts only)
-    return float(last.current_program_date_time.timestamp() + last.duration)
+    return float(last.program_date_time.timestamp() + last.duration)
 
 
 def _part_lag_s(raylive: RayliveProcess, stream: str, samples: int = 12) -> float:
-    """Median of wall clock minus where the source's newest listed part ends (its program date-time
-    plus the parts before): how far behind live the source's playlist is, sampled every 0.2 s."""
+    """Median of wall clock minus where the source's newest listed part ends (the newest segment's
+    end plus the parts of the one being written), sampled every 0.2 s."""
     lags = []
     for _ in range(samples):
-        newest = [s for s in _playlist(raylive, stream, "source").segments if s.parts][-1]
-        ends = newest.current_program_date_time.timestamp() + sum(p.duration for p in newest.parts)
-        lags.append(time.time() - ends)
+        playlist = _playlist(raylive, stream, "source")
+        being_written = [p.duration for s in playlist.segments if not s.uri for p in s.parts]
+        lags.append(time.time() - _edge_s(playlist) - sum(being_written))
         time.sleep(0.2)
     return float(np.median(lags))
 
@@ -140,6 +141,7 @@ def test_a_slow_processors_rendition_keeps_real_time_pace(raylive: RayliveProces
     ff = publish(raylive.rtmp_url(key), seconds=None)
     try:
         wait_for(playlist_ready(f"{raylive.base_url}/live/vo2/index.m3u8"), 30, "vo2 to go live")
+        wait_for(lambda: len(_playlist(raylive, "vo2", "source").segments) >= 2, 30, "a whole source segment")
         lag_before = _part_lag_s(raylive, "vo2")
         handle = rl.stream("vo2").attach(SlowBoxes, output=True, name="slow", num_cpus=0.1, max_delay_s=0.3)
         slow_url = f"{raylive.base_url}/live/vo2/slow/index.m3u8"
