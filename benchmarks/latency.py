@@ -238,7 +238,8 @@ def nginx_publish(server: Server, index: int, src: Path, seconds: float) -> dict
 
 
 def players(server: Server, name: str, src: Path, seconds: float, origin: str) -> dict[str, object]:
-    """hls.js and dash.js watching a looping publisher for `seconds` each (after 8 s to settle)."""
+    """hls.js and dash.js watching a looping publisher for `seconds` each (after 8 s to settle), one
+    after the other: the first hls.js from the stream's first playlist on, then a viewer of it running."""
     index = PLAYER_STREAM
     pub = loop_publisher(src, server.publish_url(index))
     hls_url = server.playlist_url(index).rsplit("/", 2)[0] + "/index.m3u8" if name == "raylive" else server.playlist_url(index)
@@ -248,8 +249,12 @@ def players(server: Server, name: str, src: Path, seconds: float, origin: str) -
         deadline = time.monotonic() + 30
         while http_get(hls_url)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
+        hls_cfg = {"lowLatencyMode": True, "maxLiveSyncPlaybackRate": 1.5} if name == "raylive" else {}
+        # The first joins as the stream starts (less media exists than it wants to buffer: hls.js
+        # stalls once and keeps 1 s more latency for its session); the others join it running.
         cfgs = {
-            "hls.js": ("hls", hls_url, {"lowLatencyMode": True, "maxLiveSyncPlaybackRate": 1.5} if name == "raylive" else {}),
+            "hls.js joined at the start": ("hls", hls_url, hls_cfg),
+            "hls.js": ("hls", hls_url, hls_cfg),
             "dash.js": ("dash", dash_url, {"streaming": {"delay": {"liveDelay": 1.2}, "liveCatchup": {"enabled": True}}}),
         }
         for label, (player, url, cfg) in cfgs.items():
@@ -360,6 +365,11 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"{player(r, 'hls.js')} | {player(r, 'dash.js')} |"
         )
     lines += ["", "raylive lists parts (frame → part listed), nginx-rtmp segments (frame → segment listed)."]
+    lines += [
+        f"hls.js joined at the stream's start, {name}: {player(r, 'hls.js joined at the start')}."
+        for name, r in results["servers"].items()
+        if "players" in r
+    ]
     proc = results["servers"].get("raylive", {}).get("processor")
     if proc:
         lines += [

@@ -31,13 +31,13 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
     try:
         wait_for(playlist_ready(f"{raylive.base_url}/live/{name}/index.m3u8"), 30, f"{name} live")
         started = time.monotonic()
-        time.sleep(7)
+        time.sleep(14)  # 30 s published in all, the reconnect in the middle
         first.kill()  # dropped without unpublishing: the stream waits for it (reconnect grace)
         first.wait(10)
         wait_for(lambda: state()["state"] == "reconnecting", 10, "the stream to wait for its publisher")
         during = raylive.api("GET", f"/api/v1/streams/{name}/recordings").json()
         assert [r["state"] for r in during] == ["recording"], during
-        second = publish(raylive.rtmp_url(key), seconds=8)  # back within the grace, then unpublishes cleanly
+        second = publish(raylive.rtmp_url(key), seconds=15)  # back within the grace, then unpublishes cleanly
         assert second.wait(30) == 0, second.stderr.read() if second.stderr else ""
         published_s = time.monotonic() - started
     finally:
@@ -48,7 +48,7 @@ def test_a_recorded_publish_with_a_reconnect_plays_back_whole(raylive: RaylivePr
     [rec] = raylive.api("GET", f"/api/v1/streams/{name}/recordings").json()
     assert rec["discontinuities"] == 1 and rec["renditions"] == ["audio", "source"]
     # Everything published but the gap of the reconnect, within a GOP (1 s) at each end.
-    assert 13 <= rec["duration_s"] <= published_s, (rec, published_s)
+    assert 27 <= rec["duration_s"] <= published_s, (rec, published_s)
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "json", rec["playback_url"]],
         capture_output=True, text=True, timeout=60,
