@@ -30,14 +30,20 @@ class Track:
 Timed = tuple[Fraction, av.Packet]  # (time on the clip's timeline, s; the packet)
 
 
-def _open(track: Track) -> av.container.InputContainer:
-    return av.open(io.BytesIO(track.init + b"".join(track.segments)), mode="r", format="mp4")
+def _period_stream(track: Track, kind: str, first: av.stream.Stream | None, opened: list[av.container.InputContainer]) -> av.stream.Stream:
+    """The track's video or audio stream, refused when its codec settings are not the first period's."""
+    container = av.open(io.BytesIO(track.init + b"".join(track.segments)), mode="r", format="mp4")
+    opened.append(container)
+    stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
+    if first is not None and _settings(stream) != _settings(first):
+        raise ValueError(f"the publisher's reconnect changed the {kind}'s codec settings: make a clip on each side of it")
+    return stream
 
 
-def _packets(container: av.container.InputContainer, stream: av.stream.Stream) -> list[Timed]:
+def _packets(stream: av.stream.Stream) -> list[Timed]:
     """(presentation time in s, packet) of every packet with a timestamp and data."""
-    tb = stream.time_base
-    assert tb is not None
+    tb, container = stream.time_base, stream.container
+    assert tb is not None and isinstance(container, av.container.InputContainer)
     return [(p.pts * tb, p) for p in container.demux(stream) if p.pts is not None and p.size]
 
 
@@ -63,14 +69,9 @@ def _joined(
     aout: list[Timed] = []
     at = Fraction(0)  # where this period starts on the clip's timeline
     for k, vtrack in enumerate(video):
-        vin = _open(vtrack)
-        opened.append(vin)
-        vs = vin.streams.video[0]
-        if vtemplate is None:
-            vtemplate = vs
-        elif _settings(vs) != _settings(vtemplate):
-            raise ValueError("the publisher's reconnect changed the video's codec settings: make a clip on each side of it")
-        vpackets = _packets(vin, vs)
+        vs = _period_stream(vtrack, "video", vtemplate, opened)
+        vtemplate = vtemplate or vs
+        vpackets = _packets(vs)
         if not vpackets:
             continue
         origin = vpackets[0][0]
@@ -83,15 +84,10 @@ def _joined(
             _shift(p, at - origin)
             vout.append((t - origin + at, p))
         if audio is not None and k < len(audio) and (atrack := audio[k]) is not None:
-            ain = _open(atrack)
-            opened.append(ain)
-            ast = ain.streams.audio[0]
-            if atemplate is None:
-                atemplate = ast
-            elif _settings(ast) != _settings(atemplate):
-                raise ValueError("the publisher's reconnect changed the audio's codec settings: make a clip on each side of it")
+            ast = _period_stream(atrack, "audio", atemplate, opened)
+            atemplate = atemplate or ast
             heard = aout[-1][0] + (aout[-1][1].duration or 0) * aout[-1][1].time_base if aout else None
-            for t, p in _packets(ain, ast):
+            for t, p in _packets(ast):
                 if heard is not None and t - origin + at < heard:
                     continue  # audio the period began with before its first frame, under the last one's tail
                 _shift(p, at - origin)
