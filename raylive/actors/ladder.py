@@ -24,7 +24,7 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from .. import metrics
 from ..names import transcoder_name
-from ..runtime.ladder import ENCODERS, LadderConfig, LadderInput, LadderPeriod, estimate_cpus, plan_ladder
+from ..runtime.ladder import ENCODERS, LadderConfig, LadderInput, LadderPeriod, RungOutput, estimate_cpus, plan_ladder
 from ..runtime.packaging.live import LiveHlsPresentation, StoredFile
 from ..runtime.taps import TapQueue
 from ..runtime.video import describe
@@ -41,9 +41,12 @@ WATCH_TIMEOUT_S = 2.0  # how long the watcher waits for one batch's rungs
 
 
 class LadderSupervisor:
-    def __init__(self, stream: str, transcode: TranscodeSettings) -> None:
+    def __init__(
+        self, stream: str, transcode: TranscodeSettings, add_outputs: Callable[[list[RungOutput]], list[StoredFile]] | None = None
+    ) -> None:
         self.stream = stream
         self.transcode = transcode
+        self.add_outputs = add_outputs  # the stream actor's way to package rung outputs (default: the presentation's)
         self.ladder: list[str] = transcode.ladder
         self.transcoder: Any = None  # StreamTranscoder handle while a ladder runs
         self.status: TranscodeReply | None = None  # the transcoder's last report
@@ -164,7 +167,7 @@ class LadderSupervisor:
         except RayError as exc:
             self._lost(exc, presentation)
             return []
-        files = presentation.add_rung_outputs(result.outputs)
+        files = self.add_outputs(result.outputs) if self.add_outputs is not None else presentation.add_rung_outputs(result.outputs)
         for name in result.dropped:
             files += presentation.end_rendition(name)
         self.status = dataclasses.replace(result, outputs=[], dropped=[])

@@ -69,7 +69,7 @@ class StreamIngest(StreamConsumers):
         self.name = name
         self.hls = hls
         self.transcode = transcode or TranscodeSettings()
-        self.ladder = LadderSupervisor(name, self.transcode)
+        self.ladder = LadderSupervisor(name, self.transcode, self._add_rung_outputs)
         self.tap = MediaTap(name)  # processors
         self.out = StreamOutput(name, redis_url, hls, recording, recording_url)
         self.redis = self.out.redis

@@ -54,17 +54,17 @@ class StreamConsumers:
     @ray.method(enable_task_events=False)  # many a second: kept out of GCS and the dashboard
     def processor_output(self, name: str, outputs: list[RungOutput]) -> None:
         """A processor's output frames, encoded and cut where the source was (runtime/frame_out.py)."""
-        if self.presentation is None or name not in self.tap.consumers:
-            return
-        view = self.presentation.renditions.get(name)
+        if self.presentation is not None and name in self.tap.consumers:
+            self.out.write(self._add_rung_outputs(outputs, view=True), self.presentation)
+
+    def _add_rung_outputs(self, outputs: list[RungOutput], view: bool = False) -> list[StoredFile]:
+        """Rung (or processor output) segments and parts packaged. A rendition whose producer died
+        mid-segment goes on in a period of its own (ladder.py, taps.py): the segment it was
+        writing is joined from the parts viewers saw, listed before the discontinuity."""
+        assert self.presentation is not None
         files: list[StoredFile] = []
-        if (
-            view is not None
-            and outputs
-            and view.playlist.open is not None
-            and not view.playlist.open.uri.startswith(outputs[0].epoch + "-")
-        ):
-            # Its host died mid-segment and goes on in a period of its own (taps.py): the parts
-            # viewers saw stay listed, as a shorter segment before the discontinuity.
-            files = self.out.join_open_segment(self.presentation, name)
-        self.out.write(files + self.presentation.add_rung_outputs(outputs, view=True), self.presentation)
+        for key, epoch in {o.output.rendition: o.epoch for o in reversed(outputs)}.items():  # each one's first
+            r = self.presentation.renditions.get(key)
+            if r is not None and r.playlist.open is not None and not r.playlist.open.uri.startswith(epoch + "-"):
+                files += self.out.join_open_segment(self.presentation, key)
+        return files + self.presentation.add_rung_outputs(outputs, view=view)

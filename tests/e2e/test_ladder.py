@@ -95,7 +95,14 @@ def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: Raylive
     try:
         wait_for(lambda: get(f"{base}/240p/index.m3u8").text.count("#EXTINF") >= 2, 60, "two 240p segments")
         info = raylive.api("GET", "/api/v1/streams/txkill").json()
+
+        # Killed with a segment being written: the parts viewers may already hold.
+        def writing() -> list[str]:
+            return re.findall(r'#EXT-X-PART:[^\n]*URI="([^"]+)"', get(f"{base}/240p/index.m3u8").text.rsplit("#EXTINF", 1)[-1])
+
+        open_parts: list[str] = wait_for(writing, 10, "a 240p part")  # type: ignore[assignment]
         before = re.findall(r"^\S+\.m4s$", get(f"{base}/240p/index.m3u8").text, re.M)
+        part_bytes = b"".join(get(f"{base}/240p/{uri}").content for uri in open_parts)
         os.kill(info["transcoder_pid"], signal.SIGKILL)
         killed = time.monotonic()
         masters: set[int] = set()
@@ -113,6 +120,11 @@ def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: Raylive
         assert masters == {200} and "240p/index.m3u8" in get(f"{base}/index.m3u8").text
         assert "#EXT-X-DISCONTINUITY" not in get(f"{base}/source/index.m3u8").text  # the source went on
         assert all(get(f"{base}/240p/{seg}").status_code == 200 for seg in before)
+        # That segment stays listed, joined from those parts, before the discontinuity.
+        joined = open_parts[0].rsplit(".", 2)[0] + ".m4s"
+        text = get(f"{base}/240p/index.m3u8").text
+        assert re.search(rf"^{re.escape(joined)}\n(?:#.*\n)*?#EXT-X-DISCONTINUITY", text, re.M), (joined, text)
+        assert get(f"{base}/240p/{joined}").content.startswith(part_bytes), joined
         assert ff.poll() is None
     finally:
         ff.kill()
