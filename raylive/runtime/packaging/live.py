@@ -382,9 +382,9 @@ class LiveHlsPresentation:
                 files.append(StoredFile(f"{name}/{init_uri}", out.data, mp4_type(out.rendition), True))
             elif isinstance(out, MediaSegment):
                 r = self.renditions[out.rendition]
-                if r.dropped:
-                    continue
                 seg_name = f"{epoch}-{out.index}.m4s"
+                if r.dropped or f"{r.name}/{seg_name}" in r.paths:
+                    continue  # (listed already: joined from its parts after its producer's owner restarted)
                 anchor = self._period(out.rendition, epoch, out.start_s)
                 media_end = anchor + out.start_s + out.duration_s
                 files.append(StoredFile(f"{r.name}/{seg_name}", out.data, mp4_type(out.rendition), True, media_end))
@@ -425,8 +425,8 @@ class LiveHlsPresentation:
 
     def _store_part(self, out: MediaPart, epoch: str) -> list[StoredFile]:
         r = self.renditions[out.rendition]
-        if r.dropped:
-            return []
+        if r.dropped or f"{r.name}/{epoch}-{out.segment_index}.m4s" in r.paths:
+            return []  # a part of a segment listed already (joined from the parts viewers saw)
         if not self.part_target:
             # Fixed by the first part of the stream: its nominal duration (whole frames) plus an
             # AAC frame, which audio parts may run over the video's instants.
