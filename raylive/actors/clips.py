@@ -11,7 +11,7 @@ from typing import Any
 
 import ray
 
-from ..runtime.recording import Recording
+from ..runtime.recording import Recording, epoch_of
 from .recorder import RecordingStore
 
 CLIPS = "clips"  # the folder beside a stream's recordings
@@ -48,7 +48,8 @@ def periods(segs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def offset_of(rec: Recording, wall: float) -> float:
     """Where a wall-clock time falls on the recording's timeline (program date-times of the source)."""
     at = 0.0
-    segs = next(iter(v for k, v in sorted(rec.segments.items()) if k != "audio"), [])
+    video = rec.video_rendition()
+    segs = rec.segments[video] if video else []  # the timeline clip_span counts on
     for s in segs:
         if s["pdt"] <= wall < s["pdt"] + s["duration_s"]:
             return at + wall - float(s["pdt"])
@@ -72,7 +73,7 @@ def _build_clip(url: str, stream: str, rec_id: str, start_s: float, end_s: float
     rec = store.recording(stream, rec_id)
     if rec is None:
         raise ValueError(f"no recording {rec_id} of {stream}")
-    video = next((r for r in ("source", *sorted(rec.segments)) if r != "audio" and r in rec.segments), None)
+    video = rec.video_rendition()
     if video is None:
         raise ValueError("the recording has no video")
 
@@ -89,8 +90,8 @@ def _build_clip(url: str, stream: str, rec_id: str, start_s: float, end_s: float
     atracks = None
     if "audio" in rec.segments:  # the audio of the same periods (a segment's name begins with its period's epoch)
         a, b, _ = clip_span(rec, "audio", start_s, end_s)
-        spans = {p[0]["uri"].split("-", 1)[0]: p for p in periods(rec.segments["audio"][a:b])}
-        atracks = [read("audio", spans[e]) if (e := p[0]["uri"].split("-", 1)[0]) in spans else None for p in vperiods]
+        spans = {epoch_of(p[0]["uri"]): p for p in periods(rec.segments["audio"][a:b])}
+        atracks = [read("audio", spans[e]) if (e := epoch_of(p[0]["uri"])) in spans else None for p in vperiods]
     mp4, duration = make_clip(vtracks, atracks, start_s - first_at, end_s - first_at)
     clip = {
         "id": secrets.token_hex(4),

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from .packaging.dash import DashPeriod, DashTiming, render_mpd
 from .packaging.hls import SEGMENT_TAGS, iso_utc
-from .recording import Recording
+from .recording import Recording, epoch_of
 
 _NS = "{urn:mpeg:dash:schema:mpd:2011}"
 ElementTree.register_namespace("", _NS[1:-1])
@@ -61,7 +61,7 @@ def dvr_playlist(live: str, rec: Recording | None, rendition: str, window_s: flo
     ]
     body: list[str] = []
     for i, seg in enumerate(older):
-        if i and seg["uri"].split("-", 1)[0] != older[i - 1]["uri"].split("-", 1)[0]:
+        if i and epoch_of(seg["uri"]) != epoch_of(older[i - 1]["uri"]):
             body.append("#EXT-X-DISCONTINUITY")
         if not i or seg["init"] != older[i - 1]["init"]:
             body.append(f'#EXT-X-MAP:URI="{seg["init"]}"')
@@ -69,7 +69,7 @@ def dvr_playlist(live: str, rec: Recording | None, rendition: str, window_s: flo
     live_map = next(i for i, line in enumerate(rest) if line.startswith("#EXT-X-MAP") or not line.startswith("#"))
     if rest[live_map] == f'#EXT-X-MAP:URI="{older[-1]["init"]}"':
         del rest[live_map]  # the window's first segment needs no init of its own now
-    if older[-1]["uri"].split("-", 1)[0] != first_name[0]:
+    if epoch_of(older[-1]["uri"]) != first_name[0]:
         body.append("#EXT-X-DISCONTINUITY")  # the live window begins a period
     disc = dseq - _epochs(older, first_name[0])
     counted = [f"#EXT-X-DISCONTINUITY-SEQUENCE:{disc}"] if disc else []
@@ -130,7 +130,7 @@ def _recorded_periods(rec: Recording, first_live: str, budget_s: float, ast: flo
     """The recording's periods before `first_live`, newest back, each whole or its newest
     unbroken run of segments, within `budget_s`; placed where the live MPD had them."""
     epochs = rec.epochs()
-    video = next((r for r in ("source", *sorted(rec.segments)) if r != "audio" and r in rec.segments), None)
+    video = rec.video_rendition()
     if first_live not in epochs or video is None:
         return []
     out: list[DashPeriod] = []
@@ -166,7 +166,7 @@ def _segment_name(uri: str) -> tuple[str, int] | None:
 
 def _epochs(older: list[dict[str, Any]], live_epoch: str) -> int:
     """How many period changes `older` shows, counting the one into the live window's first segment."""
-    epochs = [s["uri"].split("-", 1)[0] for s in older] + [live_epoch]
+    epochs = [epoch_of(s["uri"]) for s in older] + [live_epoch]
     return sum(a != b for a, b in zip(epochs, epochs[1:], strict=False))
 
 

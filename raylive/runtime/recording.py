@@ -34,6 +34,11 @@ COMPLETE = "complete"
 FAILED = "failed"  # storage refused a write: what it holds stays playable, nothing more is added
 
 
+def epoch_of(uri: str) -> str:
+    """The publish period a segment belongs to: its name is `EPOCH-INDEX.m4s`."""
+    return uri.split("-", 1)[0]
+
+
 def recording_id(started_at: float, suffix: str) -> str:
     """Sortable by start: `20261206T071500Z-1a2b3c`."""
     return datetime.fromtimestamp(started_at, tz=UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + suffix
@@ -110,8 +115,12 @@ class Recording:
         order: dict[str, None] = {}
         for segs in self.segments.values():
             for s in segs:
-                order.setdefault(s["uri"].split("-", 1)[0])
+                order.setdefault(epoch_of(s["uri"]))
         return list(order)
+
+    def video_rendition(self) -> str | None:
+        """The video rendition clips, thumbnails and DVR periods are made from: the source, else a rung."""
+        return next((r for r in ("source", *sorted(self.segments)) if r != "audio" and r in self.segments), None)
 
     def mpd(self) -> str | None:
         """A static MPD of the recording: a Period per publish period (as the discontinuities in HLS)."""

@@ -157,7 +157,7 @@ class VodFiles:
         """One keyframe decoded (the one that starts the segment holding `t`), kept in the LRU."""
         from ..runtime.frames import segment_jpeg  # PyAV, here only
 
-        video = next((r for r in ("source", *sorted(rec.segments)) if r != "audio" and r in rec.segments), None)
+        video = rec.video_rendition()
         try:
             t = float(at or 0)
         except ValueError:
