@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from raylive.runtime.rtmp.chunk import COMMAND_AMF0, WINDOW_ACK_SIZE, RtmpMessage, encode_message
+from raylive.runtime.rtmp.chunk import COMMAND_AMF0, VIDEO, WINDOW_ACK_SIZE, RtmpMessage, encode_message
 from raylive.runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from raylive.runtime.rtmp.session import PublishRequested, RtmpServerSession
 from tests.helpers import ffmpeg_publish_bytes
@@ -128,8 +128,8 @@ def test_connection_limit_and_wrong_key() -> None:
 def _end_of_publish_command(data: bytes) -> int:
     """Where the capture's publish command ends: the server can accept the publish there."""
     session = RtmpServerSession()
-    for end in range(8, len(data), 8):
-        events = session.feed(data[end - 8 : end])
+    for end in range(1, len(data)):
+        events = session.feed(data[end - 1 : end])
         session.data_to_send()
         if any(isinstance(e, PublishRequested) for e in events):
             return end
@@ -161,6 +161,58 @@ def test_a_slow_publish_authorization_does_not_count_as_client_idleness() -> Non
         await _closed_within(reader, 10)
         [sink] = auth.sinks
         assert sink.closed == "unpublished" and len(sink.messages) > 50, (sink.closed, len(sink.messages))
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+class SlowSink(RecordingSink):
+    """A stream actor that takes 50 ms per batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_bytes: list[int] = []
+
+    async def send(self, messages: list[RtmpMessage]) -> None:
+        self.batch_bytes.append(sum(len(m.payload) for m in messages))
+        await asyncio.sleep(0.05)
+        await super().send(messages)
+
+
+class SlowSinkAuthorizer(KeyAuthorizer):
+    async def open(self, conn: RtmpConnection, app: str, stream_key: str, query: str = "") -> RecordingSink:
+        sink = SlowSink()
+        self.sinks.append(sink)
+        return sink
+
+
+@pytest.mark.timeout(30)
+def test_a_sink_that_falls_behind_pauses_reading_and_loses_nothing() -> None:
+    frames = [b"\x17\x01\x00\x00\x00" + bytes([i]) * 200_000 for i in range(20)]  # 4 MB of video at once
+
+    async def scenario() -> None:
+        auth = SlowSinkAuthorizer()
+        server = RtmpServer(auth, RtmpServerConfig(max_pending_bytes=256 << 10))
+        port = await server.start("127.0.0.1", 0)
+        data = ffmpeg_publish_bytes()
+        split = _end_of_publish_command(data)
+        media = b"".join(encode_message(7, VIDEO, 1, 40 * i, f, 4096) for i, f in enumerate(frames))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data[:split])
+        answer = b""
+        while b"NetStream.Publish.Start" not in answer:  # a stranger's limits end there
+            answer += await asyncio.wait_for(reader.read(65536), 5)
+        writer.write(media + data[split:])
+        await writer.drain()
+        writer.write_eof()
+        await _closed_within(reader, 20)
+        [sink] = auth.sinks
+        assert isinstance(sink, SlowSink)
+        assert [m.payload for m in sink.messages if len(m.payload) > 100_000] == frames  # all of it, in order
+        assert sink.closed == "unpublished"
+        # Reading stopped while the sink was behind: what waited for it stayed near the limit (one
+        # read and one frame above it), not the 4 MB the peer had sent.
+        assert max(sink.batch_bytes) < 1 << 20, sink.batch_bytes
         await server.stop()
 
     asyncio.run(scenario())
