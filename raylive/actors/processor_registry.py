@@ -11,14 +11,16 @@ import hashlib
 import hmac
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import redis
 
 from .. import store
 from ..names import actor_name, processor_host_name
-from .processor import ProcessorHostActor, ProcessorSpec
+
+if TYPE_CHECKING:  # the processor host's module (numpy, PyAV): see `_start`
+    from .processor import ProcessorSpec
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,10 @@ class ProcessorRegistry:
         return [*out, *({"stream": s, "processor": name, "detached": r} for s, r in spec.detached.items())]
 
     def _start(self, spec: ProcessorSpec, stream: str) -> Any:
+        # Imported here: Ray imports this module wherever a handle to the registry is made (every
+        # stream actor, at each publish), and the host's module loads numpy and PyAV (≈ 17 MB).
+        from .processor import ProcessorHostActor
+
         height = None if spec.rendition == "source" else self.renditions[spec.rendition]["height"]
         host = ProcessorHostActor.options(
             name=processor_host_name(stream, spec.name),
