@@ -1,4 +1,5 @@
-"""A viewer who joins a stream that has been live for longer than every TTL still plays it.
+"""A viewer who joins a stream that has been live for longer than every TTL still plays it, also
+the rendition a processor makes of it.
 
 Init segments and the multivariant playlist are written once per period; they used to expire with
 the segment TTL, after which every rendition's init was 404 for a new viewer. This raylive runs
@@ -8,18 +9,30 @@ with a 20 s segment TTL so that "live for longer than the TTL" takes seconds, no
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import ray
+from ray import cloudpickle
+
+import raylive as raylive_api
 
 from ..conftest import RayliveProcess, start_raylive, stop_raylive
 from ..helpers import get, publish, wait_for
 from .browser import browser_page, page_url, video_state
 
 pytestmark = pytest.mark.e2e
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
 
 SEGMENT_TTL_S = 20
+
+
+class Negative(raylive_api.Processor):
+    def process(self, frame: np.ndarray, ts: float) -> np.ndarray:
+        return 255 - frame
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +64,10 @@ def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_rayliv
     ff = publish(rl.rtmp_url(created["key"]), seconds=None)
     try:
         wait_for(lambda: get(master).text.count("#EXT-X-STREAM-INF") == 2, 60, "the source and its 240p rung")
+        raylive_api.connect(data_dir=rl.data_dir).stream("longlive").attach(Negative, output=True, name="negative", num_cpus=0.1)
+        ray.shutdown()  # the processor lives on in the cluster
+        view = f"{rl.base_url}/live/longlive/negative"
+        wait_for(lambda: "#EXTINF" in get(f"{view}/index.m3u8").text, 60, "the processor's first segment")
         live_since = time.monotonic()
         source_url = f"{rl.base_url}/live/longlive/source/index.m3u8"
         source = wait_for(lambda: t if "#EXTINF" in (t := get(source_url).text) else None, 10, "the first segment")
@@ -61,20 +78,27 @@ def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_rayliv
         while time.monotonic() - live_since < 2.5 * SEGMENT_TTL_S:
             assert ff.poll() is None, ff.stderr.read() if ff.stderr else ""
             time.sleep(1)
-        for rendition in ("source", "240p", "audio"):
+        for rendition in ("source", "240p", "audio", "negative"):
             playlist = get(f"{rl.base_url}/live/longlive/{rendition}/index.m3u8")
             assert playlist.status_code == 200
             init = next(line.split('"')[1] for line in playlist.text.splitlines() if line.startswith("#EXT-X-MAP"))
             assert get(f"{rl.base_url}/live/longlive/{rendition}/{init}").status_code == 200, f"{rendition}/{init}"
             assert _ffprobe_frames(f"{rl.base_url}/live/longlive/{rendition}/index.m3u8") > 0
         assert get(master).status_code == 200
+        # The processor's own multivariant playlist (its video and the stream's audio) and MPD.
+        assert _ffprobe_frames(f"{view}.m3u8") > 0
+        mpd = get(f"{view}.mpd")
+        assert mpd.status_code == 200 and 'type="dynamic"' in mpd.text
         # The TTL was in force: the first segment, long out of the window, is gone.
         assert get(f"{rl.base_url}/live/longlive/source/{first_segment}").status_code == 404
-        with browser_page(page_url(player_origin, "hls", master)) as page:
-            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
-            state = video_state(page)
+        states = []
+        for url in (master, f"{view}.m3u8"):
+            with browser_page(page_url(player_origin, "hls", url)) as page:
+                page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+                states.append(video_state(page))
     finally:
         ff.terminate()
         ff.wait(10)
-    assert state["errors"] == []
-    assert state["t"] > 3
+    for state in states:
+        assert state["errors"] == []
+        assert state["t"] > 3
