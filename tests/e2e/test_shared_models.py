@@ -1,6 +1,6 @@
 """One model deployed for the cluster (Ray Serve, batched), called by the processors of several
 live streams, against a real `raylive up`: their calls meet in batches; one stream's processor
-detached, the others go on."""
+detached, the others go on; the model's replica killed, they go on with the one Serve starts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 from ray import cloudpickle
 
@@ -62,6 +63,16 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
         time.sleep(4)
         after = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
         later = model.stats()
+        # kill -9 of the model's replica while three processors call it: Serve starts another and
+        # they call that one (a few calls fail meanwhile, not the 10 in a row that detach one).
+        [replica] = [
+            p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0].startswith("ray::ServeReplica:model-linear")
+        ]
+        replica.kill()
+        killed = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
+        resumed = lambda: all(h.stats()[0]["processed"] >= killed[h.name] + 5 for h in handles[1:])  # noqa: E731
+        wait_for(resumed, 90, "the processors to get answers from a new replica")
+        restarted, survivors = model.stats(), [h.stats()[0] for h in handles[1:]]
         alive = [p.poll() is None for p in publishers]
         query = "SELECT min(JSONExtractInt(payload, 'label')) AS lo, max(JSONExtractInt(payload, 'label')) AS hi, count() AS n "
         labels = rl.sql(query + "FROM processor_events WHERE processor = 'classify_sm2'")[0]
@@ -80,3 +91,7 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
     assert all(after[n] >= before[n] + 5 for n in before), (before, after)
     assert later["calls"] >= calls + 15 and all(alive), later
     assert labels["n"] > 0 and 0 <= labels["lo"] <= labels["hi"] <= 9, labels  # the model's answers reached ClickHouse
+    # The replica that answered after the kill is a new one (its counts start again), and no
+    # processor was detached by the calls the kill failed.
+    assert not replica.is_running() and 0 < restarted["calls"] < later["calls"], (restarted, later)
+    assert not any(s["detached"] for s in survivors), survivors
