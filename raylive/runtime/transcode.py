@@ -166,7 +166,6 @@ class LadderTranscoder:
         self.decoder: VideoCodecContext | None = None
         self.media_ms = 0  # pts of the latest frame encoded
         self._first_pts: int | None = None
-        self._numbered = False  # the rungs' segments are numbered from the period's first frame's
         self._source: VideoConfig | None = None
 
     @property
@@ -220,7 +219,7 @@ class LadderTranscoder:
             if p.name not in self.dropped
         ]  # fmt: skip
         self.decoder = open_decoder(cfg.video)
-        self.rungs, self._numbered = [], False
+        self.rungs = []
         for plan in plans:
             enc = self._open(plan, cfg.frame_rate)
             self.rungs.append(RungEncoder(plan, enc, cfg.parts))
@@ -252,12 +251,7 @@ class LadderTranscoder:
         if f.keyframe:
             pkt.is_keyframe = True
         for r in self.rungs:
-            if not self._numbered:
-                # The source's number of the segment it starts in: a transcoder restarted mid-period
-                # names its segments as the source does (DASH lists the renditions side by side).
-                r.packager.first_segment = f.segment
             r.mark(f.dts_ms + f.cts_ms, f.starts_segment, f.starts_part)
-        self._numbered = True
         try:
             frames = self.decoder.decode(pkt)
         except av.error.FFmpegError as exc:

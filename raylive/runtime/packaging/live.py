@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,6 @@ from .hls import (
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
 MASTER_WAIT_SEGMENTS = 3
-SPLIT_TOLERANCE_S = 0.010  # a rung's segment begins with the source's (its frames' own timestamps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +126,6 @@ class LiveHlsPresentation:
         self._anchor = wall_start is None
         self.renditions: dict[str, _Rendition] = {}
         self.periods: dict[str, _Period] = {}  # epoch -> its DASH period, in order
-        # A rung's or processor view's own period (its producer restarted) -> the stream's period it
-        # is in, and where DASH starts a period for it: (segment number, media time in seconds).
-        self.own_periods: dict[str, str] = {}
-        self.dash_splits: dict[str, tuple[int, float]] = {}
         self.availability_start = 0.0  # the MPD's availabilityStartTime: the first period's start
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
@@ -278,8 +272,6 @@ class LiveHlsPresentation:
         return {
             "periods": {epoch: [period.anchor, period.first_s] for epoch, period in self.periods.items() if period.frozen},
             "availability_start": self.availability_start,
-            "own_periods": self.own_periods,
-            "dash_splits": self.dash_splits,
             "window": self.window,
             "part_ms": self.part_ms,
             "part_target": self.part_target,
@@ -313,8 +305,6 @@ class LiveHlsPresentation:
             pres.renditions[key] = r
         pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
         pres.availability_start = snap.get("availability_start", 0.0)
-        pres.own_periods = dict(snap.get("own_periods", {}))
-        pres.dash_splits = {own: (int(n), float(t)) for own, (n, t) in snap.get("dash_splits", {}).items()}
         replay: list[MediaEvent] = []
         if snap["video_record"]:
             replay.append(VideoConfig(bytes.fromhex(snap["video_record"]), snap["video_codec"]))
@@ -426,8 +416,7 @@ class LiveHlsPresentation:
         """The wall time of media time 0 in `epoch` (its first output registers the period)."""
         period = self.periods.get(epoch)
         if period is None:
-            if rendition not in RENDITION_DIRS:  # a rung's or view's own period (its producer restarted)
-                self.own_periods.setdefault(epoch, self.epoch)
+            if rendition not in RENDITION_DIRS:  # a rung whose own period (a new transcoder) DASH does not list
                 return self.wall_start
             period = self.periods[epoch] = _Period(self.wall_start, media_start_s)
         elif not period.frozen and rendition in RENDITION_DIRS and media_start_s < period.first_s:
@@ -558,18 +547,13 @@ class LiveHlsPresentation:
                 listed = [r for r in self.renditions.values() if r is view or r.name == "audio"]
             else:
                 listed = [r for r in self.renditions.values() if not r.view]
-            splits = self._splits(epoch)
-            for index, (number, begin_s) in enumerate(splits):
-                numbers = range(number, splits[index + 1][0] if index + 1 < len(splits) else sys.maxsize)
-                first_s = period.first_s if index == 0 else begin_s
-                reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, numbers, first_s)) is not None]
-                if not reps or (view is not None and not any(not r.audio for r in reps)):
-                    continue
-                if not period.frozen and view is None:
-                    period.frozen = True
-                    self.availability_start = self.availability_start or period.start
-                start = period.start - self.availability_start + first_s - period.first_s
-                periods.append(DashPeriod(epoch if index == 0 else f"{epoch}-{number}", start, reps))
+            reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, period)) is not None]
+            if not reps or (view is not None and not any(not r.audio for r in reps)):
+                continue
+            if not period.frozen and view is None:
+                period.frozen = True
+                self.availability_start = self.availability_start or period.start
+            periods.append(DashPeriod(epoch, period.start - self.availability_start, reps))
         end = max(
             (p.start_s + (s.start + s.duration - r.presentation_time_offset) / r.timescale for p in periods for r in p.representations
              for s in r.segments[-1:]),
@@ -581,48 +565,17 @@ class LiveHlsPresentation:
         )  # fmt: skip
         return StoredFile(f"{view.name}.mpd" if view else "index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
 
-    def _splits(self, epoch: str) -> list[tuple[int, float]]:
-        """Where the DASH periods of stream period `epoch` begin (segment number, media seconds):
-        at its start, and where a rung or view restarted in a period of its own (a Representation
-        has one init and one name template, so such a restart needs a Period of its own)."""
-        splits = [(-1, 0.0)]
-        for own, of in self.own_periods.items():
-            if of == epoch and (split := self.dash_splits.get(own) or self._find_split(own)) is not None:
-                splits.append(split)
-        return sorted(splits)
-
-    def _find_split(self, own: str) -> tuple[int, float] | None:
-        """The first segment of `own` that begins with the source's segment of its number: a
-        restart mid-segment makes a shorter first one, which DASH leaves out (HLS lists it)."""
-        source = self.renditions.get("video")
-        if source is None:
-            return None
-        starts = {seg.uri.removesuffix(".m4s"): seg.start / source.timescale for seg in source.playlist.segments}
-        for r in self.renditions.values():
-            for seg in r.playlist.segments:
-                seg_epoch, _, number = seg.uri.removesuffix(".m4s").partition("-")
-                begin = starts.get(f"{source.epoch}-{number}")
-                if seg_epoch == own and begin is not None and abs(seg.start / r.timescale - begin) < SPLIT_TOLERANCE_S:
-                    self.dash_splits[own] = (int(number), begin)
-                    return self.dash_splits[own]
-        return None
-
-    def _dash_representation(self, r: _Rendition, epoch: str, numbers: range, first_s: float) -> DashRepresentation | None:
-        """`r`'s segments numbered in `numbers` of stream period `epoch`, all of one period (the
-        stream's, or the rendition's own after a restart: those of another are left out); None
-        when it has none (a rung given up)."""
+    def _dash_representation(self, r: _Rendition, epoch: str, period: _Period) -> DashRepresentation | None:
+        """`r`'s segments of period `epoch` (None when it has none: a rung given up, or one whose
+        transcoder restarted in a period of its own, which DASH cannot name)."""
         if r.dropped:
             return None
         ts = r.timescale
         listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]
-        named = ""
         segments: list[DashSegment] = []
         for seg in listed:
             seg_epoch, _, number = seg.uri.removesuffix(".m4s").partition("-")
-            if int(number) not in numbers or not (seg_epoch == epoch or self.own_periods.get(seg_epoch) == epoch):
-                continue
-            named = named or seg_epoch
-            if seg_epoch != named:
+            if seg_epoch != epoch:
                 continue
             duration = seg.duration
             if seg is r.playlist.open:  # being written: expected to last as long as the one before
@@ -631,8 +584,8 @@ class LiveHlsPresentation:
         if not segments:
             return None
         return DashRepresentation(
-            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{named}.mp4",
-            f"{r.name}/{named}-$Number$.m4s", round(first_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
+            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{epoch}.mp4",
+            f"{r.name}/{epoch}-$Number$.m4s", round(period.first_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
             r.init.sample_rate, r.init.channels,
         )  # fmt: skip
 
