@@ -54,12 +54,24 @@ def _produced(playlist: m3u8.M3U8) -> int:
     return int(playlist.media_sequence or 0) + len([s for s in playlist.segments if s.uri])
 
 
-def _first_frame(raylive: RayliveProcess, stream: str, rendition: str, segment: str) -> tuple[float, np.ndarray]:
+def _frames(raylive: RayliveProcess, stream: str, rendition: str, segments: list[str]) -> list[tuple[float, np.ndarray]]:
+    """Every frame of these segments of one rendition (time, RGB)."""
     base = f"{raylive.base_url}/live/{stream}/{rendition}"
-    init = get(f"{base}/init-{segment.split('-')[0]}.mp4").content
-    with av.open(io.BytesIO(init + get(f"{base}/{segment}").content), format="mp4") as c:
-        frame = next(c.decode(video=0))
-        return float(frame.time), frame.to_ndarray(format="rgb24")
+    init = get(f"{base}/{m3u8.loads(get(f'{base}/index.m3u8').text).segment_map[0].uri}").content
+    frames = []
+    for segment in segments:
+        with av.open(io.BytesIO(init + get(f"{base}/{segment}").content), format="mp4") as c:
+            frames += [(float(f.time), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    return frames
+
+
+def _shown_source_frame(image: np.ndarray, t: float, source: list[tuple[float, np.ndarray]]) -> float | None:
+    """The time of the source frame this output frame shows outside the box (the source frame of
+    its own time, or one before it when the processor's latest output was repeated), if any."""
+    below = image[240::4, ::4].astype(int)  # below the box, every 4th pixel: enough to tell frames apart
+    diffs = [(float(np.abs(below - img[240::4, ::4].astype(int)).mean()), ts) for ts, img in source if ts <= t + 0.001]
+    best = min(diffs, default=(255.0, 0.0))
+    return best[1] if best[0] < 10 else None
 
 
 def _boxed(img: np.ndarray) -> bool:
@@ -105,10 +117,15 @@ def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive:
     # Segments named (numbered) as the source's, as long, starting at the same instant.
     # (its first, begun at the keyframe after the attach, may be shorter)
     assert len(common) >= 2 and all(abs(s.duration - durations[s.uri]) <= 0.034 for s in common[1:]), (boxes.dumps(), durations)
-    t_box, img_box = _first_frame(raylive, "vo1", "boxes", common[-1].uri)
-    t_src, img_src = _first_frame(raylive, "vo1", "source", common[-1].uri)
+    (t_box, img_box), *_ = boxed = _frames(raylive, "vo1", "boxes", [common[-1].uri])
+    source_frames = _frames(raylive, "vo1", "source", [common[-2].uri, common[-1].uri])
+    t_src, img_src = next((t, img) for t, img in source_frames if t >= t_box - 0.001)
     assert abs(t_box - t_src) <= 0.034 and _boxed(img_box) and not _boxed(img_src)
-    assert np.abs(img_box[240:].astype(int) - img_src[240:].astype(int)).mean() < 10  # elsewhere the same picture
+    # Elsewhere the source's picture: of the frame's own time, or (a repeat when the processor was
+    # late, as under CI's load) of an earlier one, never a later one.
+    shown = [(t, _shown_source_frame(img, t, source_frames)) for t, img in boxed]
+    on_time = [t for t, s in shown if s is not None and abs(s - t) < 0.001]
+    assert all(s is not None for _, s in shown) and len(on_time) >= len(boxed) // 3, shown
     streams = sorted((s["codec_type"], s["codec_name"]) for s in json.loads(probe.stdout)["streams"])
     assert probe.returncode == 0 and streams == [("audio", "aac"), ("video", "h264")], probe.stderr
     assert state["errors"] == [] and state["t"] > 3 and (state["w"], state["h"]) == (640, 360) and tracks == [1, 1]
