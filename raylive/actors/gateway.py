@@ -61,7 +61,7 @@ class _StreamSink:
             result = await self._reclaim(batch) or result
         if not result.ok:
             log.warning("stream %s: closing publisher: %s", self.name, result.reason)
-            await self.conn.stop(result.reason)
+            self.conn.stop(result.reason)
 
     async def _reclaim(self, batch: list[tuple[int, int, bytes]]) -> StreamReply | None:
         deadline = asyncio.get_running_loop().time() + RECLAIM_TIMEOUT_S

@@ -258,7 +258,7 @@ class RtmpConnection:
         self._clock_started = True
         return self._clock.starts(timestamp, keyframe, cts) != Cut.NONE
 
-    async def stop(self, description: str) -> None:
+    def stop(self, description: str) -> None:
         """Server-initiated end (shutdown, revoked key): tell the publisher, then close."""
         self._session.end_publish(description)
         self._flush_out()

@@ -119,8 +119,8 @@ class RtmpServer:
     async def stop(self, description: str = "Server shutting down.") -> None:
         if self._server is not None:
             self._server.close()
-        conns = list(self.connections.values())
-        await asyncio.gather(*(c.stop(description) for c in conns), return_exceptions=True)
+        for conn in list(self.connections.values()):
+            conn.stop(description)
         deadline = time.monotonic() + 5
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
+from raylive.runtime.rtmp import amf0
 from raylive.runtime.rtmp.chunk import COMMAND_AMF0, VIDEO, WINDOW_ACK_SIZE, RtmpMessage, encode_message
 from raylive.runtime.rtmp.server import PublishRefused, RtmpConnection, RtmpServer, RtmpServerConfig
 from raylive.runtime.rtmp.session import PublishRequested, RtmpServerSession
@@ -290,6 +292,52 @@ def test_oversized_and_endless_commands_are_refused_without_stalling_a_publisher
         assert server.ended["protocol error"] == 2
         assert auth.sinks[0].closed == "unpublished"
         assert max(gaps) < 0.25, f"the event loop stalled {max(gaps) * 1000:.0f} ms"
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_a_publisher_that_does_not_read_our_answers_is_not_read_either() -> None:
+    """Commands answered into a socket nobody reads would grow the server's send buffer without
+    end: reading stops until the peer reads, and then every command is answered, nothing lost."""
+    connect = encode_message(3, COMMAND_AMF0, 0, 0, amf0.encode("connect", 1.0, {"app": "live"}))
+    batch = 2000
+    cap = 20 << 20
+
+    async def scenario() -> None:
+        server, auth, port = await _serve(RtmpServerConfig())
+        data = ffmpeg_publish_bytes()
+        split = _end_of_publish_command(data)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # our answers pile up at the server
+        sock.connect(("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(data[:split])
+        answer = b""
+        while b"NetStream.Publish.Start" not in answer:
+            answer += await asyncio.wait_for(reader.read(65536), 5)
+        sent = 0
+        while sent * len(connect) < cap:
+            writer.write(connect * batch)
+            sent += batch
+            try:
+                await asyncio.wait_for(asyncio.shield(writer.drain()), 2)
+            except TimeoutError:
+                break  # the server no longer reads us
+        assert sent * len(connect) < cap, "the server kept reading a peer that did not read its answers"
+        answered, unread, success = 0, b"", b"NetConnection.Connect.Success"
+        while answered < sent:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert chunk, f"closed after {answered} of {sent} answers"
+            unread += chunk
+            answered += unread.count(success)
+            unread = unread[unread.rfind(success) + len(success) :] if success in unread else unread[-len(success) :]
+        await writer.drain()
+        writer.write(data[split:])  # the publish goes on
+        writer.write_eof()
+        await _closed_within(reader, 10)
+        assert auth.sinks[0].closed == "unpublished" and len(auth.sinks[0].messages) > 50
         await server.stop()
 
     asyncio.run(scenario())
