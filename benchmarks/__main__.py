@@ -40,6 +40,7 @@ REPORT = HERE / "report.md"
 # name -> (script args for a full run, args for --quick, what it compares)
 BENCHMARKS: dict[str, tuple[list[str], list[str], str]] = {
     "ingest": ([], ["--streams", "1", "10", "--measure-s", "10", "--idle-s", "5"], "CPU per passthrough stream vs nginx-rtmp"),
+    "rtmp_server": ([], ["--streams", "10", "--measure-s", "10", "--repeats", "1"], "the RTMP server alone vs nginx-rtmp `live on`"),
     "latency": (
         [],
         ["--repeats", "2", "--seconds", "12", "--player-s", "20"],

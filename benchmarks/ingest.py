@@ -261,14 +261,7 @@ rtmp {{
     chunk_size 4096;
     application live {{
       live on;
-      hls on;
-      hls_path {work}/hls;
-      hls_fragment 2s;
-      hls_playlist_length 12s;
-      dash on;
-      dash_path {work}/dash;
-      dash_fragment 2s;
-      dash_playlist_length 12s;
+{packaging}
     }}
   }}
 }}
@@ -281,9 +274,19 @@ http {{
   }}
 }}
 """
+NGINX_PACKAGING = """
+      hls on;
+      hls_path {work}/hls;
+      hls_fragment 2s;
+      hls_playlist_length 12s;
+      dash on;
+      dash_path {work}/dash;
+      dash_fragment 2s;
+      dash_playlist_length 12s;"""
 
 
-def start_nginx(work: Path) -> Server | None:
+def start_nginx(work: Path, packaging: bool = True) -> Server | None:
+    """nginx-rtmp writing HLS and DASH (with `packaging`; without, RTMP alone)."""
     module = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
     if not shutil.which("nginx") or not module.exists():
         return None
@@ -293,7 +296,8 @@ def start_nginx(work: Path) -> Server | None:
     conf = work / "nginx.conf"
     # Workers must write HLS into our private temp dir: run them as the current user.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(module=module, work=work, rtmp=rtmp, http=http, user=user))
+    application = NGINX_PACKAGING.format(work=work) if packaging else ""
+    conf.write_text(NGINX_CONF.format(module=module, work=work, rtmp=rtmp, http=http, user=user, packaging=application))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], start_new_session=True)
     deadline = time.monotonic() + 10
     while http_get(f"http://127.0.0.1:{http}/hls/")[0] == 0 and http_get(f"http://127.0.0.1:{http}/hls/x")[0] == 0:

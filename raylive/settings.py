@@ -23,6 +23,7 @@ class RtmpSettings:
     publish_timeout_s: float = 10.0  # a connection that has not asked to publish by then is closed
     max_unpublished_per_address: int = 16  # connections from one address not yet publishing
     flush_interval_s: float = 0.25
+    read_interval_s: float = 0.05  # a publisher's socket is read at most this often (CPU: fewer, larger reads)
     reconnect_grace_s: float = 10.0  # a dropped publisher may reconnect and continue the playlists
     # Ray workers kept started on each node for new streams' actors (≈ 60 MB each): 50 publishers
     # connecting at once get playlists in seconds instead of waiting for 50 process starts.

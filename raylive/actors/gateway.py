@@ -145,6 +145,7 @@ class RtmpGateway:
             handshake_timeout_s=rt.handshake_timeout_s,
             idle_timeout_s=rt.idle_timeout_s,
             flush_interval_s=rt.flush_interval_s,
+            read_interval_s=rt.read_interval_s,
             max_message_size=rt.max_message_size,
             max_connections=rt.max_connections,
             publish_timeout_s=rt.publish_timeout_s,
