@@ -111,10 +111,12 @@ class Recording:
                 self.take(rendition, entry)
 
     def epochs(self) -> list[str]:
-        """The publish periods (segment names' epochs) in recording order."""
+        """The publish periods (segment names' epochs) in recording order: those of the source and
+        audio, not a rung's own after its transcoder restarted (DASH periods are the stream's)."""
         order: dict[str, None] = {}
-        for segs in self.segments.values():
-            for s in segs:
+        stream: list[str] = [r for r in ("source", "audio") if r in self.segments] or list(self.segments)
+        for rendition in stream:
+            for s in self.segments[rendition]:
                 order.setdefault(epoch_of(s["uri"]))
         return list(order)
 
@@ -251,12 +253,14 @@ def _mpd_timing(mpd: bytes, representations: dict[str, dict[str, Any]]) -> dict[
     Representations' attributes go into `representations` ("epoch/rendition")."""
     found: dict[str, tuple[int, int]] = {}
     for period in ElementTree.fromstring(mpd).iter(f"{_MPD_NS}Period"):
-        epoch = period.get("id", "")
         for rep in period.iter(f"{_MPD_NS}Representation"):
             template = rep.find(f"{_MPD_NS}SegmentTemplate")
             if template is None:
                 continue
             rendition = rep.get("id", "")
+            # The segments' epoch from their names, not the Period's id: a rung restarted in a
+            # period of its own is listed in a Period that begins with it (`p1-12`).
+            epoch = template.get("media", "").rsplit("/", 1)[-1].removesuffix("-$Number$.m4s")
             channels = rep.find(f"{_MPD_NS}AudioChannelConfiguration")
             representations[f"{epoch}/{rendition}"] = {
                 "codecs": rep.get("codecs", ""),

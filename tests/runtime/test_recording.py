@@ -118,3 +118,40 @@ def test_the_live_mpd_gives_each_segment_its_dash_timing_and_the_recording_a_sta
     [representation] = period.adaptation_sets[0].representations
     assert (representation.width, representation.codecs) == (640, "avc1.64001f")
     assert representation.segment_templates[0].media == "source/e1-$Number$.m4s"
+
+
+def test_a_rungs_own_period_in_the_live_mpd_keeps_the_recordings_timing_and_periods() -> None:
+    """After a transcoder restart the live MPD has a Period beginning with the rung's own segments
+    (id `e1-2`): the recording reads every segment's timing by its name, and its static MPD keeps
+    one Period per publish period (the rung's own segments are only in its HLS playlist)."""
+    from mpegdash.parser import MPEGDASHParser
+
+    from raylive.runtime.packaging.dash import DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
+    from raylive.runtime.recording import _mpd_timing
+
+    def rep(name: str, epoch: str, pto: int, numbers: range, height: int) -> DashRepresentation:
+        segments = [DashSegment(n, n * 180000, 180000) for n in numbers]
+        return DashRepresentation(name, False, "avc1.64001f", height * 5000, 90000, f"{name}/init-{epoch}.mp4",
+                                  f"{name}/{epoch}-$Number$.m4s", pto, segments, height * 16 // 9, height, 30.0)  # fmt: skip
+
+    periods = [
+        DashPeriod("e1", 0.0, [rep("source", "e1", 0, range(2), 360), rep("240p", "e1", 0, range(2), 240)]),
+        DashPeriod("e1-2", 4.0, [rep("source", "e1", 360000, range(2, 4), 360), rep("240p", "ff00", 360000, range(2, 4), 240)]),
+    ]
+    rec = Recording("20261206T000000Z-abcdef", "cam1", 100.0)
+    found = _mpd_timing(render_mpd(periods, DashTiming(100.0, 108.0, 2.0, 12.0)).encode(), rec.representations)
+    assert found["source/e1-3.m4s"] == (540000, 180000) and found["240p/ff00-2.m4s"] == (360000, 180000)
+    assert not any("e1-2-" in key for key in found)
+    for rendition, names in (("source", ["e1-0", "e1-1", "e1-2", "e1-3"]), ("240p", ["e1-0", "e1-1", "ff00-2", "ff00-3"])):
+        for i, name in enumerate(names):
+            init = f"init-{name.split('-')[0]}.mp4"
+            seg = PlaylistSegment(f"{name}.m4s", 2.0, 100.0 + 2 * i, init, discontinuity=name == "ff00-2")
+            rec.add(rendition, seg, 1, found[f"{rendition}/{name}.m4s"])
+    rec.state, rec.ended_at = COMPLETE, 108.0
+    mpd = MPEGDASHParser.parse(rec.mpd() or "")
+    [period] = mpd.periods
+    templates = {r.id: r.segment_templates[0] for r in period.adaptation_sets[0].representations}
+    counts = {name: sum((s.r or 0) + 1 for s in t.segment_timelines[0].Ss) for name, t in templates.items()}
+    assert counts == {"source": 4, "240p": 2}, counts
+    assert templates["240p"].media == "240p/e1-$Number$.m4s" and templates["source"].media == "source/e1-$Number$.m4s"
+    assert mpd.media_presentation_duration == "PT8.000S"
