@@ -14,6 +14,7 @@ import pytest
 
 from ..conftest import RayliveProcess
 from ..helpers import get, publish, wait_for
+from .browser import browser_page, page_url, video_state
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +88,8 @@ def test_720p_publish_is_served_as_an_aligned_abr_ladder(raylive: RayliveProcess
 
 def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: RayliveProcess) -> None:
     """SIGKILL of the transcoder's process: a new one takes over at the next keyframe, the rung's
-    playlist continues after an EXT-X-DISCONTINUITY, the source and the master are untouched."""
+    playlist continues after an EXT-X-DISCONTINUITY, the MPD in a Period of its own, the source and
+    the master are untouched."""
     created = raylive.api("POST", "/api/v1/streams", json={"name": "txkill", "ladder": ["source", "240p"]})
     assert created.status_code == 201, created.text
     base = f"{raylive.base_url}/live/txkill"
@@ -125,6 +127,40 @@ def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: Raylive
         text = get(f"{base}/240p/index.m3u8").text
         assert re.search(rf"^{re.escape(joined)}\n(?:#.*\n)*?#EXT-X-DISCONTINUITY", text, re.M), (joined, text)
         assert get(f"{base}/240p/{joined}").content.startswith(part_bytes), joined
+        # DASH: the new transcoder's segments (their own init and names) are a Period of their own,
+        # from its first segment that begins with the source's; every file named there is served.
+        new_epoch = re.findall(r'#EXT-X-MAP:URI="init-([0-9a-f]+)\.mp4"', text)[-1]
+        mpd = wait_for(lambda: m if (m := get(f"{base}/index.mpd").text).count("<Period ") == 2 else None, 15, "a second Period")
+        assert isinstance(mpd, str)
+        second = mpd.split("<Period ")[2]
+        assert f'initialization="240p/init-{new_epoch}.mp4"' in second and f'media="240p/{new_epoch}-$Number$.m4s"' in second
+        start = int(re.search(r'media="240p/[^"]+"\s+startNumber="(\d+)"', second)[1])  # type: ignore[index]
+        assert get(f"{base}/240p/init-{new_epoch}.mp4").status_code == 200
+        assert get(f"{base}/240p/{new_epoch}-{start}.m4s").status_code == 200
         assert ff.poll() is None
     finally:
         ff.kill()
+
+
+def test_dash_js_plays_a_rung_across_a_transcoder_restart(raylive: RayliveProcess, player_origin: str) -> None:
+    """dash.js held to the 240p rung (no ABR switching) while its transcoder is killed: it crosses
+    into the Period the new transcoder's segments begin and plays on, without an error."""
+    created = raylive.api("POST", "/api/v1/streams", json={"name": "txdash", "ladder": ["source", "240p"]})
+    assert created.status_code == 201, created.text
+    base = f"{raylive.base_url}/live/txdash"
+    ff = publish(raylive.rtmp_url(created.json()["key"]), seconds=None)
+    cfg = {"streaming": {"abr": {"autoSwitchBitrate": {"video": False}, "initialBitrate": {"video": 100}}}}
+    try:
+        wait_for(lambda: get(f"{base}/index.mpd").text.count('id="240p"') == 1, 60, "the 240p rung in the MPD")
+        with browser_page(page_url(player_origin, "dash", f"{base}/index.mpd", cfg)) as page:
+            page.wait_for_function("document.getElementById('v').currentTime > 2 || window.errors.length > 0", timeout=30_000)
+            os.kill(raylive.api("GET", "/api/v1/streams/txdash").json()["transcoder_pid"], signal.SIGKILL)
+            wait_for(lambda: get(f"{base}/index.mpd").text.count("<Period ") == 2, 30, "the new transcoder's Period")
+            crossed = video_state(page)["t"]
+            page.wait_for_function(f"document.getElementById('v').currentTime > {crossed + 6} || window.errors.length > 0", timeout=30_000)
+            state = video_state(page)
+        assert ff.poll() is None
+    finally:
+        ff.kill()
+    assert state["errors"] == [] and state["t"] > crossed + 6, state
+    assert state["h"] == 240, state  # the rung, after the Period change

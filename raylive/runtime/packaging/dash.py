@@ -1,7 +1,8 @@
 """MPEG-DASH (ISO/IEC 23009-1) MPDs for the same CMAF init and media segments that HLS lists.
 
 One Period per publish period (a reconnect or codec change starts one, as `EXT-X-DISCONTINUITY`
-does in HLS), one AdaptationSet for the video renditions and one for audio, a `SegmentTemplate`
+does in HLS; so does a rung or processor view whose producer restarted with its own init and
+segment names), one AdaptationSet for the video renditions and one for audio, a `SegmentTemplate`
 per Representation with `$Number$` (the segment names) and a `SegmentTimeline` (segments are cut
 at keyframes, so their durations vary). Live: a dynamic MPD with the segments in the window; with
 parts (LL-DASH), each template says the segment being written is available a part after it began

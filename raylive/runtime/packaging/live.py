@@ -33,6 +33,10 @@ from .hls import (
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
 MASTER_WAIT_SEGMENTS = 3
+# A rung's segment begins with the source's when its first frame is the source's (1 ms timestamps);
+# audio segments begin within an AAC frame (≤ 23 ms) of the video's cut.
+SPLIT_TOLERANCE_S = 0.010
+AUDIO_SLACK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,10 @@ class LiveHlsPresentation:
         self._anchor = wall_start is None
         self.renditions: dict[str, _Rendition] = {}
         self.periods: dict[str, _Period] = {}  # epoch -> its DASH period, in order
+        # A rung's or processor view's own period (its producer restarted) -> the stream's period it
+        # is in, and the media time (s) where DASH starts a Period for it.
+        self.own_periods: dict[str, str] = {}
+        self.dash_splits: dict[str, float] = {}
         self.availability_start = 0.0  # the MPD's availabilityStartTime: the first period's start
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
@@ -272,6 +280,8 @@ class LiveHlsPresentation:
         return {
             "periods": {epoch: [period.anchor, period.first_s] for epoch, period in self.periods.items() if period.frozen},
             "availability_start": self.availability_start,
+            "own_periods": self.own_periods,
+            "dash_splits": self.dash_splits,
             "window": self.window,
             "part_ms": self.part_ms,
             "part_target": self.part_target,
@@ -305,6 +315,8 @@ class LiveHlsPresentation:
             pres.renditions[key] = r
         pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
         pres.availability_start = snap.get("availability_start", 0.0)
+        pres.own_periods = dict(snap.get("own_periods", {}))
+        pres.dash_splits = {own: float(t) for own, t in snap.get("dash_splits", {}).items()}
         replay: list[MediaEvent] = []
         if snap["video_record"]:
             replay.append(VideoConfig(bytes.fromhex(snap["video_record"]), snap["video_codec"]))
@@ -416,7 +428,8 @@ class LiveHlsPresentation:
         """The wall time of media time 0 in `epoch` (its first output registers the period)."""
         period = self.periods.get(epoch)
         if period is None:
-            if rendition not in RENDITION_DIRS:  # a rung whose own period (a new transcoder) DASH does not list
+            if rendition not in RENDITION_DIRS:  # a rung's or view's own period (its producer restarted)
+                self.own_periods.setdefault(epoch, self.epoch)
                 return self.wall_start
             period = self.periods[epoch] = _Period(self.wall_start, media_start_s)
         elif not period.frozen and rendition in RENDITION_DIRS and media_start_s < period.first_s:
@@ -547,13 +560,16 @@ class LiveHlsPresentation:
                 listed = [r for r in self.renditions.values() if r is view or r.name == "audio"]
             else:
                 listed = [r for r in self.renditions.values() if not r.view]
-            reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, period)) is not None]
-            if not reps or (view is not None and not any(not r.audio for r in reps)):
-                continue
-            if not period.frozen and view is None:
-                period.frozen = True
-                self.availability_start = self.availability_start or period.start
-            periods.append(DashPeriod(epoch, period.start - self.availability_start, reps))
+            splits = [(period.first_s, epoch), *self._splits(epoch, listed)]
+            for index, (begin_s, period_id) in enumerate(splits):
+                end_s = splits[index + 1][0] if index + 1 < len(splits) else math.inf
+                reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, begin_s, end_s, index == 0)) is not None]
+                if not reps or (view is not None and not any(not r.audio for r in reps)):
+                    continue
+                if not period.frozen and view is None:
+                    period.frozen = True
+                    self.availability_start = self.availability_start or period.start
+                periods.append(DashPeriod(period_id, period.start - self.availability_start + begin_s - period.first_s, reps))
         end = max(
             (p.start_s + (s.start + s.duration - r.presentation_time_offset) / r.timescale for p in periods for r in p.representations
              for s in r.segments[-1:]),
@@ -565,17 +581,53 @@ class LiveHlsPresentation:
         )  # fmt: skip
         return StoredFile(f"{view.name}.mpd" if view else "index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
 
-    def _dash_representation(self, r: _Rendition, epoch: str, period: _Period) -> DashRepresentation | None:
-        """`r`'s segments of period `epoch` (None when it has none: a rung given up, or one whose
-        transcoder restarted in a period of its own, which DASH cannot name)."""
+    def _splits(self, epoch: str, listed: list[_Rendition]) -> list[tuple[float, str]]:
+        """The DASH Periods after the first that stream period `epoch` needs for the `listed`
+        renditions: (media seconds, id), one where each restarted producer's segments begin."""
+        owns = {seg.uri.partition("-")[0] for r in listed for seg in r.playlist.segments}
+        splits = {t: f"{epoch}-{own}" for own in sorted(owns) if self.own_periods.get(own) == epoch and (t := self._split(own)) is not None}
+        return sorted(splits.items())
+
+    def _split(self, own: str) -> float | None:
+        """Where DASH starts a Period for `own` (media seconds): at its first segment that begins
+        with one of the source's. A Representation has one init and one name template, so a
+        restart needs a Period of its own; one mid-segment makes a shorter first segment, which
+        DASH leaves out (HLS lists it)."""
+        if own in self.dash_splits:
+            return self.dash_splits[own]
+        source = self.renditions.get("video")
+        if source is None:
+            return None
+        starts = [seg.start / source.timescale for seg in source.playlist.segments]
+        for r in self.renditions.values():
+            for seg in r.playlist.segments:
+                if seg.uri.partition("-")[0] == own:
+                    begin = next((t for t in starts if abs(seg.start / r.timescale - t) < SPLIT_TOLERANCE_S), None)
+                    if begin is not None:
+                        self.dash_splits[own] = begin
+                        return begin
+        return None
+
+    def _dash_representation(self, r: _Rendition, epoch: str, begin_s: float, end_s: float, first: bool) -> DashRepresentation | None:
+        """`r`'s segments of stream period `epoch` that begin in [`begin_s`, `end_s`) of its media
+        time (the `first` DASH Period of it: all before `end_s`), all named alike: the stream's, or
+        the rendition's own after its producer restarted. None when it has none (a rung given up)."""
         if r.dropped:
             return None
         ts = r.timescale
+        slack = AUDIO_SLACK_S if r.init.sample_rate else SPLIT_TOLERANCE_S
         listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]
+        named = ""
         segments: list[DashSegment] = []
         for seg in listed:
             seg_epoch, _, number = seg.uri.removesuffix(".m4s").partition("-")
-            if seg_epoch != epoch:
+            begins = seg.start / ts
+            if not (seg_epoch == epoch or self.own_periods.get(seg_epoch) == epoch) or begins >= end_s - slack:
+                continue
+            if not first and begins < begin_s - slack:
+                continue
+            named = named or seg_epoch
+            if seg_epoch != named:
                 continue
             duration = seg.duration
             if seg is r.playlist.open:  # being written: expected to last as long as the one before
@@ -584,8 +636,8 @@ class LiveHlsPresentation:
         if not segments:
             return None
         return DashRepresentation(
-            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{epoch}.mp4",
-            f"{r.name}/{epoch}-$Number$.m4s", round(period.first_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
+            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{named}.mp4",
+            f"{r.name}/{named}-$Number$.m4s", round(begin_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
             r.init.sample_rate, r.init.channels,
         )  # fmt: skip
 

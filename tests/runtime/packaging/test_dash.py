@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
+from raylive.runtime import flv
 from raylive.runtime.ingest import IngestTimeline
+from raylive.runtime.ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
 from raylive.runtime.packaging.live import LiveHlsPresentation, StoredFile
+from raylive.runtime.transcode import LadderTranscoder
 from tests.helpers import ffmpeg_publish_messages
+from tests.runtime.test_transcode import CATALOGUE, make_flv
 
 
 def _feed(pres: LiveHlsPresentation, files: dict[str, StoredFile]) -> None:
@@ -100,9 +105,61 @@ def test_a_reconnect_is_a_new_period_and_the_end_makes_the_mpd_static() -> None:
 
 
 def test_an_unknown_rung_period_is_left_out_of_the_mpd() -> None:
-    """A ladder rung whose transcoder restarted writes segments in a period of its own, which DASH
-    cannot name within the stream's period: the MPD leaves those out rather than lie."""
+    """A rung's own period (its transcoder restarted) with no segment yet: nothing of it in the MPD,
+    and its parts are timed on the stream's clock."""
     pres = LiveHlsPresentation("ab12", target_duration_ms=1000, window=20, wall_start=1_700_000_000.0)
     files: dict[str, StoredFile] = {}
     _feed(pres, files)
     assert "ffff0000" not in files["index.mpd"].data.decode() and pres._period("240p", "ffff0000", 0.0) == pres.wall_start
+
+
+def test_a_rung_restarted_in_a_period_of_its_own_gets_a_dash_period_of_its_own(tmp_path: Path) -> None:
+    """The transcoder dies mid-stream and a new one goes on from the next keyframe with its own
+    init and segment names (as HLS lists them, after a discontinuity). A Representation has one
+    init and one name template, so the MPD starts a Period where the new rung's segments begin
+    with the source's; every segment is where HLS puts it. Before, DASH players of the rung found
+    nothing after the restart."""
+    tags = flv.read_file_tags(make_flv(tmp_path / "360p.flv", "640x360", seconds=12))
+    pres = LiveHlsPresentation("p1", 2000, 10, wall_start=1_700_000_000.0, ladder=True, part_ms=500)
+    files: dict[str, StoredFile] = {}
+    timeline, tx = IngestTimeline(), LadderTranscoder(["source", "240p"], CATALOGUE, encoder="x264", preset="ultrafast")
+    config: LadderConfig | None = None
+    resync: list[LadderInput] | None = None  # the new transcoder's: from a keyframe, with the configuration
+    for i in range(0, len(tags), 8):
+        files.update((f.path, f) for f in pres.push(timeline.push(tags[i : i + 8])))
+        items = pres.take_ladder_input()
+        config = next((x for x in reversed(items) if isinstance(x, LadderConfig)), config)
+        if resync is None and i >= len(tags) * 0.4:
+            # The old transcoder's open segment is kept (the actor joins it from the parts viewers saw).
+            files.update((f.path, f) for f in pres.add_rung_outputs(tx.finish()))
+            tx, resync = LadderTranscoder(["source", "240p"], CATALOGUE, encoder="x264", preset="ultrafast"), []
+        if resync is not None and not resync:
+            key = next((j for j, x in enumerate(items) if isinstance(x, LadderFrame) and x.keyframe), None)
+            if key is None:
+                continue  # frames lost with the old transcoder
+            assert config is not None
+            items = resync = [LadderPeriod("ffff0000"), config, *items[key:]]
+        files.update((f.path, f) for f in pres.add_rung_outputs(tx.push(items)))
+    live = files["index.mpd"].data.decode()
+    mpd = MPEGDASHParser.parse(live)
+    assert mpd.type == "dynamic" and [p.id for p in mpd.periods][0] == "p1" and len(mpd.periods) == 2
+    templates = {r.id: r.segment_templates[0] for a in mpd.periods[1].adaptation_sets for r in a.representations}
+    assert templates["240p"].initialization == "240p/init-ffff0000.mp4" and templates["240p"].media == "240p/ffff0000-$Number$.m4s"
+    assert templates["source"].media == "source/p1-$Number$.m4s" and mpd.periods[1].id == "p1-ffff0000"
+    walls = _segment_walls(live)
+    number = lambda uri: int(uri.rsplit("-", 1)[1].removesuffix(".m4s"))  # noqa: E731
+    # Every file the MPD names exists, but for each rendition's segment being written (LL-DASH).
+    inits = {r.segment_templates[0].initialization for p in mpd.periods for a in p.adaptation_sets for r in a.representations}
+    assert all(uri in files for uri in inits)
+    for uri in (u for u in walls if u not in files):
+        assert number(uri) == max(number(w) for w in walls if w.split("/")[0] == uri.split("/")[0]), uri
+    for rendition in ("source", "audio", "240p"):
+        hls = _hls_walls(files, rendition)
+        for uri, wall in hls.items():
+            if uri in walls:
+                assert walls[uri] == pytest.approx(wall, abs=0.002), uri
+        missing = sorted(set(hls) - set(walls), key=number)
+        # Only the new rung's first segment may be left out: it began mid-segment, at a keyframe.
+        own = [u for u in hls if "ffff0000" in u]
+        assert missing in ([], own[:1]), (rendition, missing)
+        assert rendition != "240p" or len(own) >= 3 and set(own[1:]) <= set(walls)
