@@ -117,7 +117,9 @@ def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: Raylive
         rung = f"{base}/240p/index.m3u8"
         wait_for(rung_continues, 30, "the 240p playlist to continue after a discontinuity", detail=lambda: get(rung).text)
         print(f"transcoder killed -> next 240p segment listed in {time.monotonic() - killed:.1f}s")
-        after = raylive.api("GET", "/api/v1/streams/txkill").json()
+        status = lambda: raylive.api("GET", "/api/v1/streams/txkill").json()  # noqa: E731
+        # (the stream's status is written once a second: it may lag the playlist)
+        after = wait_for(lambda: s if (s := status())["transcoder_restarts"] else None, 5, "the restart in the status", detail=status)
         assert after["transcoder_restarts"] == 1 and after["transcoder_pid"] != info["transcoder_pid"], after
         assert masters == {200} and "240p/index.m3u8" in get(f"{base}/index.m3u8").text
         assert "#EXT-X-DISCONTINUITY" not in get(f"{base}/source/index.m3u8").text  # the source went on
