@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..aac import SAMPLES_PER_FRAME
 from ..ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod, RungOutput, frame_rate_of, source_kbps_of
 from ..media import PLAYLIST_TYPE, AudioConfig, AudioFrame, MediaEvent, Metadata, VideoConfig, VideoFrame, mp4_type
-from .cmaf import VIDEO_TIMESCALE, CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
-from .dash import MPD_TYPE, DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
+from .cmaf import CmafPackager, InitSegment, MediaPart, MediaSegment, PackagerOutput
+from .dash import MPD_TYPE
 from .hls import (
     AudioRendition,
     MediaPlaylist,
@@ -29,14 +29,12 @@ from .hls import (
     open_segment,
     render_multivariant,
 )
+from .live_dash import LiveMpd, MpdClock
+from .rendition import Rendition
 
 RENDITION_DIRS = {"video": "source", "audio": "audio"}  # ladder rungs use their own names
 # A rung that has not produced its first segment by the source's third is advertised late.
 MASTER_WAIT_SEGMENTS = 3
-# A rung's segment begins with the source's when its first frame is the source's (1 ms timestamps);
-# audio segments begin within an AAC frame (≤ 23 ms) of the video's cut.
-SPLIT_TOLERANCE_S = 0.010
-AUDIO_SLACK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,62 +45,6 @@ class StoredFile:
     immutable: bool
     media_end: float | None = None  # a segment's or part's last sample ends at this wall time (for latency)
     part: bool = False  # an LL-HLS part: listed for a few target durations only
-
-
-@dataclass
-class _Rendition:
-    name: str  # directory under the stream root
-    init: InitSegment
-    init_uri: str
-    playlist: MediaPlaylist
-    epoch: str = ""  # period of the latest segment; a segment of another one follows a discontinuity
-    dropped: bool = False  # a ladder rung given up (transcoder too slow): ended, no longer advertised
-    view: bool = False  # a processor's output: its own multivariant playlist (`NAME.m3u8`), not an ABR rung
-    peak_bps: int = 0
-    total_bits: int = 0
-    total_s: float = 0.0
-    frames: int = 0
-    segments_out: int = 0
-    parts_out: int = 0
-    paths: dict[str, float] = field(default_factory=dict)  # segment path -> seconds
-    part_bits: int = 0  # parts: what there is to go by before the first segment is complete
-    part_s: float = 0.0
-    part_frames: int = 0
-
-    @property
-    def average_bps(self) -> int:
-        return int(self.total_bits / self.total_s) if self.total_s else self.bandwidth
-
-    @property
-    def bandwidth(self) -> int:
-        """Peak bits/s of its segments; before the first is complete, that of its parts so far
-        (the multivariant playlist and the MPD are out at the first part)."""
-        if self.peak_bps or not self.part_s:
-            return self.peak_bps
-        return int(self.part_bits / self.part_s)
-
-    @property
-    def frame_rate(self) -> float:
-        frames, seconds = (self.frames, self.total_s) if self.total_s else (self.part_frames, self.part_s)
-        return nominal_frame_rate(frames / seconds) if seconds else 0.0
-
-    @property
-    def timescale(self) -> int:
-        return self.init.sample_rate if self.init.sample_rate else VIDEO_TIMESCALE
-
-
-@dataclass
-class _Period:
-    """A publish period as DASH sees it: media time 0 of its timeline was at wall time `anchor`,
-    and the period starts at its earliest media `first_s` (frozen once an MPD has named it)."""
-
-    anchor: float
-    first_s: float
-    frozen: bool = False
-
-    @property
-    def start(self) -> float:
-        return self.anchor + self.first_s
 
 
 class LiveHlsPresentation:
@@ -128,13 +70,8 @@ class LiveHlsPresentation:
         # less its timestamp (`push(now=)`), unless given.
         self.wall_start = time.time() if wall_start is None else wall_start
         self._anchor = wall_start is None
-        self.renditions: dict[str, _Rendition] = {}
-        self.periods: dict[str, _Period] = {}  # epoch -> its DASH period, in order
-        # A rung's or processor view's own period (its producer restarted) -> the stream's period it
-        # is in, and the media time (s) where DASH starts a Period for it.
-        self.own_periods: dict[str, str] = {}
-        self.dash_splits: dict[str, float] = {}
-        self.availability_start = 0.0  # the MPD's availabilityStartTime: the first period's start
+        self.renditions: dict[str, Rendition] = {}
+        self.dash = LiveMpd()  # the DASH periods of these playlists
         self.ended = False
         self._target_s = max(1, round(target_duration_ms / 1000))
         self._master = ""
@@ -261,27 +198,9 @@ class LiveHlsPresentation:
     # -- surviving a restart of the owning actor -------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """What a restarted owner needs to continue these playlists (JSON-able; no media)."""
-        rends = {}
-        for key, r in self.renditions.items():
-            pl = r.playlist
-            rends[key] = {
-                "name": r.name,
-                "init": {"codec": r.init.codec, "width": r.init.width, "height": r.init.height,
-                         "sample_rate": r.init.sample_rate, "channels": r.init.channels},
-                "init_uri": r.init_uri, "epoch": r.epoch, "dropped": r.dropped, "view": r.view, "peak_bps": r.peak_bps,
-                "total_bits": r.total_bits, "total_s": r.total_s, "frames": r.frames, "segments_out": r.segments_out,
-                "paths": r.paths, "media_sequence": pl.media_sequence, "discontinuity_sequence": pl.discontinuity_sequence,
-                "target_duration": pl.target_duration,
-                "segments": [
-                    [g.uri, g.duration_s, g.program_date_time, g.init_uri, g.discontinuity, g.start, g.duration] for g in pl.segments
-                ],
-            }  # fmt: skip
         p = self.packager
         return {
-            "periods": {epoch: [period.anchor, period.first_s] for epoch, period in self.periods.items() if period.frozen},
-            "availability_start": self.availability_start,
-            "own_periods": self.own_periods,
-            "dash_splits": self.dash_splits,
+            **self.dash.snapshot(),
             "window": self.window,
             "part_ms": self.part_ms,
             "part_target": self.part_target,
@@ -290,7 +209,7 @@ class LiveHlsPresentation:
             "video_record": p.video_source.record.hex() if p.video_source else "",
             "video_codec": p.video_source.codec if p.video_source else "",
             "audio_asc": p.audio_asc.hex() if p.audio_asc else "",
-            "renditions": rends,
+            "renditions": {key: r.snapshot() for key, r in self.renditions.items()},
         }
 
     @classmethod
@@ -301,22 +220,8 @@ class LiveHlsPresentation:
             epoch, snap["target_duration_ms"], snap["window"], ladder=ladder, advertise_source=snap["advertise_source"],
             part_ms=snap.get("part_ms", 0), part_target=snap.get("part_target", 0.0),
         )  # fmt: skip
-        for key, d in snap["renditions"].items():
-            pl = MediaPlaylist(
-                d["window"] if "window" in d else snap["window"], d["media_sequence"], d["discontinuity_sequence"], d["target_duration"],
-                part_target=pres.part_target,
-            )  # fmt: skip
-            for uri, duration_s, pdt, init_uri, discontinuity, *ticks in d["segments"]:
-                start, duration = ticks or (0, 0)
-                pl.segments.append(PlaylistSegment(uri, duration_s, pdt, init_uri, discontinuity, start=start, duration=duration))
-            init = InitSegment(key, b"", **d["init"])
-            r = _Rendition(d["name"], init, d["init_uri"], pl, d["epoch"], d["dropped"], d["peak_bps"], d["total_bits"], d["total_s"])
-            r.frames, r.segments_out, r.paths, r.view = d["frames"], d["segments_out"], dict(d["paths"]), d.get("view", False)
-            pres.renditions[key] = r
-        pres.periods = {epoch: _Period(anchor, first_s, frozen=True) for epoch, (anchor, first_s) in snap.get("periods", {}).items()}
-        pres.availability_start = snap.get("availability_start", 0.0)
-        pres.own_periods = dict(snap.get("own_periods", {}))
-        pres.dash_splits = {own: float(t) for own, t in snap.get("dash_splits", {}).items()}
+        pres.renditions = {key: Rendition.restore(key, d, snap["window"], pres.part_target) for key, d in snap["renditions"].items()}
+        pres.dash = LiveMpd.restore(snap)
         replay: list[MediaEvent] = []
         if snap["video_record"]:
             replay.append(VideoConfig(bytes.fromhex(snap["video_record"]), snap["video_codec"]))
@@ -386,7 +291,7 @@ class LiveHlsPresentation:
                 known = self.renditions.get(out.rendition)
                 if known is None:
                     pl = MediaPlaylist(window=self.window, target_duration=self._target_s, part_target=self.part_target)
-                    self.renditions[out.rendition] = _Rendition(name, out, init_uri, pl, view=view)
+                    self.renditions[out.rendition] = Rendition(name, out, init_uri, pl, view=view)
                 else:  # a reconnected publisher: same playlist, new init segment
                     known.init, known.init_uri = out, init_uri
                     if known.view:  # a processor attached again after it ended
@@ -426,15 +331,7 @@ class LiveHlsPresentation:
 
     def _period(self, rendition: str, epoch: str, media_start_s: float) -> float:
         """The wall time of media time 0 in `epoch` (its first output registers the period)."""
-        period = self.periods.get(epoch)
-        if period is None:
-            if rendition not in RENDITION_DIRS:  # a rung's or view's own period (its producer restarted)
-                self.own_periods.setdefault(epoch, self.epoch)
-                return self.wall_start
-            period = self.periods[epoch] = _Period(self.wall_start, media_start_s)
-        elif not period.frozen and rendition in RENDITION_DIRS and media_start_s < period.first_s:
-            period.first_s = media_start_s  # audio began before the video's first frame
-        return period.anchor
+        return self.dash.anchor(epoch, rendition in RENDITION_DIRS, media_start_s, self.wall_start, self.epoch)
 
     def _store_part(self, out: MediaPart, epoch: str) -> list[StoredFile]:
         r = self.renditions[out.rendition]
@@ -458,7 +355,7 @@ class LiveHlsPresentation:
         r.playlist.add_part(PlaylistPart(uri, out.duration_s, out.independent), head, f"{epoch}-{out.segment_index}.{out.index + 1}.m4s")
         return [StoredFile(f"{r.name}/{uri}", out.data, mp4_type(out.rendition), True, media_end, part=True), self._playlist_file(r)]
 
-    def _playlist_file(self, r: _Rendition) -> StoredFile:
+    def _playlist_file(self, r: Rendition) -> StoredFile:
         reports = []
         if self.part_target:
             for other in self.renditions.values():
@@ -493,7 +390,7 @@ class LiveHlsPresentation:
         self._master = text
         return [*files, StoredFile("index.m3u8", text.encode(), PLAYLIST_TYPE, False)]
 
-    def multivariant(self, view: _Rendition | None = None) -> str:
+    def multivariant(self, view: Rendition | None = None) -> str:
         """The stream's multivariant playlist (source and ladder), or one processor's output's."""
         videos = []
         rungs = [
@@ -550,102 +447,15 @@ class LiveHlsPresentation:
         views = [r for r in self.renditions.values() if r.view and not r.dropped and r.segments_out]
         return [self.mpd_file(), *(self.mpd_file(view=r) for r in views)]
 
-    def mpd_file(self, now: float | None = None, view: _Rendition | None = None) -> StoredFile:
+    def mpd_file(self, now: float | None = None, view: Rendition | None = None) -> StoredFile:
         """The MPD of what the playlists list: dynamic while live, static once ended; with `view`,
         that processor output's own MPD (its video and the stream's audio)."""
         now = time.time() if now is None else now
-        periods: list[DashPeriod] = []
-        for epoch, period in self.periods.items():
-            if view is not None:
-                listed = [r for r in self.renditions.values() if r is view or r.name == "audio"]
-            else:
-                listed = [r for r in self.renditions.values() if not r.view]
-            splits = [(period.first_s, epoch), *self._splits(epoch, listed)]
-            for index, (begin_s, period_id) in enumerate(splits):
-                end_s = splits[index + 1][0] if index + 1 < len(splits) else math.inf
-                reps = [rep for r in listed if (rep := self._dash_representation(r, epoch, begin_s, end_s, index == 0)) is not None]
-                if not reps or (view is not None and not any(not r.audio for r in reps)):
-                    continue
-                if not period.frozen and view is None:
-                    period.frozen = True
-                    self.availability_start = self.availability_start or period.start
-                periods.append(DashPeriod(period_id, period.start - self.availability_start + begin_s - period.first_s, reps))
-        end = max(
-            (p.start_s + (s.start + s.duration - r.presentation_time_offset) / r.timescale for p in periods for r in p.representations
-             for s in r.segments[-1:]),
-            default=0.0,
-        )  # fmt: skip
-        timing = DashTiming(
-            self.availability_start, now, self.packager.target_duration_ms / 1000, self.window * self._target_s,
-            self.part_target and self.packager.nominal_part_s, self.ended, end,
-        )  # fmt: skip
-        return StoredFile(f"{view.name}.mpd" if view else "index.mpd", render_mpd(periods, timing).encode(), MPD_TYPE, False)
-
-    def _splits(self, epoch: str, listed: list[_Rendition]) -> list[tuple[float, str]]:
-        """The DASH Periods after the first that stream period `epoch` needs for the `listed`
-        renditions: (media seconds, id), one where each restarted producer's segments begin."""
-        owns = {seg.uri.partition("-")[0] for r in listed for seg in r.playlist.segments}
-        splits = {t: f"{epoch}-{own}" for own in sorted(owns) if self.own_periods.get(own) == epoch and (t := self._split(own)) is not None}
-        return sorted(splits.items())
-
-    def _split(self, own: str) -> float | None:
-        """Where DASH starts a Period for `own` (media seconds): at its first segment that begins
-        with one of the source's. A Representation has one init and one name template, so a
-        restart needs a Period of its own; one mid-segment makes a shorter first segment, which
-        DASH leaves out (HLS lists it)."""
-        if own in self.dash_splits:
-            return self.dash_splits[own]
-        source = self.renditions.get("video")
-        if source is None:
-            return None
-        starts = [seg.start / source.timescale for seg in source.playlist.segments]
-        for r in self.renditions.values():
-            for seg in r.playlist.segments:
-                if seg.uri.partition("-")[0] == own:
-                    begin = next((t for t in starts if abs(seg.start / r.timescale - t) < SPLIT_TOLERANCE_S), None)
-                    if begin is not None:
-                        self.dash_splits[own] = begin
-                        return begin
-        return None
-
-    def _dash_representation(self, r: _Rendition, epoch: str, begin_s: float, end_s: float, first: bool) -> DashRepresentation | None:
-        """`r`'s segments of stream period `epoch` that begin in [`begin_s`, `end_s`) of its media
-        time (the `first` DASH Period of it: all before `end_s`), all named alike: the stream's, or
-        the rendition's own after its producer restarted. None when it has none (a rung given up)."""
-        if r.dropped:
-            return None
-        ts = r.timescale
-        slack = AUDIO_SLACK_S if r.init.sample_rate else SPLIT_TOLERANCE_S
-        listed = [*r.playlist.segments, *([r.playlist.open] if r.playlist.open is not None and not self.ended else [])]
-        named = ""
-        segments: list[DashSegment] = []
-        for seg in listed:
-            seg_epoch, _, number = seg.uri.removesuffix(".m4s").partition("-")
-            begins = seg.start / ts
-            if not (seg_epoch == epoch or self.own_periods.get(seg_epoch) == epoch) or begins >= end_s - slack:
-                continue
-            if not first and begins < begin_s - slack:
-                continue
-            named = named or seg_epoch
-            if seg_epoch != named:
-                continue
-            duration = seg.duration
-            if seg is r.playlist.open:  # being written: expected to last as long as the one before
-                duration = segments[-1].duration if segments else round(self.packager.target_duration_ms * ts / 1000)
-            segments.append(DashSegment(int(number), seg.start, duration))
-        if not segments:
-            return None
-        return DashRepresentation(
-            r.name, bool(r.init.sample_rate), r.init.codec, max(r.bandwidth, r.average_bps), ts, f"{r.name}/init-{named}.mp4",
-            f"{r.name}/{named}-$Number$.m4s", round(begin_s * ts), segments, r.init.width, r.init.height, r.frame_rate,
-            r.init.sample_rate, r.init.channels,
-        )  # fmt: skip
-
-
-COMMON_RATES = (10.0, 12.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 120.0)
-
-
-def nominal_frame_rate(measured: float) -> float:
-    """Millisecond timestamps blur the rate (30 fps arrives as 33/33/34 ms); snap to the usual ones."""
-    best = min(COMMON_RATES, key=lambda r: abs(r - measured))
-    return best if abs(best - measured) <= 0.01 * best else round(measured, 3)
+        if view is not None:
+            listed = [r for r in self.renditions.values() if r is view or r.name == "audio"]
+        else:
+            listed = [r for r in self.renditions.values() if not r.view]
+        p = self.packager
+        clock = MpdClock(now, p.target_duration_ms / 1000, self.window * self._target_s, self.part_target and p.nominal_part_s, self.ended)
+        mpd = self.dash.render(listed, self.renditions.get("video"), view is not None, clock)
+        return StoredFile(f"{view.name}.mpd" if view else "index.mpd", mpd.encode(), MPD_TYPE, False)
