@@ -424,6 +424,28 @@ def main() -> None:
         sys.exit("FAILED: " + "; ".join(failed))
 
 
+def cpu_rows(servers: dict[str, Any], columns: int, cells: Callable[[str, dict[str, Any], str, str], list[str]]) -> list[str]:
+    """Table rows per server and N: `cells(name, row, CPU per stream (median, range of the runs),
+    ratio to nginx-rtmp's at the same N)` gives a measured row's lines; a skipped server or a
+    failed run gets one line saying so, padded to `columns`."""
+    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", []) if "failed" not in r}
+    pad = " |" * (columns - 3)
+    lines = []
+    for name, data in servers.items():
+        if "runs" not in data:
+            lines.append(f"| - | {name} | {data['skipped']} |{pad}")
+            continue
+        for r in data["runs"]:
+            if "failed" in r:
+                lines.append(f"| {r['streams']} | {name} | FAILED: {r['failed']} |{pad}")
+                continue
+            runs, base = r.get("cpu_pct_per_stream_runs"), ref.get(r["streams"])
+            per_stream = f"{r['cpu_pct_per_stream']} ({min(runs)}–{max(runs)}, {len(runs)} runs)" if runs else str(r["cpu_pct_per_stream"])
+            ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
+            lines += cells(name, r, per_stream, ratio)
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     servers = results["servers"]
     lines = [
@@ -433,25 +455,17 @@ def render(results: dict[str, Any]) -> str:
         "| N | server | playable | CPU total % | CPU/stream % | first playlist median s | max s | CPU/stream vs nginx |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", []) if "failed" not in r}
-    for name, data in servers.items():
-        if "runs" not in data:
-            lines.append(f"| - | {name} | {data['skipped']} | | | | | |")
-            continue
-        for r in data["runs"]:
-            if "failed" in r:
-                lines.append(f"| {r['streams']} | {name} | FAILED: {r['failed']} | | | | | |")
-                continue
-            base = ref.get(r["streams"])
-            runs = r.get("cpu_pct_per_stream_runs")
-            per_stream = f"{r['cpu_pct_per_stream']} ({min(runs)}–{max(runs)}, {len(runs)} runs)" if runs else r["cpu_pct_per_stream"]
-            ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
-            lines.append(
-                f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {per_stream} | "
-                f"{r['first_playlist_s_median']} | {r['first_playlist_s_max']} | {ratio if name != 'nginx-rtmp' else '1.0x'} |"
-            )
-            if "recorded_mb_per_s_per_stream" in r:
-                lines.append(f"|  | (recording writes {r['recorded_mb_per_s_per_stream']} MB/s per stream) | | | | | | |")
+
+    def cells(name: str, r: dict[str, Any], per_stream: str, ratio: str) -> list[str]:
+        row = [
+            f"| {r['streams']} | {name} | {r['playable']}/{r['streams']} | {r['cpu_pct_total']} | {per_stream} | "
+            f"{r['first_playlist_s_median']} | {r['first_playlist_s_max']} | {ratio if name != 'nginx-rtmp' else '1.0x'} |"
+        ]
+        if "recorded_mb_per_s_per_stream" in r:
+            row.append(f"|  | (recording writes {r['recorded_mb_per_s_per_stream']} MB/s per stream) | | | | | | |")
+        return row
+
+    lines += cpu_rows(servers, 8, cells)
     for name, data in servers.items():
         if "idle_cpu_pct" in data:
             busiest = ", ".join(f"{k} {v}" for k, v in data["idle_busiest_cpu_pct"].items() if v >= 0.1)

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,16 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import Server, loop_publisher, save_results, source_file, start_nginx, stop_process  # noqa: E402
+from benchmarks.ingest import (  # noqa: E402
+    Server,
+    combined,
+    cpu_rows,
+    loop_publisher,
+    save_results,
+    source_file,
+    start_nginx,
+    stop_process,
+)
 from raylive.launcher.redis_server import free_port  # noqa: E402
 from raylive.runtime.rtmp.chunk import VIDEO, RtmpMessage  # noqa: E402
 from raylive.runtime.rtmp.server import RtmpConnection, RtmpServer, RtmpServerConfig  # noqa: E402
@@ -155,18 +163,6 @@ def run_n(server: Server, src: Path, n: int, measure_s: float, settle_s: float, 
     return {"streams": n, "cpu_pct_total": round(pct, 2), "cpu_pct_per_stream": round(pct / n, 3)}
 
 
-def combined(tries: list[dict[str, Any]]) -> dict[str, Any]:
-    failed = [t for t in tries if "failed" in t]
-    if failed:
-        return failed[0]
-    per_stream = [t["cpu_pct_per_stream"] for t in tries]
-    return {
-        "streams": tries[0]["streams"],
-        "cpu_pct_per_stream": round(statistics.median(per_stream), 3),
-        "cpu_pct_per_stream_runs": per_stream,
-    }
-
-
 def each_server(tmp: Path, read_interval_s: float) -> Iterator[tuple[str, Server | None]]:
     starters: list[tuple[str, Callable[[Path], Server | None]]] = [
         ("raylive RtmpServer", lambda w: start_raylive_rtmp(w, read_interval_s)),
@@ -193,19 +189,7 @@ def render(results: dict[str, Any]) -> str:
         "| N | server | CPU/stream % (runs) | vs nginx-rtmp |",
         "|---|---|---|---|",
     ]
-    ref = {r["streams"]: r for r in servers.get("nginx-rtmp", {}).get("runs", []) if "failed" not in r}
-    for name, data in servers.items():
-        if "runs" not in data:
-            lines.append(f"| - | {name} | {data['skipped']} | |")
-            continue
-        for r in data["runs"]:
-            if "failed" in r:
-                lines.append(f"| {r['streams']} | {name} | FAILED: {r['failed']} | |")
-                continue
-            runs = r["cpu_pct_per_stream_runs"]
-            base = ref.get(r["streams"])
-            ratio = f"{r['cpu_pct_per_stream'] / base['cpu_pct_per_stream']:.1f}x" if base and base["cpu_pct_per_stream"] else "-"
-            lines.append(f"| {r['streams']} | {name} | {r['cpu_pct_per_stream']} ({min(runs)}–{max(runs)}, {len(runs)} runs) | {ratio} |")
+    lines += cpu_rows(servers, 4, lambda name, r, per_stream, ratio: [f"| {r['streams']} | {name} | {per_stream} | {ratio} |"])
     return "\n".join(lines) + "\n"
 
 
