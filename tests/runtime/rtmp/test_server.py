@@ -341,3 +341,44 @@ def test_a_publisher_that_does_not_read_our_answers_is_not_read_either() -> None
         await server.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_publishers_socket_is_read_at_most_once_per_read_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 small writes over ≈ 1.5 s come in ≈ 30 reads at 50 ms (each takes what arrived
+    meanwhile), and deliver what the same publish sent at once does."""
+    reads = 0
+    take = RtmpConnection._take
+
+    def counted(self: RtmpConnection, data: bytes) -> None:
+        nonlocal reads
+        reads += 1
+        take(self, data)
+
+    monkeypatch.setattr(RtmpConnection, "_take", counted)
+
+    async def scenario() -> None:
+        nonlocal reads
+        server, auth, port = await _serve(RtmpServerConfig(read_interval_s=0.05))
+        await asyncio.wait_for(_replay_publish(port), 10)  # at once: what is to be delivered
+        data = ffmpeg_publish_bytes()
+        split = _end_of_publish_command(data)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data[:split])
+        answer = b""
+        while b"NetStream.Publish.Start" not in answer:
+            answer += await asyncio.wait_for(reader.read(65536), 5)
+        media, reads, started = data[split:], 0, time.monotonic()
+        step = -(-len(media) // 200)
+        for i in range(0, len(media), step):
+            writer.write(media[i : i + step])
+            await asyncio.sleep(0.0075)
+        writer.write_eof()
+        await _closed_within(reader, 10)
+        elapsed = time.monotonic() - started
+        at_once, paced = auth.sinks
+        assert paced.closed == "unpublished" and [m.payload for m in paced.messages] == [m.payload for m in at_once.messages]
+        assert 10 <= reads <= elapsed / 0.05 + 5 and reads < 100, (reads, elapsed)  # not one per write (200 without)
+        await server.stop()
+
+    asyncio.run(scenario())
