@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,6 +206,7 @@ def test_a_processor_host_killed_mid_segment_goes_on_in_a_period_of_its_own(rayl
         os.kill(pid, signal.SIGKILL)
         killed_at = look()
         wait_for(lambda: look() >= killed_at + 3, 60, "3 more boxes segments after the kill", interval_s=0.1)
+        mpd = get(f"{raylive.base_url}/live/vo3/killed.mpd").text
         restarted = handle.stats()[0]
         handle.detach()
     finally:
@@ -223,6 +225,13 @@ def test_a_processor_host_killed_mid_segment_goes_on_in_a_period_of_its_own(rayl
             assert get(f"{base}/{seg.uri}").content == b"".join(seen[p.uri] for p in seg.parts), seg.uri
     # The restarted host's own period (a batch that fails while Ray restarts it may start a second).
     assert texts[-1].count("#EXT-X-DISCONTINUITY\n") >= 1, texts[-1]
+    # Its MPD goes on in a Period of its own, with that period's init and names, all served.
+    inits = lambda text: re.findall(r'#EXT-X-MAP:URI="init-([0-9a-f]+)\.mp4"', text)  # noqa: E731
+    last = mpd.split("<Period ")[-1]
+    own = re.search(r'initialization="killed/init-([0-9a-f]+)\.mp4"', last)[1]  # type: ignore[index]
+    assert mpd.count("<Period ") >= 2 and own in inits(texts[-1]) and own != inits(texts[0])[-1], mpd
+    first = int(re.search(r'media="killed/[^"]+"\s+startNumber="(\d+)"', last)[1])  # type: ignore[index]
+    assert get(f"{base}/init-{own}.mp4").status_code == 200 and get(f"{base}/{own}-{first}.m4s").status_code == 200
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", f"{raylive.base_url}/live/vo3/killed.m3u8"],
         capture_output=True, text=True, timeout=60,

@@ -46,6 +46,13 @@ class Classify(raylive_api.Processor):
         return {"label": self.model(frame[::8, ::8][:23, :40])}
 
 
+def _batches_since(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The batches a model ran between two of its `stats()`: their largest and mean size."""
+    sizes = {int(k): n - before["batch_sizes"].get(k, 0) for k, n in now["batch_sizes"].items()}
+    sizes = {k: n for k, n in sizes.items() if n}
+    return {"batch_sizes": sizes, "max_batch": max(sizes), "mean_batch": sum(k * n for k, n in sizes.items()) / sum(sizes.values())}
+
+
 def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveProcess, rl: Client) -> None:
     publishers = [publish(raylive.rtmp_url(raylive.create_key(s)), seconds=None, size="320x180") for s in STREAMS]
     model = rl.deploy_model(RandomLinear, name="linear", max_batch_size=8, batch_wait_s=0.1, num_cpus=0.1)
@@ -54,8 +61,12 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
         for s in STREAMS:
             wait_for(playlist_ready(f"{raylive.base_url}/live/{s}/index.m3u8"), 30, f"{s} to go live")
             handles.append(rl.stream(s).attach(Classify, fps=10, name=f"classify_{s}", num_cpus=0.1))
-        wait_for(lambda: model.stats()["calls"] >= 80, 90, "80 model calls")
-        batched = model.stats()
+        # Batches counted once all four call (the first streams' processors start alone, and under
+        # CI's load their solo calls brought the mean of all calls down to 1.29).
+        wait_for(lambda: all(h.stats()[0]["processed"] >= 3 for h in handles), 60, "all four processors answered")
+        start = model.stats()
+        wait_for(lambda: model.stats()["calls"] >= start["calls"] + 60, 90, "60 more model calls")
+        batched = _batches_since(start, model.stats())
         callers = [h.stats()[0] for h in handles]
         handles[0].detach()
         before = {h.name: h.stats()[0]["processed"] for h in handles[1:]}
@@ -83,10 +94,11 @@ def test_processors_of_four_streams_share_one_model_in_batches(raylive: RayliveP
         model.delete()
         for p in publishers:
             p.kill()
-    # 4 streams calling a model that takes 0.2 s a batch: the calls meet in batches. (With 0.01 s of
-    # batch_wait_s they mostly did not: each processor calls again as soon as it is answered, and
-    # their next calls came more than 10 ms apart; measured 1.0-1.3 a batch.)
-    assert batched["max_batch"] > 1 and batched["mean_batch"] > 1.3, (batched, callers)
+    # 4 streams calling a model that takes 0.2 s a batch: the calls meet in batches (all four in
+    # each, measured here with two busy loops on the 2 cores). (With 0.01 s of batch_wait_s they
+    # mostly did not: each processor calls again as soon as it is answered, and their next calls
+    # came more than 10 ms apart; measured 1.0-1.3 a batch.)
+    assert batched["max_batch"] > 1 and batched["mean_batch"] > 2, (batched, callers)
     # The other three kept calling after the first one was detached, and the stream it left goes on.
     assert all(after[n] >= before[n] + 5 for n in before), (before, after)
     assert later["calls"] >= calls + 15 and all(alive), later
