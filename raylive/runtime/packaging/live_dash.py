@@ -123,22 +123,24 @@ class LiveMpd:
         return sorted(found.items())
 
     def _split(self, own: str, listed: list[Rendition], source: Rendition | None) -> float | None:
-        """Where DASH starts a Period for `own` (media seconds): at its first segment that begins
-        with one of the source's. A restart mid-segment makes a shorter first segment, which DASH
-        leaves out (HLS lists it)."""
+        """Where DASH starts a Period for `own` (media seconds): at the first of the source's
+        segment starts at or after `own`'s first segment begins. A restart mid-segment makes a
+        shorter first segment, which DASH leaves out (HLS lists it); a processor late for the
+        frame there begins its segment a few frames after the source's (a gap at the Period's
+        start, not a lost Period)."""
         if own in self.splits:
             return self.splits[own]
-        if source is None:
+        begins = [seg.start / r.timescale for r in listed for seg in r.playlist.segments if seg.uri.partition("-")[0] == own]
+        if source is None or not begins:
             return None
-        starts = [seg.start / source.timescale for seg in source.playlist.segments]
-        for r in listed:
-            for seg in r.playlist.segments:
-                if seg.uri.partition("-")[0] == own:
-                    begin = next((t for t in starts if abs(seg.start / r.timescale - t) < SPLIT_TOLERANCE_S), None)
-                    if begin is not None:
-                        self.splits[own] = begin
-                        return begin
-        return None
+        pl = source.playlist
+        of = self.own_periods[own]  # its stream period: the source's starts on the same timeline
+        listed_source = [*pl.segments, *([pl.open] if pl.open is not None else [])]
+        starts = [seg.start / source.timescale for seg in listed_source if seg.uri.partition("-")[0] == of]
+        begin = next((t for t in starts if t >= min(begins) - SPLIT_TOLERANCE_S), None)
+        if begin is not None:
+            self.splits[own] = begin
+        return begin
 
     def _representation(
         self, r: Rendition, epoch: str, begin_s: float, end_s: float, first: bool, clock: MpdClock
