@@ -130,7 +130,7 @@ def test_a_killed_transcoder_is_replaced_and_its_rungs_continue(raylive: Raylive
         assert re.search(rf"^{re.escape(joined)}\n(?:#.*\n)*?#EXT-X-DISCONTINUITY", text, re.M), (joined, text)
         assert get(f"{base}/240p/{joined}").content.startswith(part_bytes), joined
         # DASH: the new transcoder's segments (their own init and names) are a Period of their own,
-        # from its first segment that begins with the source's; every file named there is served.
+        # from the first source segment start after the restart; every file named there is served.
         new_epoch = re.findall(r'#EXT-X-MAP:URI="init-([0-9a-f]+)\.mp4"', text)[-1]
         mpd = wait_for(lambda: m if (m := get(f"{base}/index.mpd").text).count("<Period ") == 2 else None, 15, "a second Period")
         assert isinstance(mpd, str)
