@@ -112,7 +112,9 @@ class _Authorizer:
                 "NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>"
             )
         limit = gw.settings.rtmp.max_streams
-        if limit and sum(1 for c in gw.server.connections.values() if c.stream_name) >= limit:
+        # A publisher that has gone no longer counts while its last messages are delivered (that
+        # waits on its stream's actor): one who restarts the encoder at once is not refused.
+        if limit and sum(1 for c in gw.server.connections.values() if c.stream_name and not c.ending) >= limit:
             raise PublishRefused("NetStream.Publish.Rejected", f"this node carries its limit of {limit} streams (rtmp.max_streams)")
         name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
         name = store.text(name_raw) if name_raw else None

@@ -41,6 +41,8 @@ def test_max_streams_per_node_and_max_ingest_bitrate(limited: RayliveProcess) ->
     finally:
         a.terminate()
         a.wait(10)
+    # Its slot is free once the gateway has seen the publisher go (the stream then leaves "live").
+    wait_for(lambda: rl.api("GET", "/api/v1/streams/small").json().get("state") != "live", 15, "small to leave live")
     b = publish(rl.rtmp_url(big), seconds=30)  # 640x360 ultrafast: well above 600 kb/s
     try:
         assert b.wait(30) != 0

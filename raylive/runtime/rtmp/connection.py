@@ -157,6 +157,11 @@ class RtmpConnection:
         log.info("rtmp conn %s %s: %s", self.id, self.peer, reason)
         self._end(reason)
 
+    @property
+    def ending(self) -> bool:
+        """The connection is over; what it received is still being delivered and its sink closed."""
+        return self._closing
+
     # -- reading ---------------------------------------------------------------------------
     def received(self, data: bytes) -> None:
         if self._closing:
