@@ -26,15 +26,17 @@ CHROMIUM = "/usr/bin/chromium"
 PLAYERS = {"hls": "hls.min.js", "dash": "dash.all.min.js", "shaka": "shaka-player.compiled.js"}
 
 # Each page plays `src` with its player and keeps, for the test to read: `errors` (fatal ones),
-# `stalls`, `lat` (latency samples, s, every 250 ms once playing) and `player`.
+# `stalls`, `lat` (latency samples, s, every 250 ms once playing) and `player`; hls.js's page also
+# `warnings` (its first 50 non-fatal errors, for a failure's message).
 PAGES = {
     "hls": """<!doctype html><html><body><video id="v" muted autoplay playsinline></video>
 <script src="hls.min.js"></script><script>
-  window.errors = []; window.stalls = []; window.lat = [];
+  window.errors = []; window.stalls = []; window.lat = []; window.warnings = [];
   const q = new URLSearchParams(location.search), video = document.getElementById('v');
   const player = window.player = new Hls(JSON.parse(q.get('cfg') || '{}'));
   player.on(Hls.Events.ERROR, (_, d) => {
     if (d.fatal) window.errors.push(d.type + ':' + d.details);
+    else if (window.warnings.length < 50) window.warnings.push(d.details + (d.url ? ' ' + d.url : ''));
     if (d.details === 'bufferStalledError') window.stalls.push(video.currentTime);
   });
   player.on(Hls.Events.MANIFEST_PARSED, () => video.play());

@@ -28,6 +28,11 @@ pytestmark = pytest.mark.e2e
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
 
 SEGMENT_TTL_S = 20
+# What hls.js was doing, for a failure's message: the level it plays, what is buffered, the playhead.
+PLAYER_DETAIL = """(() => { const v = document.getElementById('v'), b = [];
+  for (let i = 0; i < v.buffered.length; i++) b.push([v.buffered.start(i), v.buffered.end(i)]);
+  return {level: player.currentLevel, loadLevel: player.loadLevel, levels: player.levels.length, buffered: b,
+          paused: v.paused, readyState: v.readyState, warnings: window.warnings}; })()"""
 
 
 class Negative(raylive_api.Processor):
@@ -94,7 +99,12 @@ def test_a_viewer_joining_after_every_ttl_plays_every_rendition(short_ttl_rayliv
         states = []
         for url in (master, f"{view}.m3u8"):
             with browser_page(page_url(player_origin, "hls", url)) as page:
-                page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+                wait_for(
+                    lambda: page.evaluate("document.getElementById('v').currentTime > 3 || window.errors.length > 0"),
+                    60,
+                    f"hls.js to play {url}",
+                    detail=lambda u=url, p=page: (video_state(p), p.evaluate(PLAYER_DETAIL), get(u).text),
+                )
                 states.append(video_state(page))
     finally:
         ff.terminate()

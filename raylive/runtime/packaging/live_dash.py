@@ -15,8 +15,9 @@ from typing import Any
 from .dash import DashPeriod, DashRepresentation, DashSegment, DashTiming, render_mpd
 from .rendition import Rendition
 
-# A rung's segment begins with the source's when its first frame is the source's (1 ms timestamps);
-# audio segments begin within an AAC frame (≤ 23 ms) of the video's cut.
+# Segment starts compared across renditions: a video frame's start is the same up to timestamp
+# rounding (1 ms) and 10 ms is well under a frame (33 ms at 30 fps); audio segments begin within an
+# AAC frame (≤ 23 ms) of the video's cut.
 SPLIT_TOLERANCE_S = 0.010
 AUDIO_SLACK_S = 0.1
 
