@@ -48,6 +48,11 @@ HAPROXY_ENV = {
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 
+# Serve's controller runs its loop every 0.1 s by default: 3.7 % of a core with nothing to do,
+# 1.3 % at 0.5 s (raylive idle 17.5 → 14.5 %, start-up unchanged at 27 s). Replica health checks
+# (10 s) and autoscaling windows are far longer than the loop either way.
+SERVE_CONTROL_LOOP_INTERVAL_S = "0.5"
+
 
 class AlreadyRunning(RuntimeError):
     pass
@@ -118,6 +123,7 @@ class Raylive:
         # only when told to, and reads the mode when ray is first imported: say it explicitly,
         # before that import (RAY_AUTH_MODE=disabled still opts out).
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", SERVE_CONTROL_LOOP_INTERVAL_S)
         if "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ and haproxy_available():
             # Ray's HAProxy ingress serves segments ~6x faster here (benchmarks/playback.py).
             os.environ.update(HAPROXY_ENV)
