@@ -43,6 +43,7 @@ class Tally:
     sessions: set[str] = field(default_factory=set)  # sids that fetched a media playlist
     joins: int = 0
     join_failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
     errors: list[str] = field(default_factory=list)  # fetch failures while watching
     reconnects: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -52,6 +53,18 @@ def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         data: bytes = r.read()
         return data
+
+
+def _wait_live(playlist_url: str, deadline: float) -> None:
+    while True:
+        try:
+            if SEGMENT_URI.findall(_get(playlist_url).decode()):
+                return
+        except OSError:
+            pass  # 404 until the stream's first part
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{playlist_url} listed no segment in time")
+        time.sleep(0.5)
 
 
 def viewers(base: str, stop: threading.Event, tally: Tally, rng: random.Random) -> None:
@@ -68,7 +81,8 @@ def viewers(base: str, stop: threading.Event, tally: Tally, rng: random.Random) 
                 tally.sessions.add(sid)
         except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
             with tally.lock:
-                tally.join_failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                at = time.monotonic() - tally.started
+                tally.join_failures.append(f"{base.rsplit('/', 1)[1]} at {at:.0f} s: {type(exc).__name__}: {exc}"[:200])
             stop.wait(2.0)
             continue
         leave = time.monotonic() + rng.uniform(30, 120)
@@ -145,11 +159,14 @@ def main() -> None:
         token = (Path(tmp) / "raylive" / "admin_token").read_text().strip()
         urls = {"state": record["redis_url"], "media": record["media_redis_url"]}
         pubs: list[subprocess.Popen[bytes]] = []
-        started = time.monotonic()
+        started = tally.started = time.monotonic()
         try:
             for i in range(args.streams):
                 pubs.append(loop_publisher(src, server.publish_url(i)))
-            time.sleep(10)
+            # Viewers come once a stream lists a whole segment: joining a stream that is not live yet
+            # is not what this counts (10 publishers at once take ~10-15 s here, #16's burst start).
+            for i in range(args.streams):
+                _wait_live(server.playlist_url(i), deadline=started + 120)
             for i in range(args.streams):
                 base = server.playlist_url(i).rsplit("/source/", 1)[0]
                 for _ in range(args.viewers):
@@ -230,7 +247,7 @@ def main() -> None:
         "publisher_reconnects": tally.reconnects,
         "viewer_joins": tally.joins,
         "viewer_join_failures": len(tally.join_failures),
-        "join_failure_examples": tally.join_failures[:5],
+        "join_failures": tally.join_failures,
         "viewer_errors": len(tally.errors),
         "viewer_sessions": len(tally.sessions),
         "viewer_sessions_missing_in_clickhouse": lost,
