@@ -11,6 +11,7 @@ import collections
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 import ray
@@ -82,6 +83,13 @@ class _StreamSink:
         await self.actor.release.remote(self.token, reason)
 
 
+def _streams_carried(conns: Iterable[RtmpConnection]) -> int:
+    """Connections publishing a stream. One whose publisher has gone no longer counts while its last
+    messages are delivered (that waits on its stream's actor): one who restarts the encoder at once
+    is not refused for the node's limit."""
+    return sum(1 for c in conns if c.stream_name and not c.ending)
+
+
 async def _claim(gw: RtmpGateway, name: str, token: str, peer: str) -> tuple[ActorHandle, StreamReply]:
     """Claim a stream for a publisher, waiting while Ray restarts its actor (the actor's process
     or node died, also in the middle of this call: a reconnecting publisher must not be turned
@@ -112,9 +120,7 @@ class _Authorizer:
                 "NetStream.Publish.BadName", f"unknown application '{app}'; publish to /{gw.settings.rtmp.app}/<stream-key>"
             )
         limit = gw.settings.rtmp.max_streams
-        # A publisher that has gone no longer counts while its last messages are delivered (that
-        # waits on its stream's actor): one who restarts the encoder at once is not refused.
-        if limit and sum(1 for c in gw.server.connections.values() if c.stream_name and not c.ending) >= limit:
+        if limit and _streams_carried(gw.server.connections.values()) >= limit:
             raise PublishRefused("NetStream.Publish.Rejected", f"this node carries its limit of {limit} streams (rtmp.max_streams)")
         name_raw = await gw.redis.get(store.keyhash_key(store.hash_stream_key(stream_key))) if stream_key else None
         name = store.text(name_raw) if name_raw else None
@@ -194,7 +200,7 @@ class RtmpGateway:
         reported: collections.Counter[str] = collections.Counter()
         while True:
             conns = list(self.server.connections.values())
-            streams = sum(1 for c in conns if c.stream_name)
+            streams = _streams_carried(conns)
             metrics.set_gauge("raylive_rtmp_connections", len(conns))
             metrics.set_gauge("raylive_live_streams", streams)
             presence = store.presence_value("gateway", self.node_id, port=self.port, connections=len(conns), streams=streams)
