@@ -13,7 +13,11 @@ from mpegdash.parser import MPEGDASHParser
 from raylive.runtime import flv
 from raylive.runtime.ingest import IngestTimeline
 from raylive.runtime.ladder import LadderConfig, LadderFrame, LadderInput, LadderPeriod
+from raylive.runtime.packaging.cmaf import VIDEO_TIMESCALE, InitSegment
+from raylive.runtime.packaging.hls import MediaPlaylist, PlaylistSegment
 from raylive.runtime.packaging.live import LiveHlsPresentation, StoredFile
+from raylive.runtime.packaging.live_dash import LiveMpd, MpdClock
+from raylive.runtime.packaging.rendition import Rendition
 from raylive.runtime.transcode import LadderTranscoder
 from tests.helpers import ffmpeg_publish_messages
 from tests.runtime.test_transcode import CATALOGUE, make_flv
@@ -163,3 +167,42 @@ def test_a_rung_restarted_in_a_period_of_its_own_gets_a_dash_period_of_its_own(t
         own = [u for u in hls if "ffff0000" in u]
         assert missing in ([], own[:1]), (rendition, missing)
         assert rendition != "240p" or len(own) >= 3 and set(own[1:]) <= set(walls)
+
+
+def _rendition(name: str, starts_s: list[tuple[str, float]], view: bool = False) -> Rendition:
+    """A video rendition whose playlist lists segments `(epoch-number, start s)`, 2 s each."""
+    pl = MediaPlaylist(window=20, target_duration=2)
+    for uri, start in starts_s:
+        ticks = round(start * VIDEO_TIMESCALE)
+        pl.segments.append(PlaylistSegment(f"{uri}.m4s", 2.0, 1_700_000_000.0 + start, "", start=ticks, duration=2 * VIDEO_TIMESCALE))
+    return Rendition(name, InitSegment(name, b"", "avc1.64001f", 1280, 720), "", pl, view=view)
+
+
+def test_a_processor_late_at_its_restart_keeps_its_period_from_the_source_segment_before_it() -> None:
+    """A processor's producer restarts mid-stream (own init and names) and its output lags the
+    source by a few frames (it drops frames, never timestamps): its segments begin at 4.1, 6.1 s
+    where the source's begin at 4.0, 6.0. The DASH Period of the restart begins with the source's
+    segment at 6.0, the first that begins at or after the restarted output's first (4.1: that
+    segment began mid-segment and DASH leaves it out); the late output's 6.1 segment is in it (a
+    0.1 s gap at its start), not pushed to a later Period or lost."""
+    source = _rendition("source", [(f"p1-{n}", 2.0 * (n - 1)) for n in range(1, 6)])
+    boxes = _rendition("boxes", [("p1-1", 0.0), ("p1-2", 2.0), ("ffff0000-1", 4.1), ("ffff0000-2", 6.1), ("ffff0000-3", 8.1)], view=True)
+    mpd = LiveMpd()
+    mpd.anchor("p1", True, 0.0, 1_700_000_000.0, "p1")
+    mpd.anchor("ffff0000", False, 4.1, 1_700_000_000.0, "p1")
+    clock = MpdClock(1_700_000_011.0, 2.0, 40.0, 0.0, False)
+    mpd.render([source], source, False, clock)  # the stream's MPD (the view's own comes after it)
+    parsed = MPEGDASHParser.parse(mpd.render([boxes], source, True, clock))
+    assert [p.id for p in parsed.periods] == ["p1", "p1-ffff0000"]
+    assert _seconds(parsed.periods[1].start) == pytest.approx(6.0)
+    walls = _segment_walls(mpd.render([boxes], source, True, clock))
+    assert sorted(walls) == ["boxes/ffff0000-2.m4s", "boxes/ffff0000-3.m4s", "boxes/p1-1.m4s", "boxes/p1-2.m4s"]
+    # Each segment at its own media time on the stream's clock: the gap is 0.1 s, nothing shifted.
+    assert walls["boxes/ffff0000-2.m4s"] == pytest.approx(1_700_000_006.1, abs=0.002)
+    assert walls["boxes/p1-2.m4s"] == pytest.approx(1_700_000_002.0, abs=0.002)
+    # The split is kept once found: a later render with the first own segment gone says the same.
+    boxes.playlist.segments.popleft()
+    boxes.playlist.segments.popleft()
+    boxes.playlist.segments.popleft()
+    again = MPEGDASHParser.parse(mpd.render([boxes], source, True, clock))
+    assert [p.id for p in again.periods] == ["p1-ffff0000"] and _seconds(again.periods[0].start) == pytest.approx(6.0)
