@@ -51,7 +51,7 @@ def headline(b: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
         rl, ng = _get(lat, "raylive", *keys), _get(lat, "nginx-rtmp", *keys)
         if rl is not None:
             rows.append((label, rl, ng, _ratio(rl, ng), "nginx-rtmp"))
-    pb = {r["mode"]: r for r in _get(b, "playback", "results", "rows") or []}
+    pb = {r["mode"]: r for r in _get(b, "playback", "results", "rows") or [] if "failed" not in r}
     ng_pb = pb.get("nginx static")
     for mode, r in pb.items():
         if mode != "nginx static" and ng_pb:
@@ -113,7 +113,7 @@ def plots(b: dict[str, Any], out: Path) -> dict[str, Path]:
         ax.set(ylabel="seconds (median)", title="Latency: raylive LL-HLS/LL-DASH vs nginx-rtmp HLS/DASH")
         ax.legend()
         save("latency", fig)
-    rows = _get(b, "playback", "results", "rows") or []
+    rows = [r for r in _get(b, "playback", "results", "rows") or [] if "failed" not in r]
     if rows:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for i, r in enumerate(rows):

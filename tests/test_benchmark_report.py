@@ -63,3 +63,23 @@ def test_report_has_plots_tables_and_failures(tmp_path: Path) -> None:
         assert f"![{name}](plots/{name}.png)" in text
     assert "| ingest table |" in text
     assert "## soak" in text and "**Failed** (exit 1)" in text
+
+
+def test_playback_ratios_are_taken_run_by_run_and_a_failed_mode_gets_no_figure() -> None:
+    from benchmarks.playback import render, summary
+
+    def run(rps: float, errors: int = 0) -> dict[str, float]:
+        return {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "non_2xx": errors, "socket_errors": 0}
+
+    # nginx drifts between runs; each raylive run is compared with nginx's right after it.
+    ours, ref = [run(1000), run(2000), run(1500)], [run(4000), run(4000), run(3000)]
+    s = summary(ours, ref)
+    assert s["rps"] == 1500 and s["rps_runs"] == [1000, 2000, 1500]
+    assert s["vs_nginx_runs"] == [0.25, 0.5, 0.5] and s["vs_nginx"] == 0.5
+    table = render({"connections": 50, "duration_s": 5, "cores": 2, "rows": [
+        {"mode": "haproxy ingress (default)", "playlist": s, "segment": s},
+        {"mode": "serve proxy", "failed": "error responses or socket errors: {'playlist': 3, 'segment': 0}"},
+        {"mode": "nginx static", "playlist": summary(ref), "segment": summary(ref)},
+    ]})  # fmt: skip
+    assert "| haproxy ingress (default) | 1500 (1000–2000) | 1 / 2 | 0.500x (0.250–0.500) |" in table
+    assert "| serve proxy | FAILED: error responses" in table
