@@ -144,7 +144,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--reconnect-min", type=float, default=10, help="each publisher reconnects this often (0: never)")
     ap.add_argument(
-        "--warmup-s", type=float, default=150, help="longer than the segment TTL (30 s by default): Redis and the segment caches are full"
+        "--warmup-s",
+        type=float,
+        default=360,
+        help="longer than the segment TTL (30 s by default), so Redis and the segment caches are full, and than chdb's one "
+        "step of +17 MB (jemalloc's allocated bytes) 2.5-5 min after its first insert, flat for the next 15 min of inserts",
     )
     args = ap.parse_args()
     src = source_file()
