@@ -41,6 +41,16 @@ local peak = tonumber(redis.call('HGET', KEYS[2], 'peak_viewers') or '0')
 if n > peak and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'peak_viewers', n) end
 return n
 """
+# A session not seen for the history window leaves the stream's sorted sets: its latest request
+# (trimmed by score) and its first (whose score is its start, so it goes by the other's members);
+# the first-seen set of a stream watched around the clock grew without end before.
+_FORGET_LUA = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #gone, 5000 do
+  redis.call('ZREM', KEYS[2], unpack(gone, i, math.min(i + 4999, #gone)))
+end
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+"""
 
 
 SID_NONCE_BYTES, SID_MAC_BYTES = 9, 6  # 20 characters; guessing a MAC: 1 in 2^48
@@ -144,20 +154,24 @@ class ViewerTracker:
         if not seen and not self._sessions and not self._reported:
             return
         now = time.time()
-        streams: set[str] = set()
+        renditions: set[tuple[str, str]] = set()
+        cutoff = now - store.VIEWER_HISTORY_S
         async with self.redis.pipeline(transaction=False) as p:
             self._analytics_events(p, now, final)
             for (stream, rendition, sid), t in seen.items():
-                streams.add(stream)
+                renditions.add((stream, rendition))
                 p.zadd(store.viewers_last_key(stream), {sid: t})
                 p.zadd(store.viewers_first_key(stream), {sid: t}, nx=True)
                 p.pfadd(store.unique_viewers_key(stream), sid)
                 p.zadd(store.viewers_last_key(stream, rendition), {sid: t})
+            for stream, rendition in renditions:
                 p.expire(store.viewers_last_key(stream, rendition), store.VIEWER_HISTORY_S)
+                p.zremrangebyscore(store.viewers_last_key(stream, rendition), "-inf", cutoff)
+            streams = {stream for stream, _ in renditions}
             for stream in streams:
                 for key in (store.viewers_last_key(stream), store.viewers_first_key(stream), store.unique_viewers_key(stream)):
                     p.expire(key, store.VIEWER_HISTORY_S)
-                p.zremrangebyscore(store.viewers_last_key(stream), "-inf", now - store.VIEWER_HISTORY_S)
+                p.eval(_FORGET_LUA, 2, store.viewers_last_key(stream), store.viewers_first_key(stream), cutoff)
             # Current viewers (and the peak) of every stream this replica serves or served last time.
             report = sorted(streams | {s for s, _ in self._sessions} | self._reported)
             for stream in report:
