@@ -68,8 +68,8 @@ def test_report_has_plots_tables_and_failures(tmp_path: Path) -> None:
 def test_playback_ratios_are_taken_run_by_run_and_a_failed_mode_gets_no_figure() -> None:
     from benchmarks.playback import render, summary
 
-    def run(rps: float, errors: int = 0) -> dict[str, float]:
-        return {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "non_2xx": errors, "socket_errors": 0}
+    def run(rps: float) -> dict[str, float]:
+        return {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "non_2xx": 0, "socket_errors": 0}
 
     # nginx drifts between runs; each raylive run is compared with nginx's right after it.
     ours, ref = [run(1000), run(2000), run(1500)], [run(4000), run(4000), run(3000)]

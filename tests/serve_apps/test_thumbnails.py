@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -13,18 +12,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from raylive import store
-from raylive.launcher.redis_server import EmbeddedRedis
 from raylive.runtime.packaging.hls import newest_segment
 from raylive.serve_apps.thumbnails import Thumbnails
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    yield server.start()
-    server.stop()
 
 
 def cmaf_rendition(out: Path) -> Path:

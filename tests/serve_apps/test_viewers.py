@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ import redis
 import redis.asyncio as aioredis
 
 from raylive import store
-from raylive.launcher.redis_server import EmbeddedRedis
 from raylive.serve_apps.viewers import ViewerTracker, counted_sid, new_sid, valid_sid
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,13 +27,6 @@ def test_a_sid_counts_only_for_the_stream_it_was_made_for() -> None:
     assert not counted_sid(secret, "cam1", sid[:-1] + ("A" if sid[-1] != "A" else "B"))
     assert not counted_sid(secret, "cam1", "madeup0001abcdefgh")
     assert not counted_sid(secret, "cam1", None)
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    yield server.start()
-    server.stop()
 
 
 def test_sessions_older_than_the_history_leave_every_viewer_set_of_a_stream_always_watched(redis_url: str) -> None:

@@ -201,8 +201,7 @@ def test_a_processor_late_at_its_restart_keeps_its_period_from_the_source_segmen
     assert walls["boxes/ffff0000-2.m4s"] == pytest.approx(1_700_000_006.1, abs=0.002)
     assert walls["boxes/p1-2.m4s"] == pytest.approx(1_700_000_002.0, abs=0.002)
     # The split is kept once found: a later render with the first own segment gone says the same.
-    boxes.playlist.segments.popleft()
-    boxes.playlist.segments.popleft()
-    boxes.playlist.segments.popleft()
+    for _ in range(3):
+        boxes.playlist.segments.popleft()
     again = MPEGDASHParser.parse(mpd.render([boxes], source, True, clock))
     assert [p.id for p in again.periods] == ["p1-ffff0000"] and _seconds(again.periods[0].start) == pytest.approx(6.0)
