@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from .. import store
 from ..runtime.packaging.hls import PlaylistEdge, is_upcoming_part, playlist_edge, segment_parts
+from .media_files import SharedGets
 
 log = logging.getLogger(__name__)
 IDLE_UNSUBSCRIBE_S = 30.0  # a stream nobody asked about for this long: its channel is dropped
@@ -39,33 +40,40 @@ class _Latest:
 class PlaylistWatch:
     def __init__(self, media: aioredis.Redis) -> None:
         self.media = media
+        self._gets, self._gets_subscribed = SharedGets(media), SharedGets(media)
         self._pubsub = media.pubsub()
         self._latest: dict[tuple[str, str], _Latest] = {}  # (stream, playlist path)
         self._streams: dict[str, float] = {}  # subscribed stream -> last asked about (monotonic)
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def playlist(self, name: str, rel: str) -> bytes | None:
-        """The newest text of a media playlist: from the subscription when there is one, else Redis."""
+    async def playlist(self, name: str, rel: str, subscribe: bool = False) -> bytes | None:
+        """The newest text of a media playlist: from the subscription when there is one (with
+        `subscribe`, made now: LL-HLS players ask every part), else from Redis, one GET for the
+        viewers asking at the same moment."""
+        if subscribe:
+            await self._subscribe(name)
         latest = self._latest.get((name, rel)) if name in self._streams else None
         if latest is not None and time.monotonic() - latest.received < FRESH_S:
             self._streams[name] = time.monotonic()
             return latest.text
-        raw = await self.media.get(store.file_key(name, rel))
-        return raw.encode() if isinstance(raw, str) else raw
+        # A text read after subscribing is the newest until a message brings a newer one; a GET
+        # some viewer began before is not.
+        subscribed = name in self._streams
+        data = await (self._gets_subscribed if subscribed else self._gets).get(store.file_key(name, rel))
+        if data is not None and subscribed and latest is None:
+            self._latest.setdefault((name, rel), _Latest(data, playlist_edge(data.decode())))
+        return data
 
     async def wait(self, name: str, rel: str, msn: int, part: int | None, timeout_s: float) -> bytes | None:
         """The playlist once it holds segment `msn` (or part `part` of it); None after `timeout_s`
         (or when the stream has no such playlist)."""
-        await self._subscribe(name)
         key = (name, rel)
         latest = self._latest.get(key)
         if latest is None:  # nothing heard since subscribing: what Redis has now
-            raw = await self.media.get(store.file_key(name, rel))
-            if raw is None:
+            await self.playlist(name, rel, subscribe=True)
+            if (latest := self._latest.get(key)) is None:
                 return None
-            data = raw.encode() if isinstance(raw, str) else raw
-            latest = self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
         deadline = time.monotonic() + timeout_s
         while not latest.edge.has(msn, part):
             remaining = deadline - time.monotonic()
@@ -84,13 +92,12 @@ class PlaylistWatch:
         """Hold a request for a part that is about to be written (a preload hint) until the
         playlist lists it; False at once for any other missing part, or after `timeout_s`."""
         key = (name, f"{rendition}/index.m3u8")
-        data = await self.playlist(name, key[1])
-        if data is None or not is_upcoming_part(data.decode(), part):
+        data = await self.playlist(name, key[1], subscribe=True)
+        latest = self._latest.get(key)
+        if data is None or latest is None or not is_upcoming_part(data.decode(), part):
             return False
-        await self._subscribe(name)
         listed = f'URI="{part}"'.encode()
         deadline = time.monotonic() + timeout_s
-        latest = self._latest.get(key) or self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
         while listed not in latest.text.split(b"#EXT-X-PRELOAD-HINT", 1)[0]:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or latest.edge.ended:
@@ -108,16 +115,14 @@ class PlaylistWatch:
         """The part URIs of `segment` (being written) as the playlist lists them, until it is
         complete (LL-DASH serves such a segment part by part); stops early after `timeout_s`
         without a new part."""
-        await self._subscribe(name)
         key = (name, f"{rendition}/index.m3u8")
         sent = 0
         while True:
             latest = self._latest.get(key)
             if latest is None:
-                data = await self.playlist(name, key[1])
-                if data is None:
+                await self.playlist(name, key[1], subscribe=True)
+                if (latest := self._latest.get(key)) is None:
                     return
-                latest = self._latest.setdefault(key, _Latest(data, playlist_edge(data.decode())))
             parts, complete = segment_parts(latest.text.decode(), segment)
             for uri in parts[sent:]:
                 yield uri

@@ -9,13 +9,33 @@ from collections import OrderedDict
 import redis.asyncio as aioredis
 
 
+class SharedGets:
+    """One GET of a key at a time: the viewers asking for it at the same moment (every LL-HLS
+    viewer wants the new part at once) share it, and a viewer who leaves meanwhile does not
+    cancel it."""
+
+    def __init__(self, media: aioredis.Redis) -> None:
+        self.media = media
+        self._under_way: dict[str, asyncio.Future[bytes | None]] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        task = self._under_way.get(key)
+        if task is None:
+            task = self._under_way[key] = asyncio.ensure_future(self._get(key))
+            task.add_done_callback(lambda _: self._under_way.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _get(self, key: str) -> bytes | None:
+        raw = await self.media.get(key)
+        return raw.encode() if isinstance(raw, str) else raw
+
+
 class MediaFiles:
     def __init__(self, media: aioredis.Redis, max_bytes: int) -> None:
-        self.media = media
         self.max_bytes = max_bytes
         self.bytes = 0
         self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._fetching: dict[str, asyncio.Future[bytes | None]] = {}  # file key -> the one GET under way
+        self._gets = SharedGets(media)
 
     def get(self, key: str) -> bytes | None:
         """From the LRU only."""
@@ -38,18 +58,8 @@ class MediaFiles:
         return self.get(key) or await self.fetch(key)
 
     async def fetch(self, key: str) -> bytes | None:
-        """From the media Redis into the LRU; the viewers asking for it at the same moment (every
-        LL-HLS viewer wants the new part at once) share one GET, which a viewer who leaves meanwhile
-        does not cancel."""
-        task = self._fetching.get(key)
-        if task is None:
-            task = self._fetching[key] = asyncio.ensure_future(self._get(key))
-            task.add_done_callback(lambda _: self._fetching.pop(key, None))
-        return await asyncio.shield(task)
-
-    async def _get(self, key: str) -> bytes | None:
-        raw = await self.media.get(key)
-        data = raw.encode() if isinstance(raw, str) else raw
+        """From the media Redis (one GET for the viewers asking at the same moment) into the LRU."""
+        data = await self._gets.get(key)
         if data is not None:
             self.put(key, data)
         return data

@@ -236,7 +236,7 @@ class PlaybackApp:
             return _error(400, "_HLS_part needs _HLS_msn")
         if (msn_raw is not None and not MSN_RE.match(msn_raw)) or (part_raw is not None and not MSN_RE.match(part_raw)):
             return _error(400, "_HLS_msn and _HLS_part are non-negative integers")
-        data = await self.watch.playlist(name, rel)
+        data = await self.watch.playlist(name, rel, subscribe=msn_raw is not None)
         if data is None:
             return await self._not_live(name)
         edge = playlist_edge(data.decode())
