@@ -369,9 +369,14 @@ def stream_report(client: Client, stream: str, start: float, end: float, step: i
     """Viewers, watch time, rendition mix and ingest health of one stream over [start, end)."""
     p = {"s": stream, "a": start, "b": end, "step": step, "hb": HEARTBEAT_S}
     where = f"stream = {{s:String}} AND {_SPAN}"
+    # A session counts in every point from its first request to its last (what its watch time
+    # spans), not only in those that hold one of its events: a heartbeat comes every 5 s, so with a
+    # 1 s step the line dropped between them. Its events are within [start, end), so a session
+    # yields at most MAX_POINTS rows.
     viewers = client.query(
-        f"SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{step:UInt32}}))) AS t, uniqExact(sid) "
-        f"FROM viewer_events WHERE {where} AND event != 'end' GROUP BY t ORDER BY t",
+        "SELECT t, count() FROM (SELECT arrayJoin(range(intDiv(toUInt32(min(ts)), {step:UInt32}) * {step:UInt32}, "
+        "intDiv(toUInt32(max(ts)), {step:UInt32}) * {step:UInt32} + 1, {step:UInt32})) AS t "
+        f"FROM viewer_events WHERE {where} GROUP BY sid) GROUP BY t ORDER BY t",
         parameters=p,
     ).result_rows
     # Peak concurrency on the heartbeat grid, whatever the requested step.

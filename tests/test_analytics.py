@@ -103,6 +103,9 @@ def test_stream_report_counts_viewers_watch_time_mix_and_ingest(client: Any) -> 
     assert report["peak_viewers"] == 2 and report["unique_viewers"] == 3
     assert report["watch_time_s"] == 35.0
     assert report["viewers"] == [{"t": int(t0) + k * 10, "viewers": v} for k, v in ((0, 2), (1, 2), (2, 1), (3, 1))]
+    # Finer than the heartbeats: a session counts in each second from its start to its end.
+    by_second = {p["t"] - int(t0): p["viewers"] for p in analytics.stream_report(client, "rep", t0, t0 + 60, 1)["viewers"]}
+    assert by_second == {t: (0 <= t <= 20) + (2 <= t <= 12) + (30 <= t <= 35) for t in (*range(21), *range(30, 36))}
     assert report["renditions"] == {"480p": pytest.approx(5 / 7, abs=0.01), "source": pytest.approx(2 / 7, abs=0.01)}
     assert sum(p["late_frames"] for p in report["ingest"]) == 1 and len(report["ingest"]) == 4
     assert report["ingest"][0]["bitrate_kbps"] == 2504.5 and report["ingest"][0]["fps"] == 30
