@@ -210,8 +210,12 @@ def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_lat
             oldest = page.evaluate("document.getElementById('v').seekable.start(0)")
             assert edge - oldest > 12, (edge, oldest)  # more than the live window behind
             page.evaluate(f"document.getElementById('v').currentTime = {oldest + 1}")
-            page.wait_for_function(
-                f"document.getElementById('v').currentTime > {oldest + before_reconnect + 2} || window.errors.length > 0", timeout=30_000
+            through = oldest + before_reconnect + 2
+            wait_for(
+                lambda: page.evaluate(f"document.getElementById('v').currentTime > {through} || window.errors.length > 0"),
+                30,
+                "hls.js to play from the oldest second through the reconnect",
+                detail=lambda: video_state(page),
             )
             state = video_state(page)
             assert state["errors"] == [] and state["t"] < edge - 5, state
@@ -228,10 +232,14 @@ def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_lat
             assert edge - oldest > 12, (edge, oldest)
             page.evaluate(f"window.player.seek({oldest + 1})")
             through = oldest + before_reconnect + 2
-            page.wait_for_function(
-                f"(document.getElementById('v').currentTime > {through} && document.getElementById('v').currentTime < {edge - 5})"
-                " || window.errors.length > 0",
-                timeout=30_000,
+            wait_for(
+                lambda: page.evaluate(
+                    f"(document.getElementById('v').currentTime > {through} && document.getElementById('v').currentTime < {edge - 5})"
+                    " || window.errors.length > 0"
+                ),
+                30,
+                f"dash.js to play from {oldest + 1:.1f} s through the reconnect to {through:.1f} s",
+                detail=lambda: video_state(page),
             )
             assert video_state(page)["errors"] == []
     finally:
