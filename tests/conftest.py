@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import redis
 
 from .helpers import listen_port
 
@@ -59,6 +61,10 @@ class RayliveProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def media_redis(self) -> redis.Redis:
+        """The embedded media Redis (its URL, with the password, is in the 0600 runtime record)."""
+        return redis.Redis.from_url(json.loads((self.data_dir / "raylive.json").read_text())["media_redis_url"])
 
 
 def start_raylive(data_dir: Path, timeout_s: float = 180, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> RayliveProcess:

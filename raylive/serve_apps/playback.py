@@ -174,12 +174,13 @@ class PlaybackApp:
         if data is None:
             if request.method == "GET" and "." not in m["file"].removesuffix(".m4s"):  # LL-DASH: a segment being written
                 parts = await self.watch.segment_being_written(name, m["rendition"], m["file"], self.cache.file, PART_WAIT_S)
-                if parts is None:
-                    return _error(404, "segment not found (expired or never produced)")
-                return StreamingResponse(parts, media_type=mp4_type(m["rendition"]), headers={**CORS, "Cache-Control": "no-store"})
-            if m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
+                if parts is not None:
+                    return StreamingResponse(parts, media_type=mp4_type(m["rendition"]), headers={**CORS, "Cache-Control": "no-store"})
+            elif m["file"].count(".") == 2 and await self.watch.part_listed(name, m["rendition"], m["file"], PART_WAIT_S):
                 data = await self.cache.fetch(key)  # a preload-hinted part: held until it was written
-            if data is None and self.vod is not None:  # left the media Redis: the recording may have it (DVR)
+            # Left the media Redis: the recording may have it (DVR; a segment there was a 404 unless
+            # this replica had kept it).
+            if data is None and self.vod is not None:
                 data = await self.vod.recorded(name, rel)
             if data is None:
                 return _error(404, "segment not found (expired or never produced)")

@@ -6,17 +6,14 @@ frames' arrival times."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
 import statistics
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import m3u8
 import pytest
-import redis
 
 from raylive.runtime.packaging.hls import playlist_edge
 
@@ -24,11 +21,6 @@ from ..conftest import RayliveProcess
 from ..helpers import get, publish, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _media_redis(data_dir: Path) -> redis.Redis:
-    """The embedded media Redis (its URL, with the password, is in the 0600 runtime record)."""
-    return redis.Redis.from_url(json.loads((data_dir / "raylive.json").read_text())["media_redis_url"])
 
 
 def _live(raylive: RayliveProcess, name: str) -> tuple[str, object]:
@@ -91,7 +83,7 @@ def test_a_hundred_held_viewers_cost_one_message_per_part(raylive: RayliveProces
     the media Redis is not asked once per viewer (the replica answers from the published playlist,
     and the viewers asking for the new part at once share one GET)."""
     url, ff = _live(raylive, "ll2")
-    media = _media_redis(raylive.data_dir)
+    media = raylive.media_redis()
     try:
         edge = playlist_edge(get(url).text)
         get(f"{url}?_HLS_msn={edge.next_msn}&_HLS_part={edge.open_parts}")  # the replica subscribes

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
+from raylive import store
+
 from ..conftest import RayliveProcess
 from ..helpers import playlist_ready, publish, wait_for
 from .browser import browser_page, chromium, console_page, page_url, until, video_state
@@ -201,6 +203,13 @@ def test_a_viewer_seeks_back_in_the_dvr_window_while_the_live_edge_stays_low_lat
         assert 'REPORT:URI="../audio/dvr.m3u8"' in dvr
         master = httpx.get(f"{raylive.base_url}/live/{name}/dvr.m3u8").text
         assert "source/dvr.m3u8?" in master and "audio/dvr.m3u8?" in master and "index.m3u8" not in master
+        # Its oldest segment, once the media Redis no longer holds it, comes from the recording (it
+        # was a 404 from a replica that had not kept it).
+        first = next(line for line in dvr.splitlines() if line and not line.startswith("#"))
+        media = raylive.media_redis()
+        wait_for(lambda: not media.exists(store.file_key(name, f"source/{first}")), 60, f"{first} to leave the media Redis")
+        oldest_segment = httpx.get(f"{raylive.base_url}/live/{name}/source/{first}")
+        assert oldest_segment.status_code == 200 and b"moof" in oldest_segment.content, oldest_segment.text[:200]
         before_reconnect = sum(float(d) for d in re.findall(r"#EXTINF:([\d.]+),", dvr.split("#EXT-X-DISCONTINUITY\n")[0]))
         # hls.js starts at the live edge, then seeks to the oldest second of the window and plays from
         # there through the reconnect.
