@@ -51,7 +51,10 @@ class PlaylistWatch:
         """The newest text of a media playlist: from the subscription when there is one (with
         `subscribe`, made now: LL-HLS players ask every part), else from Redis, one GET for the
         viewers asking at the same moment."""
-        if subscribe:
+        if subscribe and name not in self._streams:
+            # Only for a stream that has this playlist: a made-up name leaves no subscription.
+            if await self._gets.get(store.file_key(name, rel)) is None:
+                return None
             await self._subscribe(name)
         latest = self._latest.get((name, rel)) if name in self._streams else None
         if latest is not None and time.monotonic() - latest.received < FRESH_S:

@@ -67,5 +67,8 @@ def test_an_ll_hls_request_answered_at_once_still_subscribes(redis_url: str) -> 
         texts = await asyncio.gather(*(watch.playlist("cam1", REL, subscribe=True) for _ in range(100)))
         assert set(texts) == {_playlist(4)}
         assert await _gets(media) - before == 0
+        # A stream that does not exist: no subscription left behind, whatever the names asked for.
+        assert await watch.playlist("ghost", REL, subscribe=True) is None
+        assert await media.pubsub_numsub(store.playlists_channel("ghost")) == [(store.playlists_channel("ghost").encode(), 0)]
 
     asyncio.run(scenario())
