@@ -97,11 +97,21 @@ def test_a_processors_frames_become_a_rendition_in_step_with_the_source(raylive:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         with browser_page(page_url(player_origin, "hls", view, {"lowLatencyMode": True})) as page:
-            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+            wait_for(
+                lambda: page.evaluate("document.getElementById('v').currentTime > 3 || window.errors.length > 0"),
+                60,
+                "hls.js to play 3 s of the boxes rendition",
+                detail=lambda: (video_state(page), get(f"{raylive.base_url}/live/vo1/boxes/index.m3u8").text[-600:]),
+            )
             state = video_state(page)
             tracks = page.evaluate("[window.player.audioTracks.length, window.player.levels.length]")
         with browser_page(page_url(player_origin, "dash", view.replace(".m3u8", ".mpd"))) as page:
-            page.wait_for_function("document.getElementById('v').currentTime > 3 || window.errors.length > 0", timeout=60_000)
+            wait_for(
+                lambda: page.evaluate("document.getElementById('v').currentTime > 3 || window.errors.length > 0"),
+                60,
+                "dash.js to play 3 s of the boxes rendition",
+                detail=lambda: video_state(page),
+            )
             dash_state = video_state(page)
         stats = handle.stats()[0]
         handle.detach()
