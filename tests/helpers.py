@@ -68,20 +68,10 @@ def playlist_ready(url: str) -> Callable[[], str | None]:
 
 
 def listen_port() -> int:
-    """A free port for a server of ours, below the kernel's ephemeral range (32768+) and above Ray's
-    worker ports (10002-19999): Ray binds port 0 for many of its own listeners, and one of those
-    once took a port a test had picked with bind(0) before raylive could listen on it."""
-    import random
-    import socket
+    """A free port for a server of ours (raylive's own choice: below the ephemeral range)."""
+    from raylive.launcher.redis_server import free_port
 
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
+    return free_port()
 
 
 PYAV_VIDEO = {  # PyAV's FLV muxer (FFmpeg 8) writes these as Enhanced RTMP (FourCC hvc1, av01)

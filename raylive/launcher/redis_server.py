@@ -6,6 +6,7 @@ Uses Debian's `redis-server` when installed, else the `valkey-server` binary tha
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
@@ -41,10 +42,23 @@ def redis_password(data_dir: Path) -> str:
     return kept_secret(data_dir / "redis_password")
 
 
+# Listeners started later (Redis, Ray's head, HAProxy's) get a port below the kernel's ephemeral
+# range (32768+) and above Ray's worker ports (10002-19999): a port from bind(0) is one that any
+# outgoing connection may take before the listener binds it (CI: HAProxy's metrics listener lost
+# its port so, and `raylive up` failed).
+LISTEN_PORTS = (20000, 32000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = random.randint(*LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS[0]}-{LISTEN_PORTS[1]} on {host}")
 
 
 STATE, MEDIA = "state", "media"
