@@ -47,17 +47,21 @@ def redis_password(data_dir: Path) -> str:
 # outgoing connection may take before the listener binds it (CI: HAProxy's metrics listener lost
 # its port so, and `raylive up` failed).
 LISTEN_PORTS = (20000, 32000)
+_given: set[int] = set()  # not twice to one process: several are picked before any is bound
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     for _ in range(1000):
         port = random.randint(*LISTEN_PORTS)
+        if port in _given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        _given.add(port)
+        return port
     raise RuntimeError(f"no free port in {LISTEN_PORTS[0]}-{LISTEN_PORTS[1]} on {host}")
 
 
